@@ -1,0 +1,113 @@
+// Package amphi holds the domain types every other package shares: spaces,
+// roles and the error type whose codes map to HTTP statuses in one table.
+package amphi
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Error codes that callers branch on. The api package maps each to one HTTP
+// status; clients see Code and Message, never internal error text.
+const (
+	EInvalid       = "invalid"        // malformed input
+	EUnauthorized  = "unauthorized"   // missing or wrong credentials
+	EForbidden     = "forbidden"      // valid credentials, not allowed
+	ENotFound      = "not_found"      // no such resource
+	EConflict      = "conflict"       // wrong state for the request
+	EFull          = "full"           // a capacity limit was reached
+	ETooLarge      = "too_large"      // body over its cap
+	EUnsupported   = "unsupported"    // wrong media type or codec
+	EInternal      = "internal"       // our fault
+	EUnavailable   = "unavailable"    // shutting down or overloaded
+	EGone          = "gone"           // existed, no longer does
+	ENotAcceptable = "not_acceptable" // no representation the client takes
+)
+
+// Error is an error a client may see: a code from the list above and a
+// message written for people.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("amphi: %s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EInternal
+// for any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	default:
+		return EInternal
+	}
+}
+
+// ErrorMessage returns the message of the first *Error in err's chain, and a
+// generic text for any other error so internals never leak to clients.
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	default:
+		return "internal error"
+	}
+}
+
+// State is where a space is in its life.
+type State string
+
+// A space is scheduled until its host starts it, live while on air, and ended
+// for good afterwards.
+const (
+	StateScheduled State = "scheduled"
+	StateLive      State = "live"
+	StateEnded     State = "ended"
+)
+
+// Role is what a token lets its bearer do in one space.
+type Role string
+
+// Roles, from most to least powerful.
+const (
+	RoleHost    Role = "host"
+	RoleSpeaker Role = "speaker"
+)
+
+// Space is one live audio room.
+type Space struct {
+	ID          string     `json:"id"`
+	Title       string     `json:"title"`
+	State       State      `json:"state"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	EndedAt     *time.Time `json:"ended_at,omitempty"`
+	// Serial is the Ogg logical stream serial number of the space's program,
+	// fixed at creation so every edge builds identical pages.
+	Serial uint32 `json:"-"`
+}
+
+// Recording is the index entry of one space's program on disk.
+type Recording struct {
+	SpaceID string `json:"space_id"`
+	// Path is relative to the data directory.
+	Path string `json:"-"`
+	// Duration is the audio the file holds, known once finalised.
+	Duration  time.Duration `json:"duration_ns"`
+	Bytes     int64         `json:"bytes"`
+	Finalized bool          `json:"finalized"`
+}
