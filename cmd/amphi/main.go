@@ -1,0 +1,84 @@
+// Command amphi is live audio rooms in one binary: `amphi serve` runs the
+// server; create, start, end, speak and listen are clients of the same HTTP,
+// WHIP and Ogg protocols everyone else uses.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `amphi: live audio rooms
+
+Usage:
+  amphi serve  [--addr 127.0.0.1:8080] [--data ./amphi-data] [--nats URL]
+  amphi create --server URL --title T [--at RFC3339]
+  amphi start  --server URL --space ID --token HOST_TOKEN
+  amphi end    --server URL --space ID --token HOST_TOKEN
+  amphi speak  --server URL --space ID --token T FILE [--loop]
+  amphi listen --server URL --space ID [--out FILE] [--for DURATION]
+
+Run "amphi COMMAND -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "amphi:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, args)
+	case "create":
+		return runCreate(ctx, args, os.Stdout)
+	case "start", "end":
+		return runLifecycle(ctx, cmd, args, os.Stdout)
+	case "speak":
+		return runSpeak(ctx, args, os.Stdout)
+	case "listen":
+		return runListen(ctx, args, os.Stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(os.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// runServe runs the server until a signal, then shuts it down gracefully:
+// live spaces end cleanly and their recordings are finalised.
+func runServe(ctx context.Context, args []string) error {
+	m := NewMain()
+	if err := m.ParseFlags(ctx, args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "amphi serving on %s (data in %s, bus at %s)\n", m.URL(), m.Config.DataDir, m.BusURL())
+	<-ctx.Done()
+	fmt.Fprintln(os.Stdout, "amphi: shutting down")
+	return m.Close()
+}

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/live"
+)
+
+// onAir returns the session of a space that is live on this node.
+func (s *Server) onAir(r *http.Request, id string) (*live.Session, error) {
+	if sess := s.live.Session(id); sess != nil {
+		return sess, nil
+	}
+	sp, err := s.db.Space(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	return nil, notLive(sp)
+}
+
+// notLive explains why a space has no live audio.
+func notLive(sp *amphi.Space) error {
+	switch sp.State {
+	case amphi.StateScheduled:
+		return amphi.Errorf(amphi.EConflict, "space %s has not started yet", sp.ID)
+	case amphi.StateEnded:
+		return amphi.Errorf(amphi.EGone, "space %s has ended; its recording is at /spaces/%s/recording.opus", sp.ID, sp.ID)
+	default:
+		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio is not on this server", sp.ID)
+	}
+}
+
+// handleWHIPPost joins a speaker to the stage (RFC 9725 §4.2).
+func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	offer, err := s.readBody(w, r, "application/sdp")
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	sess, err := s.onAir(r, id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var speaker [8]byte
+	rand.Read(speaker[:])
+	session, answer, err := sess.Stage().Join(r.Context(), hex.EncodeToString(speaker[:]), string(offer))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Location", "/spaces/"+id+"/whip/"+session)
+	w.WriteHeader(http.StatusCreated)
+	w.Write([]byte(answer))
+}
+
+// handleWHIPOptions answers CORS preflights and says what POST takes.
+func (s *Server) handleWHIPOptions(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Accept-Post", "application/sdp")
+	h.Set("Access-Control-Allow-Methods", "POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	h.Set("Access-Control-Expose-Headers", "Location")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleWHIPDelete takes a speaker off the stage (RFC 9725 §4.2).
+func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	sess, err := s.onAir(r, id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if err := sess.Stage().Leave(r.PathValue("session")); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleLive streams a space's program. A listener whose space is on this
+// edge costs no database read: only refusals look the space up.
+func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var burst time.Duration
+	if b := r.URL.Query().Get("burst"); b != "" {
+		d, err := time.ParseDuration(b)
+		if err != nil || d < 0 {
+			s.error(w, r, amphi.Errorf(amphi.EInvalid, "burst must be a duration such as 500ms or 7s"))
+			return
+		}
+		burst = d
+	}
+	if !s.edge.HasRing(id) {
+		sp, err := s.db.Space(r.Context(), id)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if sp.State != amphi.StateLive {
+			s.error(w, r, notLive(sp))
+			return
+		}
+	}
+	if r.Method == http.MethodHead {
+		w.Header().Set("Content-Type", "audio/ogg")
+		w.Header().Set("Cache-Control", "no-cache, no-store")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	ring := s.edge.Ring(r.Context(), id)
+	if ring == nil {
+		s.error(w, r, amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id))
+		return
+	}
+	if _, err := s.edge.Serve(w, r, ring, burst); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
+		s.error(w, r, err) // only before the stream started
+	}
+}
+
+// handleRecording serves an ended space's recording, with Range support.
+func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	sp, err := s.db.Space(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if sp.State != amphi.StateEnded {
+		s.error(w, r, amphi.Errorf(amphi.EConflict, "the recording of space %s is served once it has ended", id))
+		return
+	}
+	rec, err := s.db.Recording(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	f, err := os.Open(filepath.Join(s.cfg.DataDir, rec.Path))
+	if err != nil {
+		s.error(w, r, amphi.Errorf(amphi.ENotFound, "space %s has no recording", id))
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "audio/ogg")
+	w.Header().Set("Content-Disposition", `inline; filename="`+id+`.opus"`)
+	modified := time.Time{}
+	if sp.EndedAt != nil {
+		modified = *sp.EndedAt
+	}
+	http.ServeContent(w, r, id+".opus", modified, f)
+}

@@ -1,0 +1,192 @@
+// Package bus carries program chunks from the node that mixes a space to the
+// nodes that serve its listeners, over NATS. It is the only package that
+// knows NATS: by default it starts an embedded nats-server in-process; with a
+// URL it joins an external one. Either way the rest of amphi sees one type.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/amphi-audio/amphi/internal/program"
+)
+
+// programSubject prefixes the per-space subjects chunks are published on.
+const programSubject = "amphi.program."
+
+// Config says which NATS to use.
+type Config struct {
+	// URL of an external NATS server. Empty means an embedded server.
+	URL string
+	// Listen is the embedded server's client address, so other processes
+	// (edges) can join it. Empty means 127.0.0.1 on a free port.
+	Listen string
+	// ReadyTimeout bounds the wait for the embedded server and the first
+	// connection. Zero means 10 s.
+	ReadyTimeout time.Duration
+	// Logger receives connection events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration of a single-node amphi.
+func DefaultConfig() Config {
+	return Config{ReadyTimeout: 10 * time.Second}
+}
+
+// Bus is a connection to NATS, and the embedded server when there is one.
+type Bus struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	url    string
+	logger *slog.Logger
+}
+
+// Open starts the embedded server when cfg.URL is empty and connects.
+func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := &Bus{url: cfg.URL, logger: cfg.Logger}
+	opts := []nats.Option{
+		nats.Name("amphi"),
+		nats.Timeout(cfg.ReadyTimeout),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.logger.Warn("bus: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.logger.Info("bus: reconnected", "url", nc.ConnectedUrl())
+		}),
+	}
+	if cfg.URL == "" {
+		srv, err := startServer(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		b.url = srv.ClientURL()
+		opts = append(opts, nats.InProcessServer(srv))
+	}
+	nc, err := nats.Connect(b.url, opts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("bus: connect %s: %w", b.url, err)
+	}
+	b.nc = nc
+	if err := ctx.Err(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startServer(cfg Config) (*server.Server, error) {
+	host, port := "127.0.0.1", -1
+	if cfg.Listen != "" {
+		h, p, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: listen address %q: %w", cfg.Listen, err)
+		}
+		if port, err = strconv.Atoi(p); err != nil {
+			return nil, fmt.Errorf("bus: listen port %q: %w", p, err)
+		}
+		if h != "" {
+			host = h
+		}
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "amphi",
+		Host:       host,
+		Port:       port,
+		NoLog:      true,
+		NoSigs:     true,
+		// A program chunk is a few hundred bytes; the default 1 MiB payload
+		// leaves room for what the scale-out work adds.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
+		srv.Shutdown()
+		return nil, errors.New("bus: embedded server did not become ready")
+	}
+	return srv, nil
+}
+
+// URL returns the address other processes use to join this bus.
+func (b *Bus) URL() string { return b.url }
+
+// PublishChunk sends one chunk of a space's program. It buffers and does not
+// wait for the network.
+func (b *Bus) PublishChunk(spaceID string, c *program.Chunk) error {
+	if err := b.nc.Publish(programSubject+spaceID, c.AppendWire(nil)); err != nil {
+		return fmt.Errorf("bus: publish chunk %d of %s: %w", c.Seq, spaceID, err)
+	}
+	return nil
+}
+
+// SubscribePrograms calls fn with every chunk of every space's program, on one
+// goroutine, in the order they arrive. Messages that do not decode are
+// counted by the returned subscription's caller through onBad.
+func (b *Bus) SubscribePrograms(fn func(spaceID string, c *program.Chunk), onBad func(error)) (*Subscription, error) {
+	sub, err := b.nc.Subscribe(programSubject+"*", func(m *nats.Msg) {
+		id := strings.TrimPrefix(m.Subject, programSubject)
+		c, err := program.ParseWire(m.Data)
+		if err != nil {
+			if onBad != nil {
+				onBad(fmt.Errorf("bus: chunk for %s: %w", id, err))
+			}
+			return
+		}
+		fn(id, c)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: subscribe programs: %w", err)
+	}
+	// A slow consumer would drop chunks: give the subscription room for a
+	// few seconds of every live program.
+	if err := sub.SetPendingLimits(1<<16, 64<<20); err != nil {
+		return nil, fmt.Errorf("bus: pending limits: %w", err)
+	}
+	return &Subscription{sub: sub}, nil
+}
+
+// Flush waits until the server has processed everything published so far.
+func (b *Bus) Flush(ctx context.Context) error {
+	return b.nc.FlushWithContext(ctx)
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() error {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	b.shutdownServer()
+	return nil
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// Subscription is a live subscription; Close ends it.
+type Subscription struct{ sub *nats.Subscription }
+
+// Close unsubscribes.
+func (s *Subscription) Close() error { return s.sub.Unsubscribe() }

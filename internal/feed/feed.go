@@ -1,0 +1,206 @@
+// Package feed turns an audio file into what a speaker sends: a sequence of
+// Opus packets played out in real time. WAV files are resampled to 48 kHz
+// and encoded with libopus in 20 ms frames; Ogg Opus files are sent as they
+// are. `amphi speak` and the load tool's speaker bots use it.
+package feed
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/hraban/opus.v2"
+
+	"github.com/amphi-audio/amphi/internal/ogg"
+	"github.com/amphi-audio/amphi/internal/wav"
+)
+
+const (
+	sampleRate   = 48000
+	frameSamples = 960 // 20 ms at 48 kHz
+	// maxPackets bounds a file held in memory: an hour of 20 ms packets.
+	maxPackets = 180000
+)
+
+// Packet is one Opus packet and how much audio it holds.
+type Packet struct {
+	Data     []byte
+	Duration time.Duration
+}
+
+// Load reads a WAV or Ogg Opus file into packets. WAV audio is encoded at
+// bitrate bit/s (zero means 32000).
+func Load(path string, bitrate int) ([]Packet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("feed: %w", err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("feed: %s: %w", path, err)
+	}
+	switch string(magic) {
+	case "RIFF":
+		a, err := wav.Read(br)
+		if err != nil {
+			return nil, fmt.Errorf("feed: %s: %w", path, err)
+		}
+		return Encode(a, bitrate)
+	case "OggS":
+		pkts, err := readOggOpus(br)
+		if err != nil {
+			return nil, fmt.Errorf("feed: %s: %w", path, err)
+		}
+		return pkts, nil
+	default:
+		return nil, fmt.Errorf("feed: %s is neither WAV nor Ogg", path)
+	}
+}
+
+func readOggOpus(r io.Reader) ([]Packet, error) {
+	rd := ogg.NewReader(r)
+	var out []Packet
+	for i := 0; ; i++ {
+		pkt, _, err := rd.ReadPacket()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case i == 0:
+			if _, err := ogg.ParseOpusHead(pkt); err != nil {
+				return nil, fmt.Errorf("not Ogg Opus: %w", err)
+			}
+			continue
+		case i == 1: // OpusTags
+			continue
+		case len(out) >= maxPackets:
+			return nil, fmt.Errorf("longer than %d packets", maxPackets)
+		}
+		n, err := ogg.PacketSamples(pkt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Packet{Data: pkt, Duration: time.Duration(n) * time.Second / sampleRate})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no audio packets")
+	}
+	return out, nil
+}
+
+// Encode encodes PCM audio as 20 ms mono Opus packets at 48 kHz.
+func Encode(a *wav.Audio, bitrate int) ([]Packet, error) {
+	if bitrate == 0 {
+		bitrate = 32000
+	}
+	if a.Channels < 1 || a.SampleRate < 8000 || a.SampleRate > 192000 {
+		return nil, fmt.Errorf("feed: unsupported WAV: %d channels at %d Hz", a.Channels, a.SampleRate)
+	}
+	mono := Resample(Downmix(a.Samples, a.Channels), a.SampleRate, sampleRate)
+	if len(mono)/frameSamples > maxPackets {
+		return nil, fmt.Errorf("feed: longer than %d packets", maxPackets)
+	}
+	enc, err := opus.NewEncoder(sampleRate, 1, opus.AppAudio)
+	if err != nil {
+		return nil, fmt.Errorf("feed: encoder: %w", err)
+	}
+	if err := enc.SetBitrate(bitrate); err != nil {
+		return nil, fmt.Errorf("feed: bitrate %d: %w", bitrate, err)
+	}
+	frame := make([]int16, frameSamples)
+	buf := make([]byte, 1500)
+	var out []Packet
+	for off := 0; off < len(mono); off += frameSamples {
+		n := copy(frame, mono[off:])
+		clear(frame[n:]) // pad the last frame with silence
+		m, err := enc.Encode(frame, buf)
+		if err != nil {
+			return nil, fmt.Errorf("feed: encode: %w", err)
+		}
+		out = append(out, Packet{Data: append([]byte(nil), buf[:m]...), Duration: 20 * time.Millisecond})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("feed: no audio")
+	}
+	return out, nil
+}
+
+// Downmix averages interleaved channels into one.
+func Downmix(samples []int16, channels int) []int16 {
+	if channels == 1 {
+		return samples
+	}
+	out := make([]int16, len(samples)/channels)
+	for i := range out {
+		var sum int
+		for c := range channels {
+			sum += int(samples[i*channels+c])
+		}
+		out[i] = int16(sum / channels)
+	}
+	return out
+}
+
+// Resample converts mono audio between rates by linear interpolation: enough
+// for speech and test tones, which is what files fed to a stage are.
+func Resample(in []int16, from, to int) []int16 {
+	if from == to || len(in) == 0 {
+		return in
+	}
+	n := int(int64(len(in)) * int64(to) / int64(from))
+	out := make([]int16, n)
+	for i := range out {
+		pos := float64(i) * float64(from) / float64(to)
+		j := int(pos)
+		frac := pos - float64(j)
+		a := float64(in[j])
+		b := a
+		if j+1 < len(in) {
+			b = float64(in[j+1])
+		}
+		out[i] = int16(a + (b-a)*frac)
+	}
+	return out
+}
+
+// Play calls send with each packet at the moment it is due, against an
+// absolute schedule so delays never accumulate, looping if asked, until the
+// packets run out, ctx is done (not an error) or send fails.
+func Play(ctx context.Context, pkts []Packet, loop bool, send func(Packet) error) error {
+	if len(pkts) == 0 {
+		return errors.New("feed: nothing to play")
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	due := time.Now()
+	for {
+		for _, p := range pkts {
+			if wait := time.Until(due); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
+			} else if ctx.Err() != nil {
+				return nil
+			}
+			if err := send(p); err != nil {
+				return err
+			}
+			due = due.Add(p.Duration)
+		}
+		if !loop {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,149 @@
+// Package live runs each space's pipeline while it is on air: the stage takes
+// the speakers' WebRTC audio, the mixer makes one continuous program, the
+// program is packed into chunks that go to the recorder and onto the bus.
+// Everything here is the stage side of amphi: it never waits on listeners.
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/mix"
+	"github.com/amphi-audio/amphi/internal/program"
+	"github.com/amphi-audio/amphi/internal/record"
+	"github.com/amphi-audio/amphi/internal/stage"
+)
+
+// Publisher sends program chunks to the edges. *bus.Bus is one.
+type Publisher interface {
+	PublishChunk(spaceID string, c *program.Chunk) error
+}
+
+// Config holds the configuration of each part of the pipeline.
+type Config struct {
+	Mix    mix.Config
+	Stage  stage.Config // AddSource is set by the pipeline
+	Record record.Config
+	// Logger receives pipeline events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns each part's defaults.
+func DefaultConfig() Config {
+	return Config{Mix: mix.DefaultConfig(), Stage: stage.DefaultConfig(), Record: record.DefaultConfig()}
+}
+
+// Session is one space on air.
+type Session struct {
+	space  *amphi.Space
+	logger *slog.Logger
+	pub    Publisher
+	mixer  *mix.Mixer
+	stage  *stage.Stage
+	packer *program.Packer
+	rec    *record.Recorder
+
+	cancel   context.CancelFunc
+	mixDone  chan error
+	stopOnce sync.Once
+	stopErr  error
+
+	publishErrs int64 // touched only on the mixer's goroutine, then read after it ends
+}
+
+// Start puts a space on air, recording its program to recordPath.
+func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*Session, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Session{
+		space:   space,
+		logger:  cfg.Logger.With("space", space.ID),
+		pub:     pub,
+		packer:  program.NewPacker(space.Serial),
+		mixDone: make(chan error, 1),
+	}
+	rec, err := record.Create(recordPath, program.Headers(space.Serial), cfg.Record)
+	if err != nil {
+		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)
+	}
+	s.rec = rec
+	if s.mixer, err = mix.New(cfg.Mix, s.onFrame); err != nil {
+		rec.Close()
+		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)
+	}
+	stageCfg := cfg.Stage
+	stageCfg.AddSource = func(id string) (stage.Source, error) { return s.mixer.AddSource(id) }
+	if stageCfg.Logger == nil {
+		stageCfg.Logger = s.logger
+	}
+	if s.stage, err = stage.New(stageCfg); err != nil {
+		rec.Close()
+		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() { s.mixDone <- s.mixer.Run(ctx) }()
+	return s, nil
+}
+
+// onFrame runs on the mixer's goroutine for every 20 ms of program.
+func (s *Session) onFrame(f mix.Frame) {
+	c, err := s.packer.Add(f.Packet)
+	if err != nil {
+		s.logger.Error("live: pack frame", "frame", f.Index, "err", err)
+		return
+	}
+	if c != nil {
+		s.emit(c)
+	}
+}
+
+func (s *Session) emit(c *program.Chunk) {
+	s.rec.Write(c)
+	if err := s.pub.PublishChunk(s.space.ID, c); err != nil {
+		s.publishErrs++
+		s.logger.Warn("live: publish", "chunk", c.Seq, "err", err)
+	}
+}
+
+// Stage returns the space's stage, where speakers join.
+func (s *Session) Stage() *stage.Stage { return s.stage }
+
+// Mixer returns the space's mixer.
+func (s *Session) Mixer() *mix.Mixer { return s.mixer }
+
+// Recorder returns the space's recorder.
+func (s *Session) Recorder() *record.Recorder { return s.rec }
+
+// Stop takes the space off air: speakers are disconnected, the mixer makes
+// the frames owed up to now, the last chunk (EOS) is published and recorded,
+// and the recording is closed. It is safe to call more than once.
+func (s *Session) Stop() error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		if err := s.stage.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.cancel()
+		if err := <-s.mixDone; err != nil {
+			errs = append(errs, err)
+		}
+		// The mixer has returned: its goroutine no longer touches the packer.
+		c, err := s.packer.Finish()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			s.emit(c)
+		}
+		if err := s.rec.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}

@@ -1,0 +1,199 @@
+// Package record writes a space's program to disk as it is made: one Ogg
+// Opus file per space, the same pages listeners receive, so the recording is
+// the broadcast. Pages are written as each chunk completes and synced every
+// second, so a crash loses at most the last second; Recover truncates a file
+// cut by a crash to its last complete page.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/ogg"
+	"github.com/amphi-audio/amphi/internal/program"
+)
+
+// Config tunes a recorder.
+type Config struct {
+	// SyncEvery is how often the file is fsynced. Zero means 1 s: what a
+	// power cut may lose. A killed process loses nothing already written.
+	SyncEvery time.Duration
+	// Queue is how many chunks may wait for the disk. Zero means 600 (a
+	// minute); past it chunks are dropped and counted rather than stall
+	// the mixer.
+	Queue int
+	// Logger receives write errors. Nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults described on Config's fields.
+func DefaultConfig() Config {
+	return Config{SyncEvery: time.Second, Queue: 600}
+}
+
+// Recorder appends a program's chunks to one file on its own goroutine, so
+// the disk never blocks the mixer.
+type Recorder struct {
+	cfg  Config
+	f    *os.File
+	path string
+	q    chan *program.Chunk
+	done chan struct{}
+	once sync.Once
+
+	bytes   atomic.Int64
+	granule atomic.Int64
+	dropped atomic.Int64
+	err     atomic.Pointer[error]
+}
+
+// Create creates the file at path, writes the program's header pages and
+// starts the writer.
+func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
+	d := DefaultConfig()
+	if cfg.SyncEvery == 0 {
+		cfg.SyncEvery = d.SyncEvery
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = d.Queue
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("record: create: %w", err)
+	}
+	if _, err := f.Write(headers); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("record: write headers: %w", err)
+	}
+	r := &Recorder{cfg: cfg, f: f, path: path, q: make(chan *program.Chunk, cfg.Queue), done: make(chan struct{})}
+	r.bytes.Store(int64(len(headers)))
+	go r.run()
+	return r, nil
+}
+
+// Write queues a chunk. It never blocks: when the disk is that far behind,
+// the chunk is dropped and counted.
+func (r *Recorder) Write(c *program.Chunk) {
+	select {
+	case r.q <- c:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	lastSync := r.cfg.Now()
+	for c := range r.q {
+		if r.err.Load() != nil {
+			r.dropped.Add(1)
+			continue
+		}
+		// One write(2) a page and no user-space buffer: what returned is in
+		// the kernel and survives the process being killed.
+		if _, err := r.f.Write(c.Page); err != nil {
+			r.fail(fmt.Errorf("record: write chunk %d: %w", c.Seq, err))
+			continue
+		}
+		r.bytes.Add(int64(len(c.Page)))
+		r.granule.Store(pageGranule(c.Page))
+		if now := r.cfg.Now(); now.Sub(lastSync) >= r.cfg.SyncEvery {
+			if err := r.f.Sync(); err != nil {
+				r.fail(fmt.Errorf("record: sync: %w", err))
+			}
+			lastSync = now
+		}
+	}
+}
+
+func (r *Recorder) fail(err error) {
+	r.cfg.Logger.Error("record: recording stopped", "path", r.path, "err", err)
+	r.err.CompareAndSwap(nil, &err)
+}
+
+// Close writes what is queued, syncs and closes the file. Write must not be
+// called after Close.
+func (r *Recorder) Close() error {
+	r.once.Do(func() { close(r.q) })
+	<-r.done
+	var errs []error
+	if p := r.err.Load(); p != nil {
+		errs = append(errs, *p)
+	}
+	if err := r.f.Sync(); err != nil {
+		errs = append(errs, fmt.Errorf("record: sync: %w", err))
+	}
+	if err := r.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		errs = append(errs, fmt.Errorf("record: close: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Bytes returns the file's size so far.
+func (r *Recorder) Bytes() int64 { return r.bytes.Load() }
+
+// Duration returns the audio written so far.
+func (r *Recorder) Duration() time.Duration { return granuleDuration(r.granule.Load()) }
+
+// Dropped returns how many chunks never reached the file.
+func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
+
+// Err returns the error that stopped the recording, if any.
+func (r *Recorder) Err() error {
+	if p := r.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// pageGranule reads an Ogg page's granule position (RFC 3533).
+func pageGranule(page []byte) int64 {
+	var g int64
+	for i := 13; i >= 6; i-- {
+		g = g<<8 | int64(page[i])
+	}
+	return g
+}
+
+// granuleDuration converts a program granule position to playable time:
+// the pre-skip samples are not heard.
+func granuleDuration(g int64) time.Duration {
+	if g <= program.PreSkip {
+		return 0
+	}
+	return time.Duration(g-program.PreSkip) * time.Second / program.SampleRate
+}
+
+// Recover makes a recording cut by a crash valid: it truncates the file to
+// its last complete page and returns the file's size and audio duration.
+func Recover(path string) (size int64, d time.Duration, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("record: recover: %w", err)
+	}
+	defer f.Close()
+	n, granule, _, err := ogg.ValidPrefix(f)
+	if err != nil {
+		return 0, 0, fmt.Errorf("record: recover %s: %w", path, err)
+	}
+	if err := f.Truncate(n); err != nil {
+		return 0, 0, fmt.Errorf("record: recover %s: truncate: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, 0, fmt.Errorf("record: recover %s: sync: %w", path, err)
+	}
+	return n, granuleDuration(max(granule, 0)), nil
+}
