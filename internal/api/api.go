@@ -196,6 +196,11 @@ func (s *Server) authorize(r *http.Request, spaceID string, allowed ...amphi.Rol
 	}
 	role, err := s.db.TokenRole(r.Context(), store.HashToken(tok), spaceID)
 	if err != nil {
+		// Only a refusal looks the space up, to say 404 for a space that
+		// does not exist rather than blame the token.
+		if _, err2 := s.db.Space(r.Context(), spaceID); amphi.ErrorCode(err2) == amphi.ENotFound {
+			return "", err2
+		}
 		return "", err
 	}
 	for _, a := range allowed {

@@ -67,6 +67,8 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 		packer:  program.NewPacker(space.Serial),
 		mixDone: make(chan error, 1),
 	}
+	// Every part logs with the space's id.
+	cfg.Mix.Logger, cfg.Stage.Logger, cfg.Record.Logger = s.logger, s.logger, s.logger
 	rec, err := record.Create(recordPath, program.Headers(space.Serial), cfg.Record)
 	if err != nil {
 		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)
@@ -78,9 +80,6 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 	}
 	stageCfg := cfg.Stage
 	stageCfg.AddSource = func(id string) (stage.Source, error) { return s.mixer.AddSource(id) }
-	if stageCfg.Logger == nil {
-		stageCfg.Logger = s.logger
-	}
 	if s.stage, err = stage.New(stageCfg); err != nil {
 		rec.Close()
 		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)

@@ -597,7 +597,11 @@ func TestRunCatchesUpAfterStall(t *testing.T) {
 	stop := runMixer(t, m, ch)
 	n := 0
 	for n < 20 {
-		<-ch
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second): // a hang, not a timing check
+			t.Fatalf("no frame after %d", n)
+		}
 		n++
 		k.push(t, s)
 	}

@@ -251,7 +251,7 @@ func (s *Source) tickLocked() {
 	if s.depth() <= s.maxDepth {
 		return
 	}
-	for s.count > 0 && s.depth() > s.delay {
+	for s.count > 1 && s.depth() > s.delay { // keep one packet, whatever the delay
 		if sl := s.head(s.next); sl != nil {
 			sl.used = false
 			s.count--

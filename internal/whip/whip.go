@@ -392,6 +392,12 @@ func (s *Session) Close(ctx context.Context) error {
 	return s.closeErr
 }
 
+// Abandon closes the connection without the DELETE, as a client that
+// crashes or loses its page does: the server has to notice by itself.
+func (s *Session) Abandon() {
+	s.closeOnce.Do(s.closePC)
+}
+
 func (s *Session) deleteResource(ctx context.Context) error {
 	if s.location == "" {
 		return nil

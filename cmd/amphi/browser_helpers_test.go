@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath returns Debian's Chromium, or skips the test where it is not
+// installed. On CI (CI set) a missing browser fails the test instead, so the
+// newcomer's path cannot go untested there without anyone noticing.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed, and CI is set: install it (the README's test command does)")
+	}
+	t.Skip("chromium is not installed: the README's test command installs it")
+	return ""
+}
+
+// startBrowser starts a headless Chromium and returns a context for its first
+// tab. Cleanup closes the browser and checks none of its processes is left.
+// The browser lives until then: bound its actions with a context derived from
+// the one returned.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	dir := t.TempDir()
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.UserDataDir(dir),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		// A media element waits for a user gesture otherwise, and a test has
+		// none to give.
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	// The first Run starts the browser, under bctx and not a shorter one:
+	// the browser lives as long as the context of that call.
+	if err := chromedp.Do(bctx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := chromedp.Cancel(bctx); err != nil {
+			t.Logf("close chromium: %v", err)
+		}
+		cancelBrowser()
+		cancelAlloc() // waits for the process to exit
+		if pids := processesUsing(dir); len(pids) > 0 {
+			t.Errorf("chromium processes %v are still running after the browser closed", pids)
+		}
+	})
+	return bctx
+}
+
+// processesUsing lists the processes started with dir as their Chromium user
+// data directory: every Chromium child process carries the flag.
+func processesUsing(dir string) []int {
+	want := "--user-data-dir=" + dir
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(cmdline), "\x00") {
+			if arg == want {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// servePage serves a page holding an autoplaying audio element for src, from
+// another origin than amphi's, as a site embedding a space would. The element
+// asks for CORS so the page may read its samples through WebAudio; amphi's
+// live stream allows any origin.
+func servePage(t *testing.T, src string) string {
+	t.Helper()
+	page := `<!doctype html><meta charset="utf-8"><title>amphi listener</title>
+<audio autoplay crossorigin="anonymous" src="` + html.EscapeString(src) + `"></audio>
+<script>
+window.events = [];
+const a = document.querySelector('audio');
+for (const e of ['loadstart','loadedmetadata','loadeddata','canplay','canplaythrough','play','playing','pause','waiting','stalled','suspend','error','emptied','ended','seeking','seeked','durationchange'])
+  a.addEventListener(e, () => window.events.push([Math.round(performance.now()), e, a.currentTime, a.readyState, a.paused, a.buffered.length ? a.buffered.start(0)+'-'+a.buffered.end(a.buffered.length-1) : '']));
+</script>`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte(page))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// mediaState is what the page reports of its audio element.
+type mediaState struct {
+	CurrentTime  float64 `json:"currentTime"`
+	ReadyState   int     `json:"readyState"`
+	NetworkState int     `json:"networkState"`
+	Paused       bool    `json:"paused"`
+	Error        string  `json:"error"` // empty when the element has no MediaError
+}
+
+const mediaStateJS = `(() => {
+	const a = document.querySelector('audio, video');
+	if (!a) return null;
+	return {
+		currentTime: a.currentTime,
+		readyState: a.readyState,
+		networkState: a.networkState,
+		paused: a.paused,
+		error: a.error ? 'code ' + a.error.code + ': ' + a.error.message : '',
+	};
+})()`

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/ogg"
+)
+
+// reexecEnv makes the test binary run as the amphi command, so a test can
+// start a real server process and kill it.
+const reexecEnv = "AMPHI_TEST_REEXEC"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(reexecEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startServerProcess runs `amphi serve` in a child process and returns it
+// with the URL it serves on.
+func startServerProcess(t *testing.T, dataDir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--addr", "127.0.0.1:0", "--data", dataDir, "--log", "warn")
+	cmd.Env = append(os.Environ(), reexecEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "amphi serving on "); ok {
+				urls <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return cmd, u
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server process did not say where it serves")
+		return nil, ""
+	}
+}
+
+// TestKillNineLosesAtMostOneSecondOfRecording kills a server with SIGKILL in
+// the middle of a conversation: the recording on disk must hold all but the
+// last second, be valid up to its last complete page, and be served after a
+// restart, which ends the space.
+func TestKillNineLosesAtMostOneSecondOfRecording(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cmd, url := startServerProcess(t, dir)
+	c := client.New(url)
+	sp, err := c.Create(ctx, "Doomed", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 0, time.Hour, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	s.sess.Abandon()
+
+	path := filepath.Join(dir, "recordings", sp.ID+".opus")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, granule, _, err := ogg.ValidPrefix(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := time.Duration(granule) * time.Second / sampleRate
+	live := killedAt.Sub(*sp.StartedAt)
+	t.Logf("live %v before the kill, %v on disk in %d valid bytes of %d", live, onDisk, n, len(b))
+	if lost := live - onDisk; lost > time.Second || lost < 0 {
+		t.Errorf("the recording holds %v of %v live: lost %v, want at most 1 s", onDisk, live, lost)
+	}
+
+	// A restart recovers the recording and ends the space.
+	m := MustRunMain(t, dir)
+	defer m.Close()
+	c = client.New(m.URL())
+	got, err := c.Get(ctx, sp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != amphi.StateEnded {
+		t.Errorf("after the restart the space is %s, want ended", got.State)
+	}
+	rec := fetch(t, ctx, c.RecordingURL(sp.ID))
+	if d := recordingDuration(t, rec); (d - onDisk).Abs() > 20*time.Millisecond {
+		t.Errorf("served recording holds %v, the file held %v", d, onDisk)
+	}
+	ffmpegDecodes(t, "recovered recording", rec)
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what the tests need (libopus, ffmpeg as an independent decoder,
+# Chromium for browser tests), checks formatting and vet, and runs every
+# test. Extra arguments go to `go test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh libopus-dev libopusfile-dev pkg-config gcc ffmpeg chromium
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:" $unformatted >&2
+	exit 1
+fi
+go vet ./...
+go test -timeout 12m "$@" ./...
