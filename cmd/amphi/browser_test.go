@@ -18,7 +18,7 @@ import (
 // code in it. A WHIP speaker plays a tone throughout; the browser must play
 // on without a media error, and the page must hear the tone.
 func TestBrowserPlaysLiveURL(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
 	// A cleanup, not a defer: the browser's, registered later, runs first,
@@ -38,18 +38,32 @@ func TestBrowserPlaysLiveURL(t *testing.T) {
 	defer wg.Wait()
 	defer stopSpeaking()
 	wg.Go(func() {
-		if err := speaker.play(speakCtx, 440, 0, time.Hour, 30*time.Second); err != nil && speakCtx.Err() == nil {
+		if err := speaker.play(speakCtx, 440, 0, time.Hour, 60*time.Second); err != nil && speakCtx.Err() == nil {
 			t.Errorf("speaker: %v", err)
 		}
 	})
 
-	page := servePage(t, sp.LiveURL)
+	src := sp.LiveURL
+	if b := os.Getenv("EXPLORE_BURST"); b != "" {
+		src += "?burst=" + b
+		lead, _ := time.ParseDuration(b)
+		time.Sleep(lead)
+	}
+	page := servePage(t, src)
+	if os.Getenv("EXPLORE_DIRECT") != "" {
+		page = src
+	}
 	// The browser outlives ctx, to close cleanly at the end; its actions
 	// share the test's deadline.
 	deadline, _ := ctx.Deadline()
 	bctx, cancelActions := context.WithDeadline(startBrowser(t), deadline)
 	defer cancelActions()
 	opened := time.Now()
+	if os.Getenv("EXPLORE") != "" {
+		dump := exploreListen(t, bctx, &opened)
+		defer dump()
+		opened = time.Now()
+	}
 	if err := chromedp.Do(bctx, chromedp.Navigate(page)); err != nil {
 		t.Fatalf("open %s: %v", page, err)
 	}
@@ -77,7 +91,7 @@ func TestBrowserPlaysLiveURL(t *testing.T) {
 		if os.Getenv("EXPLORE") != "" {
 			t.Logf("%v %+v", time.Since(opened).Round(time.Millisecond), *st)
 		}
-		if st.CurrentTime > 1 && !st.Paused || time.Since(opened) > 25*time.Second {
+		if st.CurrentTime > 1 && !st.Paused || time.Since(opened) > 45*time.Second {
 			break
 		}
 		select {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,4 +119,69 @@ func TestKillNineLosesAtMostOneSecondOfRecording(t *testing.T) {
 		t.Errorf("served recording holds %v, the file held %v", d, onDisk)
 	}
 	ffmpegDecodes(t, "recovered recording", rec)
+}
+
+// TestSIGTERMEndsSpacesCleanly stops a server the polite way mid-conversation:
+// it must exit 0, its listener must receive the end of the program, and the
+// space must be ended with a finalised recording that closes with an EOS page.
+func TestSIGTERMEndsSpacesCleanly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cmd, url := startServerProcess(t, dir)
+	c := client.New(url)
+	sp, err := c.Create(ctx, "Polite", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listened := make(chan *client.ListenStats, 1)
+	go func() {
+		st, err := c.Listen(ctx, sp.ID, client.ListenOptions{})
+		if err != nil {
+			t.Errorf("listen: %v", err)
+		}
+		listened <- st
+	}()
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 0, time.Hour, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("server exit: %v, want 0", err)
+	}
+	if st := <-listened; !st.Ended || st.Holes != 0 {
+		t.Errorf("listener: ended=%v holes=%d, want the program's end and no holes", st.Ended, st.Holes)
+	}
+
+	b, err := os.ReadFile(filepath.Join(dir, "recordings", sp.ID+".opus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := ogg.NewReader(bytes.NewReader(b))
+	var last *ogg.Page
+	for {
+		p, err := rd.ReadPage()
+		if err != nil {
+			break
+		}
+		last = p
+	}
+	if last == nil || last.Flags&ogg.FlagEOS == 0 {
+		t.Error("the recording does not end with an EOS page: it was not finalised")
+	}
+	m := MustRunMain(t, dir)
+	defer m.Close()
+	got, err := client.New(m.URL()).Get(ctx, sp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != amphi.StateEnded || got.EndedAt == nil {
+		t.Fatalf("after SIGTERM the space is %s", got.State)
+	}
+	if d, live := recordingDuration(t, b), got.EndedAt.Sub(*got.StartedAt); (d - live).Abs() > live/100+20*time.Millisecond {
+		t.Errorf("recording holds %v, the space was live %v", d, live)
+	}
 }

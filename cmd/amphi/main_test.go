@@ -321,6 +321,19 @@ func TestTwoSpeakersReachListenersAndRecording(t *testing.T) {
 		t.Errorf("recording holds %v, the space was live %v: off by %v, more than 1%%", got, live, diff)
 	}
 
+	// Players seek in the recording with Range requests.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sp.RecordingURL, nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, rec[100:200]) {
+		t.Errorf("Range bytes=100-199: %d with %d bytes, want 206 with the file's bytes 100-199", resp.StatusCode, len(part))
+	}
+
 	// An independent decoder takes both.
 	mu.Lock()
 	streamBytes := stream.Bytes()
