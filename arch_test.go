@@ -58,9 +58,10 @@ func TestDependenciesKeepTheArchitecture(t *testing.T) {
 		module + "/internal/program": {module + "/internal/stage", module + "/internal/mix", "github.com/pion/"},
 	}
 	stdOnly := map[string]bool{
-		module + "/internal/ogg":  true,
-		module + "/internal/wav":  true,
-		module + "/internal/tone": true,
+		module + "/internal/ogg":     true,
+		module + "/internal/wav":     true,
+		module + "/internal/tone":    true,
+		module + "/internal/opuspkt": true,
 	}
 	for _, p := range packages(t) {
 		for _, dep := range p.Deps {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/ogg"
+	"github.com/amphi-audio/amphi/internal/opuspkt"
 )
 
 // ListenOptions tune a listen.
@@ -106,9 +107,9 @@ func readProgram(ctx context.Context, rd *ogg.Reader, st *ListenStats, start tim
 		}
 		var samples int64
 		for _, pkt := range page.Packets {
-			n, err := ogg.PacketSamples(pkt)
-			if err != nil {
-				return fmt.Errorf("listen: packet %d: %w", st.Packets, err)
+			n, ok := opuspkt.Samples(pkt)
+			if !ok {
+				return fmt.Errorf("listen: packet %d is not Opus", st.Packets)
 			}
 			samples += int64(n)
 		}

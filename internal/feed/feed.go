@@ -16,6 +16,7 @@ import (
 	"gopkg.in/hraban/opus.v2"
 
 	"github.com/amphi-audio/amphi/internal/ogg"
+	"github.com/amphi-audio/amphi/internal/opuspkt"
 	"github.com/amphi-audio/amphi/internal/wav"
 )
 
@@ -85,9 +86,9 @@ func readOggOpus(r io.Reader) ([]Packet, error) {
 		case len(out) >= maxPackets:
 			return nil, fmt.Errorf("longer than %d packets", maxPackets)
 		}
-		n, err := ogg.PacketSamples(pkt)
-		if err != nil {
-			return nil, err
+		n, ok := opuspkt.Samples(pkt)
+		if !ok {
+			return nil, fmt.Errorf("packet %d is not Opus", len(out))
 		}
 		out = append(out, Packet{Data: pkt, Duration: time.Duration(n) * time.Second / sampleRate})
 	}

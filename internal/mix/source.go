@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"gopkg.in/hraban/opus.v2"
+
+	"github.com/amphi-audio/amphi/internal/opuspkt"
 )
 
 const (
 	// maxPayload caps an RTP payload: nothing larger fits a 1500-byte MTU.
 	maxPayload = 1500
 	// maxPacketSamples is the longest Opus packet, 120 ms at 48 kHz.
-	maxPacketSamples = 5760
+	maxPacketSamples = opuspkt.MaxSamples
 	// idleFrames is how long a source may send nothing, once its buffer is
 	// empty, before it goes idle: silence instead of PLC, and a fresh
 	// PlayoutDelay of buffering when packets come again.
@@ -126,7 +128,7 @@ func (s *Source) Push(seq uint16, timestamp uint32, payload []byte) {
 	if s.closed.Load() {
 		return
 	}
-	samples, ok := packetSamples(payload)
+	samples, ok := opuspkt.Samples(payload)
 	if !ok || len(payload) > maxPayload {
 		s.dropInvalid.Add(1)
 		return

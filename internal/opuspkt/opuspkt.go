@@ -1,14 +1,20 @@
-package mix
+// Package opuspkt reads the framing of Opus packets (RFC 6716 §3): how much
+// audio a packet holds and whether it breaks the rules libopus enforces. It
+// uses only the standard library.
+package opuspkt
+
+// MaxSamples is the longest an Opus packet may be: 120 ms at 48 kHz.
+const MaxSamples = 5760
 
 // maxFrameBytes is the largest single Opus frame RFC 6716 allows (R2).
 const maxFrameBytes = 1275
 
-// packetSamples returns how many 48 kHz samples an Opus packet holds, and
-// false when the packet breaks the framing rules R1-R7 of RFC 6716 section
-// 3.4. libopus refuses exactly those packets, so checking here lets Push drop
-// garbage on the speaker's goroutine, before it takes a jitter buffer slot,
-// and gives the packet's duration for DTX and loss detection.
-func packetSamples(p []byte) (int, bool) {
+// Samples returns how many 48 kHz samples an Opus packet holds, and false
+// when the packet breaks the framing rules R1-R7 of RFC 6716 section 3.4.
+// libopus refuses exactly those packets, so the mixer checks here to drop
+// garbage before it takes a jitter buffer slot, and Ogg readers and writers
+// use the count for granule positions.
+func Samples(p []byte) (int, bool) {
 	if len(p) < 1 { // R1
 		return 0, false
 	}
@@ -42,7 +48,7 @@ func packetSamples(p []byte) (int, bool) {
 		h := body[0]
 		body = body[1:]
 		m := int(h & 0x3f)
-		if m == 0 || m*fs > maxPacketSamples { // R5
+		if m == 0 || m*fs > MaxSamples { // R5
 			return 0, false
 		}
 		if h&0x40 != 0 {
