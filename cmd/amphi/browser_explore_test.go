@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"fmt"
 	"sync"
 	"testing"
@@ -70,4 +72,17 @@ func exploreListen(t *testing.T, bctx context.Context, opened *time.Time) func()
 			t.Log(l)
 		}
 	}
+}
+
+func exploreMain(t *testing.T, bitrate int) *Main {
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = t.TempDir()
+	m.Config.Live.Mix.Bitrate = bitrate
+	m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := m.Run(context.Background()); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m
 }

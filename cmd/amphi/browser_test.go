@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +21,13 @@ import (
 func TestBrowserPlaysLiveURL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m := MustRunMain(t, t.TempDir())
+	var m *Main
+	if b := os.Getenv("EXPLORE_BITRATE"); b != "" {
+		n, _ := strconv.Atoi(b)
+		m = exploreMain(t, n)
+	} else {
+		m = MustRunMain(t, t.TempDir())
+	}
 	// A cleanup, not a defer: the browser's, registered later, runs first,
 	// so no stream is open when the server closes.
 	t.Cleanup(func() { m.Close() })
@@ -144,7 +151,7 @@ type spectrum struct {
 // of audio through and returns the strongest frequency. An element once
 // routed into WebAudio stays there, so this runs last.
 const spectrumJS = `(async () => {
-	const a = document.querySelector('audio');
+	const a = document.querySelector('audio, video');
 	const ac = new AudioContext();
 	const an = ac.createAnalyser();
 	an.fftSize = 8192;

@@ -36,34 +36,43 @@ func notLive(sp *amphi.Space) error {
 	}
 }
 
-// handleWHIPPost joins a speaker to the stage (RFC 9725 §4.2).
-func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
+// stageOf returns the session of a live space whose stage the request's
+// token may use.
+func (s *Server) stageOf(r *http.Request) (*live.Session, error) {
 	id := r.PathValue("id")
 	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker); err != nil {
+		return nil, err
+	}
+	return s.onAir(r, id)
+}
+
+// handleWHIPPost joins a speaker to the stage (RFC 9725 §4.2).
+func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
+	if err := s.whipPost(w, r); err != nil {
 		s.error(w, r, err)
-		return
+	}
+}
+
+func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
+	sess, err := s.stageOf(r)
+	if err != nil {
+		return err
 	}
 	offer, err := s.readBody(w, r, "application/sdp")
 	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	sess, err := s.onAir(r, id)
-	if err != nil {
-		s.error(w, r, err)
-		return
+		return err
 	}
 	var speaker [8]byte
 	rand.Read(speaker[:])
 	session, answer, err := sess.Stage().Join(r.Context(), hex.EncodeToString(speaker[:]), string(offer))
 	if err != nil {
-		s.error(w, r, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/sdp")
-	w.Header().Set("Location", "/spaces/"+id+"/whip/"+session)
+	w.Header().Set("Location", "/spaces/"+r.PathValue("id")+"/whip/"+session)
 	w.WriteHeader(http.StatusCreated)
 	w.Write([]byte(answer))
+	return nil
 }
 
 // handleWHIPOptions answers CORS preflights and says what POST takes.
@@ -78,17 +87,11 @@ func (s *Server) handleWHIPOptions(w http.ResponseWriter, r *http.Request) {
 
 // handleWHIPDelete takes a speaker off the stage (RFC 9725 §4.2).
 func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker); err != nil {
-		s.error(w, r, err)
-		return
+	sess, err := s.stageOf(r)
+	if err == nil {
+		err = sess.Stage().Leave(r.PathValue("session"))
 	}
-	sess, err := s.onAir(r, id)
 	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if err := sess.Stage().Leave(r.PathValue("session")); err != nil {
 		s.error(w, r, err)
 		return
 	}
