@@ -1,0 +1,82 @@
+// Package loopnet confines rehearsal traffic (load, soak and attack) to this
+// machine: it refuses targets that are not loopback addresses and dials from
+// source addresses rotated over 127.0.0.0/8, so one machine can open far
+// more than the 64 k connections a single source address allows.
+package loopnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync/atomic"
+)
+
+// ErrNotLoopback is returned for targets outside 127.0.0.0/8 and ::1.
+var ErrNotLoopback = errors.New("loopnet: rehearsal traffic goes only to loopback addresses (127.0.0.0/8, ::1)")
+
+// CheckURL returns an error unless rawURL's host is a loopback address or
+// "localhost". Names are not resolved: a name could point anywhere.
+func CheckURL(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("loopnet: %w", err)
+	}
+	return CheckHost(u.Hostname())
+}
+
+// CheckHost returns an error unless host is a loopback IP or "localhost".
+func CheckHost(host string) error {
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%w: %q", ErrNotLoopback, host)
+	}
+	return nil
+}
+
+// Dialer dials TCP to loopback targets only, each connection from the next
+// source address in 127.0.0.0/8 (IPv4 targets; IPv6 ::1 has one address).
+// It is safe for concurrent use.
+type Dialer struct {
+	// Sources is how many source addresses to rotate over, from 127.0.0.2
+	// up. Zero means one: 127.0.0.2.
+	Sources int
+	next    atomic.Uint32
+}
+
+// DialContext is for http.Transport.DialContext and the like.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("loopnet: %w", err)
+	}
+	if err := CheckHost(host); err != nil {
+		return nil, err
+	}
+	var nd net.Dialer
+	if ip, err := netip.ParseAddr(host); (err == nil && ip.Is4()) || host == "localhost" {
+		nd.LocalAddr = &net.TCPAddr{IP: d.source()}
+		if network == "tcp" {
+			network = "tcp4"
+		}
+	}
+	return nd.DialContext(ctx, network, addr)
+}
+
+// source returns the next source address: 127.0.0.2, 127.0.0.3, … skipping
+// .0 and .255 in the last octet, then wrapping after Sources addresses.
+func (d *Dialer) source() net.IP {
+	n := max(d.Sources, 1)
+	i := int(d.next.Add(1)-1) % n
+	// 254 usable last octets per /24: 1..254 → start at 127.0.0.2.
+	i++
+	a := 1 + i%254
+	b := (i / 254) % 256
+	c := (i / (254 * 256)) % 256
+	return net.IPv4(127, byte(c), byte(b), byte(a))
+}
