@@ -109,16 +109,19 @@ func processesUsing(dir string) []int {
 // servePage serves a page holding an autoplaying audio element for src, from
 // another origin than amphi's, as a site embedding a space would. The element
 // asks for CORS so the page may read its samples through WebAudio; amphi's
-// live stream allows any origin.
+// live stream allows any origin. The page keeps a log of the element's events
+// in window.mediaEvents, to tell what happened when playback did not start.
 func servePage(t *testing.T, src string) string {
 	t.Helper()
 	page := `<!doctype html><meta charset="utf-8"><title>amphi listener</title>
 <audio autoplay crossorigin="anonymous" src="` + html.EscapeString(src) + `"></audio>
 <script>
-window.events = [];
+window.mediaEvents = [];
 const a = document.querySelector('audio');
-for (const e of ['loadstart','loadedmetadata','loadeddata','canplay','canplaythrough','play','playing','pause','waiting','stalled','suspend','error','emptied','ended','seeking','seeked','durationchange'])
-  a.addEventListener(e, () => window.events.push([Math.round(performance.now()), e, a.currentTime, a.readyState, a.paused, a.buffered.length ? a.buffered.start(0)+'-'+a.buffered.end(a.buffered.length-1) : '']));
+for (const e of ['loadstart', 'loadedmetadata', 'loadeddata', 'canplay', 'canplaythrough',
+	'play', 'playing', 'pause', 'waiting', 'stalled', 'suspend', 'error', 'emptied', 'ended'])
+	a.addEventListener(e, () => window.mediaEvents.push(
+		Math.round(performance.now()) + 'ms ' + e + ' currentTime=' + a.currentTime + ' readyState=' + a.readyState));
 </script>`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -146,5 +149,44 @@ const mediaStateJS = `(() => {
 		networkState: a.networkState,
 		paused: a.paused,
 		error: a.error ? 'code ' + a.error.code + ': ' + a.error.message : '',
+	};
+})()`
+
+// spectrum is what the page measures of its audio element's output.
+type spectrum struct {
+	State      string  `json:"state"` // the AudioContext's
+	SampleRate int     `json:"sampleRate"`
+	FFTSize    int     `json:"fftSize"`
+	PeakHz     float64 `json:"peakHz"`
+	PeakDB     float64 `json:"peakDb"`
+	MedianDB   float64 `json:"medianDb"`
+}
+
+// spectrumJS routes the audio element through an AnalyserNode, lets a second
+// of audio through and returns the strongest frequency. An element once
+// routed into WebAudio plays only through it, so this runs last. Silence
+// reads as -1000 dB.
+const spectrumJS = `(async () => {
+	const a = document.querySelector('audio, video');
+	const ac = new AudioContext();
+	const an = ac.createAnalyser();
+	an.fftSize = 8192;
+	an.smoothingTimeConstant = 0;
+	ac.createMediaElementSource(a).connect(an);
+	an.connect(ac.destination);
+	await ac.resume();
+	await new Promise(r => setTimeout(r, 1000));
+	const bins = new Float32Array(an.frequencyBinCount);
+	an.getFloatFrequencyData(bins);
+	let peak = 1; // past DC
+	for (let i = 1; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
+	const sorted = Array.from(bins).filter(Number.isFinite).sort((x, y) => x - y);
+	return {
+		state: ac.state,
+		sampleRate: ac.sampleRate,
+		fftSize: an.fftSize,
+		peakHz: peak * ac.sampleRate / an.fftSize,
+		peakDb: Number.isFinite(bins[peak]) ? bins[peak] : -1000,
+		medianDb: sorted.length ? sorted[sorted.length >> 1] : -1000,
 	};
 })()`
