@@ -22,6 +22,7 @@ Usage:
   amphi end    --server URL --space ID --token HOST_TOKEN
   amphi speak  --server URL --space ID --token T FILE [--loop]
   amphi listen --server URL --space ID [--out FILE] [--for DURATION]
+  amphi load   --server URL [--space ID] --listeners N --duration D [--rate R] [--json FILE] [--chart FILE.html] [--pid PID]
 
 Run "amphi COMMAND -h" for a command's flags.
 `
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string) error {
 		return runSpeak(ctx, args, os.Stdout)
 	case "listen":
 		return runListen(ctx, args, os.Stdout)
+	case "load":
+		return runLoad(ctx, args, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil
