@@ -44,7 +44,7 @@ func CheckHost(host string) error {
 // It is safe for concurrent use.
 type Dialer struct {
 	// Sources is how many source addresses to rotate over, from 127.0.0.2
-	// up. Zero means one: 127.0.0.2.
+	// on (see source). Zero means one: 127.0.0.2.
 	Sources int
 	next    atomic.Uint32
 }
@@ -58,7 +58,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err := CheckHost(host); err != nil {
 		return nil, err
 	}
-	var nd net.Dialer
+	// No TCP keepalive: rehearsal connections are short or busy, and the
+	// probes cost the attacker 5 % of its CPU.
+	nd := net.Dialer{KeepAlive: -1}
 	if ip, err := netip.ParseAddr(host); (err == nil && ip.Is4()) || host == "localhost" {
 		nd.LocalAddr = &net.TCPAddr{IP: d.source()}
 		if network == "tcp" {
@@ -68,15 +70,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return nd.DialContext(ctx, network, addr)
 }
 
-// source returns the next source address: 127.0.0.2, 127.0.0.3, … skipping
-// .0 and .255 in the last octet, then wrapping after Sources addresses.
+// source returns the next source address. The third octet turns fastest,
+// so consecutive connections come from different /24 prefixes, as a real
+// crowd's do (the gate limits joins per /24): 127.0.0.2, 127.0.1.2, …,
+// 127.0.255.2, 127.0.0.3, … skipping .0 and .255 in the last octet.
 func (d *Dialer) source() net.IP {
 	n := max(d.Sources, 1)
 	i := int(d.next.Add(1)-1) % n
-	// 254 usable last octets per /24: 1..254 → start at 127.0.0.2.
-	i++
-	a := 1 + i%254
-	b := (i / 254) % 256
-	c := (i / (254 * 256)) % 256
+	b := i % 256
+	a := 2 + (i/256)%253
+	c := (i / (256 * 253)) % 256
 	return net.IPv4(127, byte(c), byte(b), byte(a))
 }

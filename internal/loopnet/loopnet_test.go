@@ -55,10 +55,10 @@ func TestDialerRotatesSourceAddresses(t *testing.T) {
 		}
 		c.Close()
 	}
-	want := map[string]bool{"127.0.0.2": true, "127.0.0.3": true, "127.0.0.4": true}
+	want := map[string]bool{"127.0.0.2": true, "127.0.1.2": true, "127.0.2.2": true}
 	for range 3 {
 		if h := <-seen; !want[h] {
-			t.Errorf("connection from %s, want one of 127.0.0.2-4", h)
+			t.Errorf("connection from %s, want one of 127.0.{0,1,2}.2: a new /24 each", h)
 		}
 	}
 	if _, err := d.DialContext(context.Background(), "tcp", "10.1.2.3:80"); !errors.Is(err, ErrNotLoopback) {

@@ -1,0 +1,427 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/loopnet"
+)
+
+// Program timing the listener relies on: amphi's program is 20 ms packets,
+// and the stream starts with two header pages (OpusHead, OpusTags).
+const (
+	packetDuration = 20 * time.Millisecond
+	headerPages    = 2
+	oggFlagEOS     = 4
+)
+
+// readBufferSize is each listener's one read buffer. The edge writes about
+// 200 ms of pages (~1 KiB) at a time; a larger burst takes several reads.
+const readBufferSize = 4 << 10
+
+// rearmEvery is how often a reading listener pushes its read deadline
+// forward: not on every read, which would reset a timer each time.
+const rearmEvery = time.Second
+
+// Share is one process's part of a run: the listeners whose global index i
+// has i % Workers == Worker, joining on the scenario's schedule from Start.
+type Share struct {
+	// Scenario is normalized and names the space.
+	Scenario Scenario `json:"scenario"`
+	Worker   int      `json:"worker"`
+	// Workers is how many shares the listeners are split into; at least 1.
+	Workers int       `json:"workers"`
+	Start   time.Time `json:"start"`
+}
+
+// count returns how many listeners the share holds.
+func (sh *Share) count() int {
+	n := sh.Scenario.Listeners / sh.Workers
+	if sh.Worker < sh.Scenario.Listeners%sh.Workers {
+		n++
+	}
+	return n
+}
+
+// joinAt returns when the share's k-th listener joins, after Start: the
+// global schedule, so the shares together join at the scenario's rate.
+func (sh *Share) joinAt(k int) time.Duration {
+	if sh.Scenario.JoinRate == 0 {
+		return time.Duration(sh.Scenario.HerdAt)
+	}
+	i := k*sh.Workers + sh.Worker
+	return time.Duration(float64(i) / sh.Scenario.JoinRate * float64(time.Second))
+}
+
+// counters are a share's live numbers, read once a second for progress.
+type counters struct {
+	live, joins, stalls, failed, bytes atomic.Int64
+}
+
+// shareRun runs a share's listeners.
+type shareRun struct {
+	sh      Share
+	addr    string
+	request []byte
+	dialer  *loopnet.Dialer
+	timeout time.Duration
+	buffer  time.Duration
+	c       counters
+	// prevJoins is the joins counter at the last sample.
+	prevJoins int64
+
+	mu     sync.Mutex
+	report Report
+}
+
+// RunShare runs a share's listeners until the scenario's duration is over
+// or ctx is done, calling onSample (if not nil) once a second, and returns
+// the share's report. Listener failures are in the report, not errors.
+func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, error) {
+	sc := &sh.Scenario
+	if sh.Workers < 1 || sh.Worker < 0 || sh.Worker >= sh.Workers || sc.SpaceID == "" {
+		return nil, fmt.Errorf("load: share %d of %d for space %q is not a share", sh.Worker, sh.Workers, sc.SpaceID)
+	}
+	if err := sc.Normalize(); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(sc.Server)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	target := u.Path + "/spaces/" + url.PathEscape(sc.SpaceID) + "/live.opus"
+	if sc.Burst > 0 {
+		target += "?burst=" + time.Duration(sc.Burst).String()
+	}
+	r := &shareRun{
+		sh:      sh,
+		addr:    addr,
+		request: fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: amphi-load\r\nAccept: */*\r\n\r\n", target, u.Host),
+		dialer:  &loopnet.Dialer{Sources: sc.Sources},
+		timeout: time.Duration(sc.Timeout),
+		buffer:  time.Duration(sc.PlayerBuffer),
+	}
+	n := sh.count()
+	r.report.Listeners.Target = n
+
+	end := sh.Start.Add(time.Duration(sc.Duration))
+	ctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+
+	var sampler sync.WaitGroup
+	sampler.Go(func() { r.sample(ctx, onSample) })
+
+	var wg sync.WaitGroup
+	timer := time.NewTimer(0)
+	<-timer.C
+	for k := range n {
+		if wait := time.Until(sh.Start.Add(sh.joinAt(k))); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		r.c.joins.Add(1)
+		wg.Go(func() { r.record(r.listen(ctx, time.Now())) })
+	}
+	timer.Stop()
+	wg.Wait()
+	cancel()
+	sampler.Wait()
+
+	rep := &r.report
+	rep.Listeners.Joined = r.c.joins.Load()
+	rep.Bytes.Total = r.c.bytes.Load()
+	rep.Duration = Duration(min(time.Since(sh.Start), time.Duration(sc.Duration)))
+	last := Sample{T: int((time.Duration(sc.Duration) + time.Second - 1) / time.Second)}
+	r.fill(&last)
+	rep.Timeline = append(rep.Timeline, last)
+	if onSample != nil {
+		onSample(last)
+	}
+	rep.summarize()
+	return rep, nil
+}
+
+// sample takes a Sample at each whole second from the start, before the
+// end of the run, until ctx is done; RunShare takes the last one itself.
+func (r *shareRun) sample(ctx context.Context, onSample func(Sample)) {
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for t := 1; time.Duration(t)*time.Second < time.Duration(r.sh.Scenario.Duration); t++ {
+		timer.Reset(time.Until(r.sh.Start.Add(time.Duration(t) * time.Second)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		s := Sample{T: t}
+		r.fill(&s)
+		r.mu.Lock()
+		r.report.Timeline = append(r.report.Timeline, s)
+		r.mu.Unlock()
+		if onSample != nil {
+			onSample(s)
+		}
+	}
+}
+
+// fill sets s from the counters. Only the sampler calls it, and RunShare
+// once the sampler has stopped.
+func (r *shareRun) fill(s *Sample) {
+	joins := r.c.joins.Load()
+	s.Live, s.Joins = r.c.live.Load(), joins-r.prevJoins
+	r.prevJoins = joins
+	s.Stalls, s.Failed, s.Bytes = r.c.stalls.Load(), r.c.failed.Load(), r.c.bytes.Load()
+}
+
+// outcome is how one listener fared.
+type outcome struct {
+	audio      bool   // received a 200 and audio
+	cause      string // failure or disconnect cause
+	err        error
+	ttfa       time.Duration
+	stalls     int
+	listenTime time.Duration // from first audio to the end
+}
+
+// record adds a listener's outcome to the share's report.
+func (r *shareRun) record(o outcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := &r.report
+	if !o.audio && o.cause == causeEnded {
+		rep.Listeners.Pending++
+		return
+	}
+	if !o.audio {
+		r.c.failed.Add(1)
+		rep.Listeners.Failed++
+		addCause(&rep.Listeners.FailedBy, o.cause, 1)
+		if _, ok := rep.Errors[o.cause]; !ok && o.err != nil {
+			if rep.Errors == nil {
+				rep.Errors = map[string]string{}
+			}
+			rep.Errors[o.cause] = o.err.Error()
+		}
+		return
+	}
+	rep.TTFAHistogram.Add(o.ttfa)
+	rep.Stalls += int64(o.stalls)
+	rep.ListenerSeconds += o.listenTime.Seconds()
+	addCause(&rep.Disconnects, o.cause, 1)
+	switch {
+	case o.stalls > 0:
+		rep.Listeners.Stalled++
+	case o.cause == causeEnded || o.cause == causeEOS:
+		rep.Listeners.OK++
+	default:
+		rep.Listeners.Cut++
+	}
+}
+
+// Causes of failures and disconnects.
+const (
+	causeEnded       = "ended" // by the run, at its end
+	causeEOS         = "eos"   // the program ended
+	causeEOF         = "eof"   // the server closed the connection early
+	causeRefused     = "refused"
+	causeReset       = "reset"
+	causeTimeout     = "timeout"
+	causeBadResponse = "bad_response"
+	causeBadStream   = "bad_stream"
+	causeNoFiles     = "no_files"
+	causeNoAddress   = "no_address"
+	causeError       = "error"
+)
+
+// classify names the cause of a network error.
+func classify(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return causeRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return causeReset
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		return causeTimeout
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return causeNoFiles
+	case errors.Is(err, syscall.EADDRNOTAVAIL), errors.Is(err, syscall.EADDRINUSE):
+		return causeNoAddress
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return causeEOF
+	}
+	return causeError
+}
+
+var (
+	headerEnd = []byte("\r\n\r\n")
+	http11    = []byte("HTTP/1.")
+)
+
+// listen is one listener: it connects, asks for the stream and reads it as
+// a player would, until the stream ends or ctx is done.
+func (r *shareRun) listen(ctx context.Context, start time.Time) (o outcome) {
+	dctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout))
+	conn, err := r.dialer.DialContext(dctx, "tcp", r.addr)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return outcome{cause: causeEnded}
+		}
+		return outcome{cause: classify(err), err: err}
+	}
+	defer conn.Close()
+	// The end of the run closes the connection, which ends a blocked read.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	if err := conn.SetDeadline(start.Add(r.timeout)); err != nil {
+		return outcome{cause: classify(err), err: err}
+	}
+	if _, err := conn.Write(r.request); err != nil {
+		return r.ended(ctx, outcome{}, err, false)
+	}
+
+	buf := make([]byte, readBufferSize)
+	n, body := 0, -1
+	var readErr error
+	for body < 0 {
+		var m int
+		m, readErr = conn.Read(buf[n:])
+		n += m
+		if i := bytes.Index(buf[:n], headerEnd); i >= 0 {
+			body = i + len(headerEnd)
+			break
+		}
+		if readErr != nil {
+			return r.ended(ctx, outcome{}, readErr, false)
+		}
+		if n == len(buf) {
+			return outcome{cause: causeBadResponse, err: errors.New("load: response header over 4 KiB")}
+		}
+	}
+	if status, ok := statusCode(buf[:body]); !ok {
+		return outcome{cause: causeBadResponse, err: fmt.Errorf("load: response %q", firstLine(buf[:body]))}
+	} else if status != 200 {
+		return outcome{cause: "http_" + strconv.Itoa(status), err: fmt.Errorf("load: %s: %s", firstLine(buf[:body]), bytes.TrimSpace(buf[body:n]))}
+	}
+
+	var (
+		sc       pageScanner
+		pl       = newPlayer(r.buffer)
+		pages    int
+		eos      bool
+		first    time.Time
+		armed    time.Time
+		reported int
+	)
+	r.c.bytes.Add(int64(n))
+	data, now := buf[body:n], time.Now()
+	for {
+		at := now.Sub(start)
+		for len(data) > 0 {
+			c, p, ok, err := sc.Next(data)
+			data = data[c:]
+			if err != nil {
+				o.cause, o.err = causeBadStream, err
+				return r.finish(o, &pl, reported, first, now, start)
+			}
+			if !ok {
+				continue
+			}
+			eos = eos || p.Flags&oggFlagEOS != 0
+			if pages++; pages <= headerPages || p.Packets == 0 {
+				continue
+			}
+			if !o.audio {
+				o.audio, o.ttfa, first = true, at, now
+				r.c.live.Add(1)
+				defer r.c.live.Add(-1)
+			}
+			pl.arrive(at, time.Duration(p.Packets)*packetDuration)
+		}
+		if d := pl.stalls - reported; d > 0 {
+			r.c.stalls.Add(int64(d))
+			reported = pl.stalls
+		}
+		if readErr != nil {
+			o = r.ended(ctx, o, readErr, eos)
+			return r.finish(o, &pl, reported, first, now, start)
+		}
+		if o.audio && now.Sub(armed) >= rearmEvery {
+			armed = now
+			if err := conn.SetReadDeadline(now.Add(r.timeout)); err != nil {
+				readErr = err
+				continue
+			}
+		}
+		var m int
+		m, readErr = conn.Read(buf)
+		now = time.Now()
+		r.c.bytes.Add(int64(m))
+		data = buf[:m]
+	}
+}
+
+// ended sets o's cause from the error that ended its stream.
+func (r *shareRun) ended(ctx context.Context, o outcome, err error, eos bool) outcome {
+	switch {
+	case ctx.Err() != nil:
+		o.cause = causeEnded
+	case eos && errors.Is(err, io.EOF):
+		o.cause = causeEOS
+	default:
+		o.cause, o.err = classify(err), err
+	}
+	return o
+}
+
+// finish closes the player model of a listener that received audio;
+// reported is how many of its stalls the counters already have.
+func (r *shareRun) finish(o outcome, pl *player, reported int, first, now, start time.Time) outcome {
+	if !o.audio {
+		return o
+	}
+	pl.finish(now.Sub(start), o.cause == causeEOS)
+	r.c.stalls.Add(int64(pl.stalls - reported))
+	o.stalls = pl.stalls
+	o.listenTime = now.Sub(first)
+	return o
+}
+
+// statusCode parses the status line of an HTTP/1.x response.
+func statusCode(head []byte) (int, bool) {
+	if len(head) < 12 || !bytes.HasPrefix(head, http11) || head[8] != ' ' {
+		return 0, false
+	}
+	code, err := strconv.Atoi(string(head[9:12]))
+	return code, err == nil
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\r'); i >= 0 {
+		return b[:i]
+	}
+	return b
+}

@@ -1,0 +1,254 @@
+package load
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/attack"
+)
+
+// ProgramBytesPerSecond is the program's nominal rate: 32 kbit/s.
+const ProgramBytesPerSecond = 4000
+
+// Report is the outcome of a run, merged over its processes.
+type Report struct {
+	Scenario Scenario `json:"scenario"`
+	// SpaceID is the space listened to (created by the run when the
+	// scenario named none).
+	SpaceID string    `json:"space_id"`
+	Started time.Time `json:"started"`
+	// Duration is how long the listening phase lasted.
+	Duration Duration `json:"duration"`
+	// Workers is how many worker processes ran the listeners; 0 means the
+	// run's own process did.
+	Workers   int            `json:"workers"`
+	Listeners ListenerCounts `json:"listeners"`
+	TTFA      Quantiles      `json:"ttfa"`
+	Stalls    int64          `json:"stalls"`
+	Bytes     Bytes          `json:"bytes"`
+	Speakers  SpeakerCounts  `json:"speakers"`
+	// Disconnects counts how the streams of listeners who received audio
+	// ended, by cause: "ended" (by the run, at its end), "eos" (the
+	// program ended cleanly), "eof" (the server closed early), "reset",
+	// "timeout", "bad_stream", "error".
+	Disconnects map[string]int64 `json:"disconnects"`
+	// Attacks is what each of the scenario's attacks did, in its order.
+	Attacks []attack.Stats `json:"attacks,omitempty"`
+	// Server is the server's resource use, when its PID was given.
+	Server   *Server  `json:"server,omitempty"`
+	Timeline []Sample `json:"timeline"`
+	// TTFAHistogram holds every listener's time to first audio; TTFA is
+	// read from it. Workers send it so merged quantiles are exact.
+	TTFAHistogram Histogram `json:"ttfa_histogram"`
+	// ListenerSeconds is the time all listeners were connected with audio
+	// flowing, summed.
+	ListenerSeconds float64 `json:"listener_seconds"`
+	// Errors holds one example message per failure cause.
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// ListenerCounts classifies the listeners. Every listener that joined is
+// exactly one of OK, Stalled, Cut, Failed or Pending.
+type ListenerCounts struct {
+	Target int `json:"target"`
+	// Joined counts listeners that started their request.
+	Joined int64 `json:"joined"`
+	// OK received audio, never stalled and were not cut by the server
+	// before the end.
+	OK int64 `json:"ok"`
+	// Stalled received audio and stalled at least once.
+	Stalled int64 `json:"stalled"`
+	// Cut received audio without a stall but lost the stream before the
+	// end (closed, reset, timed out).
+	Cut int64 `json:"cut"`
+	// Pending were still waiting for their first audio when the run
+	// ended, without having failed.
+	Pending int64 `json:"pending"`
+	// Failed never received a 200 and audio.
+	Failed int64 `json:"failed"`
+	// FailedBy counts failures by cause: "refused", "reset", "timeout",
+	// "eof" (closed before audio), "http_NNN" (the response's status),
+	// "bad_response", "bad_stream", "no_files", "no_address", "error".
+	FailedBy map[string]int64 `json:"failed_by,omitempty"`
+}
+
+// Quantiles summarises durations.
+type Quantiles struct {
+	P50 Duration `json:"p50"`
+	P99 Duration `json:"p99"`
+	Max Duration `json:"max"`
+}
+
+// Bytes is what listeners received.
+type Bytes struct {
+	Total int64 `json:"total"`
+	// PerListenerSecond is Total over ListenerSeconds; about
+	// ProgramBytesPerSecond plus Ogg overhead and bursts when healthy.
+	PerListenerSecond float64 `json:"per_listener_second"`
+	// OfBitrate is PerListenerSecond over ProgramBytesPerSecond.
+	OfBitrate float64 `json:"of_bitrate"`
+}
+
+// SpeakerCounts says how the speaker bots fared.
+type SpeakerCounts struct {
+	Target    int   `json:"target"`
+	Connected int   `json:"connected"`
+	Failed    int   `json:"failed"`
+	Packets   int64 `json:"packets"`
+}
+
+// Server is the server process's resource use during the run.
+type Server struct {
+	PID        int     `json:"pid"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// CPUPerListenerSecond is CPU time over ListenerSeconds, in seconds.
+	CPUPerListenerSecond float64 `json:"cpu_per_listener_second"`
+	RSSBeforeBytes       int64   `json:"rss_before_bytes"`
+	RSSMaxBytes          int64   `json:"rss_max_bytes"`
+	// RSSPerListener is (RSS at the peak of listeners − RSS before the
+	// first) / peak listeners, in bytes.
+	RSSPerListener float64 `json:"rss_per_listener"`
+	PeakListeners  int64   `json:"peak_listeners"`
+}
+
+// Sample is one second of a run.
+type Sample struct {
+	// T is the second's end, in seconds from the start.
+	T int `json:"t"`
+	// Live is how many listeners had their stream open.
+	Live int64 `json:"live"`
+	// Joins is how many listeners started during the second.
+	Joins int64 `json:"joins"`
+	// Stalls and Failed count since the start.
+	Stalls int64 `json:"stalls"`
+	Failed int64 `json:"failed"`
+	// Bytes counts what listeners received since the start.
+	Bytes int64 `json:"bytes"`
+	// CPU is the server's CPU use over the second, in percent of a core,
+	// and RSS its resident memory; both only with a PID.
+	CPU float64 `json:"cpu_percent,omitempty"`
+	RSS int64   `json:"rss_bytes,omitempty"`
+}
+
+// addCause counts one more under key, allocating the map when needed.
+func addCause(m *map[string]int64, key string, n int64) {
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	(*m)[key] += n
+}
+
+// Merge adds a share's report, from this process or a worker, to r.
+func (r *Report) Merge(o *Report) {
+	r.Listeners.Joined += o.Listeners.Joined
+	r.Listeners.OK += o.Listeners.OK
+	r.Listeners.Stalled += o.Listeners.Stalled
+	r.Listeners.Cut += o.Listeners.Cut
+	r.Listeners.Failed += o.Listeners.Failed
+	r.Listeners.Pending += o.Listeners.Pending
+	for k, v := range o.Listeners.FailedBy {
+		addCause(&r.Listeners.FailedBy, k, v)
+	}
+	for k, v := range o.Disconnects {
+		addCause(&r.Disconnects, k, v)
+	}
+	for k, v := range o.Errors {
+		if _, ok := r.Errors[k]; !ok {
+			if r.Errors == nil {
+				r.Errors = map[string]string{}
+			}
+			r.Errors[k] = v
+		}
+	}
+	r.TTFAHistogram.Merge(&o.TTFAHistogram)
+	r.Stalls += o.Stalls
+	r.Bytes.Total += o.Bytes.Total
+	r.ListenerSeconds += o.ListenerSeconds
+	r.Timeline = mergeTimelines(r.Timeline, o.Timeline)
+	r.Duration = max(r.Duration, o.Duration)
+	r.summarize()
+}
+
+// mergeTimelines sums b's samples into a's, second by second. Server fields
+// are kept from a.
+func mergeTimelines(a, b []Sample) []Sample {
+	for _, s := range b {
+		i, found := slices.BinarySearchFunc(a, s.T, func(x Sample, t int) int { return x.T - t })
+		if !found {
+			a = slices.Insert(a, i, Sample{T: s.T})
+		}
+		x := &a[i]
+		x.Live += s.Live
+		x.Joins += s.Joins
+		x.Stalls += s.Stalls
+		x.Failed += s.Failed
+		x.Bytes += s.Bytes
+	}
+	return a
+}
+
+// summarize derives the report's summary fields from its raw ones.
+func (r *Report) summarize() {
+	h := &r.TTFAHistogram
+	r.TTFA = Quantiles{P50: Duration(h.Quantile(0.5)), P99: Duration(h.Quantile(0.99)), Max: h.Max}
+	r.Bytes.PerListenerSecond, r.Bytes.OfBitrate = 0, 0
+	if r.ListenerSeconds > 0 {
+		r.Bytes.PerListenerSecond = float64(r.Bytes.Total) / r.ListenerSeconds
+		r.Bytes.OfBitrate = r.Bytes.PerListenerSecond / ProgramBytesPerSecond
+	}
+	if s := r.Server; s != nil && r.ListenerSeconds > 0 {
+		s.CPUPerListenerSecond = s.CPUSeconds / r.ListenerSeconds
+	}
+}
+
+// WriteText writes the report as a short human summary.
+func (r *Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	l := r.Listeners
+	fmt.Fprintf(&b, "amphi load: space %s, %v", r.SpaceID, r.Duration)
+	if r.Workers > 0 {
+		fmt.Fprintf(&b, ", %d worker processes", r.Workers)
+	}
+	b.WriteString("\n")
+	fmt.Fprintf(&b, "listeners  %d target, %d joined: %d ok, %d stalled, %d cut, %d failed, %d pending\n", l.Target, l.Joined, l.OK, l.Stalled, l.Cut, l.Failed, l.Pending)
+	if len(l.FailedBy) > 0 {
+		fmt.Fprintf(&b, "failed by  %s\n", formatCounts(l.FailedBy))
+		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+			fmt.Fprintf(&b, "  %s: %s\n", k, r.Errors[k])
+		}
+	}
+	fmt.Fprintf(&b, "first audio p50 %v, p99 %v, max %v\n", round(r.TTFA.P50), round(r.TTFA.P99), round(r.TTFA.Max))
+	fmt.Fprintf(&b, "stalls     %d (no audio for more than %v while playing)\n", r.Stalls, StallAfter)
+	fmt.Fprintf(&b, "bytes      %d, %.0f B per listener-second (%.2f× the %d B/s program)\n", r.Bytes.Total, r.Bytes.PerListenerSecond, r.Bytes.OfBitrate, ProgramBytesPerSecond)
+	if len(r.Disconnects) > 0 {
+		fmt.Fprintf(&b, "ended by   %s\n", formatCounts(r.Disconnects))
+	}
+	if s := r.Speakers; s.Target > 0 {
+		fmt.Fprintf(&b, "speakers   %d of %d connected, %d failed, %d packets sent\n", s.Connected, s.Target, s.Failed, s.Packets)
+	}
+	for _, a := range r.Attacks {
+		fmt.Fprintf(&b, "attack     %s\n", a)
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(&b, "server     pid %d: %.2f s CPU, %.1f µs per listener-second; RSS max %.1f MiB, %.1f KiB per listener at the peak of %d\n",
+			s.PID, s.CPUSeconds, s.CPUPerListenerSecond*1e6, float64(s.RSSMaxBytes)/(1<<20), s.RSSPerListener/1024, s.PeakListeners)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func formatCounts(m map[string]int64) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func round(d Duration) time.Duration {
+	return time.Duration(d).Round(time.Millisecond / 10)
+}

@@ -1,0 +1,286 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/attack"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/loopnet"
+)
+
+// Bounds on the parts of a run around its listening phase.
+const (
+	// setupTimeout bounds creating the space and connecting the speakers.
+	setupTimeout = 30 * time.Second
+	// teardownTimeout bounds ending the space, stopping the speakers and
+	// waiting for worker processes after the listening phase.
+	teardownTimeout = 30 * time.Second
+	// workerLead is how far ahead of the start worker processes are given
+	// their share, so they are running when it begins.
+	workerLead = time.Second
+	// maxWorkerLine bounds one JSON line from a worker: a report with an
+	// hour of samples is a few hundred KiB.
+	maxWorkerLine = 16 << 20
+	// progressEvery is how often a plain (non-terminal) progress line is
+	// written.
+	progressEvery = 5 * time.Second
+)
+
+// Config is how Run runs, as opposed to what it rehearses (the Scenario).
+type Config struct {
+	// Progress receives one progress line a second. Nil means none.
+	Progress io.Writer
+	// Terminal says Progress is a terminal: the line is rewritten in place
+	// each second. False means a plain line every 5 s.
+	Terminal bool
+	// WorkerCommand returns the command of one worker process, which runs
+	// RunWorker on its stdin and stdout. Nil means this executable with the
+	// arguments "load --worker-stdio".
+	WorkerCommand func(ctx context.Context) (*exec.Cmd, error)
+	// Logger receives the speaker bots' and workers' events. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the Config Run uses for zero fields.
+func DefaultConfig() Config {
+	return Config{WorkerCommand: selfWorker, Logger: slog.Default()}
+}
+
+// selfWorker runs this executable as a worker.
+func selfWorker(ctx context.Context) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("load: finding the worker executable: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "load", "--worker-stdio")
+	cmd.Stderr = os.Stderr
+	return cmd, nil
+}
+
+// workerLine is one line a worker writes: a sample, its report, or the
+// error that stopped it.
+type workerLine struct {
+	Sample *Sample `json:"sample,omitempty"`
+	Report *Report `json:"report,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// Run runs the scenario and returns its report. Listener failures are in
+// the report; errors are for a scenario that cannot run at all.
+func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
+	def := DefaultConfig()
+	if cfg.WorkerCommand == nil {
+		cfg.WorkerCommand = def.WorkerCommand
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if err := sc.Normalize(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(sc.Duration)+teardownTimeout)
+	defer cancel()
+
+	hc := &http.Client{
+		Transport: &http.Transport{DialContext: (&loopnet.Dialer{Sources: 1}).DialContext},
+		Timeout:   setupTimeout,
+	}
+	defer hc.CloseIdleConnections()
+	api := client.New(sc.Server)
+	api.HTTP = hc
+
+	rep := &Report{Scenario: sc, Workers: sc.Workers()}
+	rep.Scenario.Token = "" // reports get shared; tokens should not be
+	rep.Listeners.Target = sc.Listeners
+	rep.Speakers.Target = sc.Speakers
+
+	setup, cancelSetup := context.WithTimeout(ctx, setupTimeout)
+	defer cancelSetup()
+	token := sc.Token
+	if sc.SpaceID == "" {
+		sp, err := api.Create(setup, "amphi load rehearsal", nil)
+		if err != nil {
+			return nil, fmt.Errorf("load: creating a space: %w", err)
+		}
+		sc.SpaceID, token = sp.ID, sp.SpeakerToken
+		defer func() {
+			endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
+			defer cancel()
+			if _, err := api.End(endCtx, sp.ID, sp.HostToken); err != nil {
+				cfg.Logger.Warn("load: ending the rehearsal space", "space", sp.ID, "err", err)
+			}
+		}()
+	}
+	rep.SpaceID = sc.SpaceID
+
+	spk, err := startSpeakers(setup, sc, api, token, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer spk.stop()
+	cancelSetup()
+
+	var srv *serverSampler
+	if sc.PID > 0 {
+		if srv, err = newServerSampler(sc.PID); err != nil {
+			return nil, err
+		}
+	}
+
+	workers := max(sc.Workers(), 1)
+	lead := time.Duration(0)
+	if sc.Workers() > 0 {
+		lead = workerLead
+	}
+	start := time.Now().Add(lead)
+	rep.Started = start
+	prog := newProgress(cfg, sc, workers, start, srv)
+	progCtx, stopProgress := context.WithCancel(ctx)
+	var progWG sync.WaitGroup
+	progWG.Go(func() { prog.run(progCtx) })
+
+	shares := make([]*Report, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		sh := Share{Scenario: sc, Worker: w, Workers: workers, Start: start}
+		// This process runs the speakers and the attacks.
+		sh.Scenario.Speakers, sh.Scenario.Token, sh.Scenario.Attacks = 0, "", nil
+		onSample := func(s Sample) { prog.update(w, s) }
+		wg.Go(func() {
+			if sc.Workers() == 0 {
+				shares[w], errs[w] = RunShare(ctx, sh, onSample)
+			} else {
+				shares[w], errs[w] = runWorkerProcess(ctx, cfg, sh, onSample)
+			}
+		})
+	}
+	attacks := make([]attack.Stats, len(sc.Attacks))
+	attackErrs := make([]error, len(sc.Attacks))
+	for i, a := range sc.Attacks {
+		wg.Go(func() {
+			select {
+			case <-time.After(time.Until(start)):
+			case <-ctx.Done():
+			}
+			attacks[i], attackErrs[i] = attack.Run(ctx, a)
+			if attackErrs[i] != nil {
+				attackErrs[i] = fmt.Errorf("load: attack %d: %w", i, attackErrs[i])
+			}
+		})
+	}
+	wg.Wait()
+	stopProgress()
+	progWG.Wait()
+	prog.done()
+	if err := errors.Join(append(errs, attackErrs...)...); err != nil {
+		return nil, err
+	}
+	for _, s := range shares {
+		rep.Merge(s)
+	}
+	rep.Speakers = spk.counts()
+	rep.Attacks = attacks
+	if srv != nil {
+		rep.Server = srv.summarize(rep)
+	}
+	rep.summarize()
+	return rep, nil
+}
+
+// runWorkerProcess runs a share in a worker process and returns its report.
+func runWorkerProcess(ctx context.Context, cfg Config, sh Share, onSample func(Sample)) (*Report, error) {
+	cmd, err := cfg.WorkerCommand(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("load: worker %d: %w", sh.Worker, err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("load: worker %d: %w", sh.Worker, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("load: starting worker %d: %w", sh.Worker, err)
+	}
+	// stdin stays open while the worker runs: its closing tells the worker
+	// to stop, should this process go away.
+	defer in.Close()
+	if err := json.NewEncoder(in).Encode(sh); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("load: worker %d: sending its share: %w", sh.Worker, err)
+	}
+	var rep *Report
+	var werr error
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), maxWorkerLine)
+	for sc.Scan() {
+		var l workerLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			werr = fmt.Errorf("load: worker %d wrote %.100q: %w", sh.Worker, sc.Bytes(), err)
+			break
+		}
+		switch {
+		case l.Sample != nil:
+			onSample(*l.Sample)
+		case l.Report != nil:
+			rep = l.Report
+		case l.Error != "":
+			werr = fmt.Errorf("load: worker %d: %s", sh.Worker, l.Error)
+		}
+	}
+	in.Close()
+	if werr != nil {
+		cmd.Process.Kill()
+	}
+	io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil && werr == nil && rep == nil {
+		werr = fmt.Errorf("load: worker %d: %w", sh.Worker, err)
+	}
+	if werr == nil && rep == nil {
+		werr = fmt.Errorf("load: worker %d ended without a report", sh.Worker)
+	}
+	return rep, werr
+}
+
+// RunWorker is a worker process's side of Run: it reads its Share as JSON
+// from stdin, runs it, and writes JSON lines to stdout: a sample each
+// second, then the report (or the error). It stops early when stdin
+// closes, as it does when the coordinating process goes away.
+func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	var sh Share
+	dec := json.NewDecoder(stdin)
+	if err := dec.Decode(&sh); err != nil {
+		return fmt.Errorf("load: reading the worker's share: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The goroutine ends when stdin does, at the latest when the process
+	// exits: a worker is its own process.
+	go func() {
+		io.Copy(io.Discard, io.MultiReader(dec.Buffered(), stdin))
+		cancel()
+	}()
+	enc := json.NewEncoder(stdout)
+	rep, err := RunShare(ctx, sh, func(s Sample) { enc.Encode(workerLine{Sample: &s}) })
+	if err != nil {
+		enc.Encode(workerLine{Error: err.Error()})
+		return err
+	}
+	return enc.Encode(workerLine{Report: rep})
+}

@@ -1,0 +1,262 @@
+// Package load rehearses an event against a running amphi server: it opens
+// many listeners that follow the real join flow and read the real stream as
+// a player with a small jitter buffer would, runs speaker bots over WHIP, and
+// reports time to first audio, stalls, bytes, disconnects and the server's
+// CPU and memory.
+//
+// All traffic goes to loopback addresses through loopnet, from source
+// addresses rotating over 127.0.0.0/8 so more than 64 k connections can be
+// opened. Everything is bounded in count and time and stops by itself. A
+// process opens at most Scenario.PerProcess listeners (every machine here
+// caps a process at 20 000 open files); past that, Run starts worker
+// processes (the amphi binary itself, `amphi load --worker-stdio`), gives each
+// a Share as JSON on its stdin, reads per-second Samples and a final Report
+// as JSON lines from its stdout, and merges them.
+package load
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/attack"
+	"github.com/amphi-audio/amphi/internal/loopnet"
+)
+
+// Bounds on a scenario: a rehearsal never runs away, whatever its file says.
+const (
+	MaxListeners    = 2_000_000
+	MaxDuration     = time.Hour
+	MaxJoinRate     = 100_000 // joins per second
+	MaxSpeakers     = 13      // the stage's capacity
+	MaxBurst        = 10 * time.Second
+	MaxPlayerBuffer = 30 * time.Second
+	MaxTimeout      = time.Minute
+	MaxSources      = 1 << 24
+	// MaxPerProcess keeps a process under the 20 000 open files every
+	// machine here allows, with room for the process's own files.
+	MaxPerProcess = 19_000
+	// MaxWorkers bounds the worker processes one run starts.
+	MaxWorkers = 256
+	// MaxAttacks bounds the attacks one run makes at once.
+	MaxAttacks = 16
+)
+
+// Duration is a time.Duration that reads and writes JSON as a string such as
+// "1.5s" (a number is taken as nanoseconds), so scenario files are readable.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("load: a duration is a string such as \"30s\": %s", b)
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String formats the duration as time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Scenario is what to rehearse. It is read from a JSON file (--scenario)
+// and flags override it; DefaultScenario gives the defaults.
+type Scenario struct {
+	// Server is the amphi server's base URL; it must be a loopback address.
+	Server string `json:"server"`
+	// SpaceID is the space to listen to. Empty means Run creates a live
+	// space through the API, runs the speaker bots in it and ends it after.
+	SpaceID string `json:"space_id,omitempty"`
+	// Token is a speaker or host token of SpaceID, needed only for speaker
+	// bots in a space Run did not create.
+	Token string `json:"token,omitempty"`
+	// Listeners is how many listeners join. Zero means none.
+	Listeners int `json:"listeners"`
+	// JoinRate is how many listeners join per second. Zero means a herd: all
+	// join at once, at HerdAt.
+	JoinRate float64 `json:"join_rate"`
+	// HerdAt is when a herd joins, after the start. Zero means at once.
+	HerdAt Duration `json:"herd_at,omitempty"`
+	// Duration is how long the run lasts from its start (the first join
+	// slot); every listener is disconnected then. Required.
+	Duration Duration `json:"duration"`
+	// Burst is the ?burst= each listener asks for. Zero means the server's
+	// default.
+	Burst Duration `json:"burst,omitempty"`
+	// PlayerBuffer is the audio a listener's player waits for before it
+	// plays, and again after running dry, like a small client jitter
+	// buffer. Zero means DefaultPlayerBuffer.
+	PlayerBuffer Duration `json:"player_buffer,omitempty"`
+	// Speakers is how many speaker bots stream over WHIP. Negative means
+	// one when Run creates the space and none otherwise.
+	Speakers int `json:"speakers"`
+	// SpeakFile is a WAV or Ogg Opus file the speakers loop. Empty means a
+	// sine tone per speaker.
+	SpeakFile string `json:"speak_file,omitempty"`
+	// Sources is how many loopback source addresses connections rotate
+	// over, each new one in another /24 (loopnet.Dialer). Zero means one
+	// per listener, as in a real crowd, so the gate's per-source and
+	// per-prefix limits see what they would in production.
+	Sources int `json:"sources,omitempty"`
+	// PerProcess is the most listeners one process opens; more are split
+	// over worker processes. Zero means DefaultPerProcess.
+	PerProcess int `json:"per_process,omitempty"`
+	// Timeout bounds a listener's wait for its connection, its response,
+	// its first audio and each later read. Zero means DefaultTimeout.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Attacks run from the start alongside the listeners, in the run's own
+	// process (package attack). An attack's empty Target means Server; its
+	// Duration, when zero or longer than the run's, is the run's. Nil means
+	// none.
+	Attacks []attack.Config `json:"attacks,omitempty"`
+	// PID is the server's process id when it runs on this machine: its CPU
+	// time and memory are sampled each second. Zero means not sampled.
+	PID int `json:"pid,omitempty"`
+}
+
+// Defaults of a Scenario's zero fields.
+const (
+	DefaultPlayerBuffer = time.Second
+	DefaultPerProcess   = 15_000
+	DefaultTimeout      = 10 * time.Second
+)
+
+// DefaultScenario returns a scenario with every default filled in but the
+// required Duration and Listeners.
+func DefaultScenario() Scenario {
+	return Scenario{
+		Server:       "http://127.0.0.1:8080",
+		Speakers:     -1,
+		PlayerBuffer: Duration(DefaultPlayerBuffer),
+		PerProcess:   DefaultPerProcess,
+		Timeout:      Duration(DefaultTimeout),
+	}
+}
+
+// Normalize checks the scenario against its bounds and fills in defaults.
+// Its errors are amphi EInvalid errors that say which field is wrong.
+func (s *Scenario) Normalize() error {
+	bad := func(format string, args ...any) error {
+		return amphi.Errorf(amphi.EInvalid, "load: "+format, args...)
+	}
+	if s.Server == "" {
+		return bad("a server URL is required")
+	}
+	s.Server = strings.TrimRight(s.Server, "/")
+	u, err := url.Parse(s.Server)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return bad("server %q: want an http:// URL", s.Server)
+	}
+	if err := loopnet.CheckURL(s.Server); err != nil {
+		return amphi.Errorf(amphi.EInvalid, "load: %v", err)
+	}
+	if s.SpaceID != "" && (strings.ContainsAny(s.SpaceID, "/?#% ") || len(s.SpaceID) > 64) {
+		return bad("space id %q is not an id", s.SpaceID)
+	}
+	if s.Listeners < 0 || s.Listeners > MaxListeners {
+		return bad("listeners %d: want 0 to %d", s.Listeners, MaxListeners)
+	}
+	d := time.Duration(s.Duration)
+	if d <= 0 || d > MaxDuration {
+		return bad("duration %v: want more than 0 and at most %v", d, MaxDuration)
+	}
+	if s.JoinRate < 0 || s.JoinRate > MaxJoinRate || s.JoinRate != s.JoinRate {
+		return bad("join rate %v/s: want 0 (a herd) to %d", s.JoinRate, MaxJoinRate)
+	}
+	if s.JoinRate > 0 && s.Listeners > 1 {
+		last := time.Duration(float64(s.Listeners-1) / s.JoinRate * float64(time.Second))
+		if last >= d {
+			return bad("at %v/s the last of %d listeners would join after %v, not within the duration %v", s.JoinRate, s.Listeners, last.Round(time.Millisecond), d)
+		}
+	}
+	if h := time.Duration(s.HerdAt); h < 0 || h >= d {
+		return bad("herd at %v: want 0 or more and before the duration %v", h, d)
+	}
+	if b := time.Duration(s.Burst); b < 0 || b > MaxBurst {
+		return bad("burst %v: want 0 (the server's default) to %v", b, MaxBurst)
+	}
+	if s.PlayerBuffer == 0 {
+		s.PlayerBuffer = Duration(DefaultPlayerBuffer)
+	}
+	if b := time.Duration(s.PlayerBuffer); b < 0 || b > MaxPlayerBuffer {
+		return bad("player buffer %v: want up to %v", b, MaxPlayerBuffer)
+	}
+	if s.Speakers < 0 {
+		s.Speakers = 0
+		if s.SpaceID == "" {
+			s.Speakers = 1
+		}
+	}
+	if s.Speakers > MaxSpeakers {
+		return bad("speakers %d: a stage holds at most %d", s.Speakers, MaxSpeakers)
+	}
+	if s.Speakers > 0 && s.SpaceID != "" && s.Token == "" {
+		return bad("speaker bots in space %s need a speaker or host token", s.SpaceID)
+	}
+	if s.Sources == 0 {
+		s.Sources = max(s.Listeners, 1)
+	}
+	if s.Sources < 0 || s.Sources > MaxSources {
+		return bad("sources %d: want 1 to %d", s.Sources, MaxSources)
+	}
+	if s.PerProcess == 0 {
+		s.PerProcess = DefaultPerProcess
+	}
+	if s.PerProcess < 0 || s.PerProcess > MaxPerProcess {
+		return bad("per process %d: want 1 to %d (a process may open 20 000 files)", s.PerProcess, MaxPerProcess)
+	}
+	if w := s.Workers(); w > MaxWorkers {
+		return bad("%d listeners at %d per process need %d worker processes, more than %d", s.Listeners, s.PerProcess, w, MaxWorkers)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = Duration(DefaultTimeout)
+	}
+	if t := time.Duration(s.Timeout); t < 0 || t > MaxTimeout {
+		return bad("timeout %v: want up to %v", t, MaxTimeout)
+	}
+	if len(s.Attacks) > MaxAttacks {
+		return bad("%d attacks: at most %d", len(s.Attacks), MaxAttacks)
+	}
+	for i := range s.Attacks {
+		a := &s.Attacks[i]
+		if a.Target == "" {
+			a.Target = s.Server
+		}
+		if err := loopnet.CheckURL(a.Target); err != nil {
+			return amphi.Errorf(amphi.EInvalid, "load: attack %d: %v", i, err)
+		}
+		if a.Duration <= 0 || a.Duration > d {
+			a.Duration = d
+		}
+	}
+	if s.PID < 0 {
+		return bad("pid %d", s.PID)
+	}
+	return nil
+}
+
+// Workers returns how many worker processes the scenario needs: 0 when one
+// process holds every listener.
+func (s *Scenario) Workers() int {
+	if s.PerProcess <= 0 || s.Listeners <= s.PerProcess {
+		return 0
+	}
+	return (s.Listeners + s.PerProcess - 1) / s.PerProcess
+}
