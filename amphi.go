@@ -23,6 +23,7 @@ const (
 	EUnavailable   = "unavailable"    // shutting down or overloaded
 	EGone          = "gone"           // existed, no longer does
 	ENotAcceptable = "not_acceptable" // no representation the client takes
+	ERateLimited   = "rate_limited"   // too many requests from one source
 )
 
 // Error is an error a client may see: a code from the list above and a

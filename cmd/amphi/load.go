@@ -35,6 +35,7 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.BoolVar(&o.worker, "worker-stdio", false, "run as a worker process of another amphi load (internal)")
 	fs.StringVar(&sc.Server, "server", sc.Server, "amphi server URL (loopback only)")
 	fs.StringVar(&sc.SpaceID, "space", sc.SpaceID, "space to listen to; empty creates one, with a speaker bot, and ends it after")
+	fs.StringVar(&sc.Stream, "stream", sc.Stream, "a plain progressive Ogg stream path on --server (an Icecast mount such as /amphi.opus), listened to without the join flow")
 	fs.StringVar(&sc.Token, "token", sc.Token, "speaker or host token of --space, for speaker bots")
 	fs.IntVar(&sc.Listeners, "listeners", sc.Listeners, "how many listeners join")
 	fs.Float64Var(&sc.JoinRate, "rate", sc.JoinRate, "joins per second; 0 is a herd: all at once")

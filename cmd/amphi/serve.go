@@ -6,16 +6,23 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/amphi-audio/amphi/internal/api"
 	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -27,6 +34,15 @@ type Config struct {
 	Edge    edge.Config
 	Live    live.Config
 	API     api.Config
+	// StageAddr, when set, is a second listening address serving the API
+	// and WHIP but not listeners: the speakers' own door, which an
+	// audience flood on Addr cannot fill. Empty means none.
+	StageAddr string
+	// MaxConns caps the connections Addr holds at once; past it new ones
+	// are accepted and closed at once, counted, so the process never runs
+	// out of file descriptors. Zero means the open-files limit less 1 000
+	// kept for the stage, the database and the bus.
+	MaxConns int
 	// ShutdownTimeout bounds a graceful shutdown. Zero means 10 s.
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -57,9 +73,18 @@ type Main struct {
 	edge  *edge.Edge
 	live  *live.Manager
 	api   *api.Server
-	ln    net.Listener
+	ln    *capListener
 	http  *http.Server
 	serve chan error
+
+	stageLn   *capListener
+	stageHTTP *http.Server
+
+	monitor   *ops.Monitor
+	statuses  statusCounter
+	badChunks atomic.Uint64
+	stopBg    context.CancelFunc
+	bg        sync.WaitGroup
 }
 
 // NewMain returns a Main with the default configuration.
@@ -76,6 +101,12 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.Config.Bus.Listen, "nats-listen", m.Config.Bus.Listen, "embedded NATS client address (default 127.0.0.1 on a free port)")
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", 32000, "program bitrate in bit/s")
+	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
+	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, "connections the main address holds at once (0: the open-files limit less 1000)")
+	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node")
+	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
+	pow := fs.Uint("pow", 0, "arm proof of work at this many bits from the start (0: armed by attack signals)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated prefixes whose X-Forwarded-For is believed (default none)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +116,19 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	}
 	if err := m.Config.LogLevel.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("serve: --log: %w", err)
+	}
+	if *pow > 32 {
+		return fmt.Errorf("serve: --pow %d: at most 32 bits", *pow)
+	}
+	m.Config.API.Gate.PoWDifficulty = uint8(*pow)
+	if *trusted != "" {
+		for _, p := range strings.Split(*trusted, ",") {
+			prefix, err := netip.ParsePrefix(strings.TrimSpace(p))
+			if err != nil {
+				return fmt.Errorf("serve: --trusted-proxies: %w", err)
+			}
+			m.Config.API.Gate.TrustedProxies = append(m.Config.API.Gate.TrustedProxies, prefix)
+		}
 	}
 	return nil
 }
@@ -110,6 +154,7 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Edge.Logger = m.Logger
 	m.edge = edge.New(cfg.Edge)
 	if m.sub, err = m.bus.SubscribePrograms(m.edge.Publish, func(err error) {
+		m.badChunks.Add(1)
 		m.Logger.Warn("bus: bad chunk", "err", err)
 	}); err != nil {
 		return err
@@ -117,24 +162,82 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Live.Logger = m.Logger
 	m.live = live.NewManager(m.bus, cfg.Live)
 	cfg.API.DataDir, cfg.API.Logger = cfg.DataDir, m.Logger
-	m.api = api.New(cfg.API, m.db, m.live, m.edge)
+	if cfg.API.Gate.Key, err = loadKey(filepath.Join(cfg.DataDir, "gate.key")); err != nil {
+		return err
+	}
+	top := ops.NewTopPrefixes(0)
+	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, top); err != nil {
+		return err
+	}
 	if err := m.api.Recover(ctx); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	if m.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+	m.startOps(top)
+
+	maxConns := cfg.MaxConns
+	if maxConns == 0 {
+		maxConns = openFilesLimit() - 1000
+	}
+	if m.ln, err = listen(cfg.Addr, maxConns); err != nil {
 		return err
 	}
-	m.http = &http.Server{
-		Handler:           m.api,
-		ReadHeaderTimeout: 10 * time.Second,
+	mux := http.NewServeMux()
+	mux.Handle("/", m.statuses.wrap(m.api))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(ops.NewCollector(m.snapshot))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/ops", m.monitor.Handler())
+	m.http = m.newHTTPServer(mux)
+	m.serve = make(chan error, 2)
+	go func() { m.serve <- m.http.Serve(m.ln) }()
+	if cfg.StageAddr != "" {
+		// The stage's door: the API and WHIP, with a cap of its own.
+		if m.stageLn, err = listen(cfg.StageAddr, 1000); err != nil {
+			return err
+		}
+		m.stageHTTP = m.newHTTPServer(m.statuses.wrap(m.api))
+		go func() { m.serve <- m.stageHTTP.Serve(m.stageLn) }()
+	}
+	return nil
+}
+
+// newHTTPServer sets the timeouts that keep slow and idle clients from
+// holding the server: a slowloris is cut after ReadHeaderTimeout. Without
+// TLS the server speaks HTTP/1.1 only, so HTTP/2's rapid-reset and
+// CONTINUATION floods do not apply; a TLS front end must bound them.
+func (m *Main) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		IdleTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
 	}
-	m.serve = make(chan error, 1)
-	go func() { m.serve <- m.http.Serve(m.ln) }()
-	return nil
+}
+
+// startOps runs the ops monitor and feeds its attack signals to the
+// proof-of-work policy.
+func (m *Main) startOps(top *ops.TopPrefixes) {
+	ocfg := ops.DefaultConfig()
+	ocfg.Logger = m.Logger
+	m.monitor = ops.NewMonitor(ocfg, m.snapshot, top)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopBg = cancel
+	m.bg.Go(func() { m.monitor.Run(ctx) })
+	m.bg.Go(func() {
+		tick := time.NewTicker(ocfg.Interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				r := m.monitor.Report()
+				m.api.UpdatePoW(r.Rates.InvalidShare, r.Rates.JoinRequests)
+			}
+		}
+	})
 }
 
 // URL returns the server's base URL.
@@ -143,6 +246,14 @@ func (m *Main) URL() string {
 		return ""
 	}
 	return "http://" + m.ln.Addr().String()
+}
+
+// StageURL returns the base URL of the stage's own address, "" if none.
+func (m *Main) StageURL() string {
+	if m.stageLn == nil {
+		return ""
+	}
+	return "http://" + m.stageLn.Addr().String()
 }
 
 // BusURL returns the address of the bus other processes can join.
@@ -168,13 +279,20 @@ func (m *Main) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var errs []error
-	if m.http != nil {
-		if err := m.http.Shutdown(ctx); err != nil {
+	for _, srv := range []*http.Server{m.http, m.stageHTTP} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 		if err := <-m.serve; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.stopBg != nil {
+		m.stopBg()
+		m.bg.Wait()
 	}
 	if m.api != nil {
 		if err := m.api.EndAll(ctx); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -30,10 +31,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Gate configures admission of listeners.
+	Gate GateConfig
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
-func DefaultConfig() Config { return Config{MaxBody: 64 << 10} }
+func DefaultConfig() Config { return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig()} }
 
 // Server serves the API.
 type Server struct {
@@ -41,11 +44,13 @@ type Server struct {
 	db   *store.DB
 	live *live.Manager
 	edge *edge.Edge
+	gate *admission
 	mux  *http.ServeMux
 }
 
-// New returns the API over its store, the spaces on air and the edge.
-func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge) *Server {
+// New returns the API over its store, the spaces on air and the edge. top
+// collects the source prefixes of refused requests for the ops view.
+func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopPrefixes) (*Server, error) {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultConfig().MaxBody
 	}
@@ -55,9 +60,13 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, db: db, live: lm, edge: e, mux: http.NewServeMux()}
+	a, err := newAdmission(cfg.Gate, top)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux()}
 	s.routes()
-	return s
+	return s, nil
 }
 
 func (s *Server) routes() {
@@ -74,6 +83,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /spaces/{id}/whip", s.handleWHIPPost)
 	s.mux.HandleFunc("OPTIONS /spaces/{id}/whip", s.handleWHIPOptions)
 	s.mux.HandleFunc("DELETE /spaces/{id}/whip/{session}", s.handleWHIPDelete)
+	s.mux.HandleFunc("POST /spaces/{id}/join", s.handleJoin)
+	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
 	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +109,7 @@ var statuses = map[string]int{
 	amphi.EUnavailable:   http.StatusServiceUnavailable,
 	amphi.EGone:          http.StatusGone,
 	amphi.ENotAcceptable: http.StatusNotAcceptable,
+	amphi.ERateLimited:   http.StatusTooManyRequests,
 }
 
 // StatusCode returns the HTTP status for an error code.
@@ -127,7 +139,7 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	if st == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="amphi"`)
 	}
-	if code == amphi.EFull || code == amphi.EUnavailable {
+	if code == amphi.EFull || code == amphi.EUnavailable || code == amphi.ERateLimited {
 		w.Header().Set("Retry-After", "5")
 	}
 	writeJSON(w, st, &body)

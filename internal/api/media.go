@@ -10,6 +10,7 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/ops"
 )
 
 // onAir returns the session of a space that is live on this node.
@@ -98,44 +99,66 @@ func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// handleLive streams a space's program. A listener whose space is on this
-// edge costs no database read: only refusals look the space up.
+// handleLive streams a space's program to a ticket holder. The ticket is
+// checked without I/O; a listener whose space is on this edge costs no
+// database read: only refusals look the space up.
 func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	if err := s.serveLive(w, r); err != nil {
+		s.error(w, r, err)
+	}
+}
+
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
+	a, now, id := s.gate, s.cfg.Now(), r.PathValue("id")
+	a.listenRequests.Add(1)
+	addr := a.clientAddr(r)
+	if err := a.limit(a.listen, addr, now); err != nil {
+		return err
+	}
 	var burst time.Duration
 	if b := r.URL.Query().Get("burst"); b != "" {
 		d, err := time.ParseDuration(b)
 		if err != nil || d < 0 {
-			s.error(w, r, amphi.Errorf(amphi.EInvalid, "burst must be a duration such as 500ms or 7s"))
-			return
+			a.refuse(ops.RefusalBadRequest, addr)
+			return amphi.Errorf(amphi.EInvalid, "burst must be a duration such as 500ms or 7s")
 		}
 		burst = d
 	}
-	if !s.edge.HasRing(id) {
+	t, err := s.ticketOf(r, id, addr, now)
+	if err != nil {
+		return err
+	}
+	room := a.room(id)
+	if room == nil || !s.edge.HasRing(id) {
 		sp, err := s.db.Space(r.Context(), id)
 		if err != nil {
-			s.error(w, r, err)
-			return
+			return err
 		}
-		if sp.State != amphi.StateLive {
-			s.error(w, r, notLive(sp))
-			return
+		if sp.State != amphi.StateLive || room == nil {
+			return notLive(sp)
 		}
 	}
+	if !room.Connect(t.Listener, t.Tier, now) {
+		a.refuse(ops.RefusalRoomFull, addr)
+		return amphi.Errorf(amphi.EFull, "your place in space %s lapsed or the space is full: join again", id)
+	}
 	if r.Method == http.MethodHead {
+		room.Leave(t.Listener, now)
 		w.Header().Set("Content-Type", "audio/ogg")
 		w.Header().Set("Cache-Control", "no-cache, no-store")
 		w.WriteHeader(http.StatusOK)
-		return
+		return nil
 	}
 	ring := s.edge.Ring(r.Context(), id)
 	if ring == nil {
-		s.error(w, r, amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id))
-		return
+		room.Leave(t.Listener, now)
+		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
-	if _, err := s.edge.Serve(w, r, ring, burst); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
-		s.error(w, r, err) // only before the stream started
+	leave := func(string) { room.Leave(t.Listener, s.cfg.Now()) }
+	if _, err := s.edge.Serve(w, r, ring, burst, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
+		return err // only before the stream started
 	}
+	return nil
 }
 
 // handleRecording serves an ended space's recording, with Range support.

@@ -25,7 +25,11 @@ const maxTitle = 200
 // spaceView is a space as clients see it, with the URLs to use it.
 type spaceView struct {
 	*amphi.Space
-	LiveURL      string `json:"live_url"`
+	// LiveURL plays in any player: it joins and redirects to the stream.
+	LiveURL string `json:"live_url"`
+	// JoinURL is the join flow for clients that can wait and solve
+	// challenges.
+	JoinURL      string `json:"join_url"`
 	RecordingURL string `json:"recording_url"`
 	WHIPURL      string `json:"whip_url"`
 	Speakers     *int   `json:"speakers,omitempty"`
@@ -33,7 +37,7 @@ type spaceView struct {
 
 func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
 	base := baseURL(r) + "/spaces/" + sp.ID
-	v := &spaceView{Space: sp, LiveURL: base + "/live.opus", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
+	v := &spaceView{Space: sp, LiveURL: base + "/listen", JoinURL: base + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
 	if sess := s.live.Session(sp.ID); sess != nil {
 		n := len(sess.Stage().Speakers())
 		v.Speakers = &n
@@ -114,6 +118,8 @@ func (s *Server) createSpace(ctx context.Context, req createRequest) (*amphi.Spa
 		if sp, err = s.StartSpace(ctx, sp.ID); err != nil {
 			return nil, "", err
 		}
+	} else { // its herd queues in arrival order until the start
+		s.gate.openRoom(sp.ID, *sp.ScheduledAt)
 	}
 	return sp, token, nil
 }
@@ -228,6 +234,7 @@ func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error
 	if _, err := s.live.Start(sp, filepath.Join(s.cfg.DataDir, rel)); err != nil {
 		return nil, s.failStart(ctx, id, err)
 	}
+	s.gate.openRoom(id, s.cfg.Now())
 	return sp, nil
 }
 
@@ -247,6 +254,7 @@ func (s *Server) EndSpace(ctx context.Context, id string) (*amphi.Space, error) 
 	if err != nil {
 		return nil, err
 	}
+	s.gate.closeRoom(id)
 	sess := s.live.Session(id)
 	stopErr := s.live.Stop(id)
 	if sess != nil {

@@ -46,6 +46,7 @@ func (e *Error) Error() string {
 type Space struct {
 	amphi.Space
 	LiveURL      string `json:"live_url"`
+	JoinURL      string `json:"join_url"`
 	RecordingURL string `json:"recording_url"`
 	WHIPURL      string `json:"whip_url"`
 	Speakers     *int   `json:"speakers,omitempty"`
@@ -106,11 +107,6 @@ func (c *Client) Get(ctx context.Context, spaceID string) (*Space, error) {
 
 // WHIPURL returns the space's WHIP endpoint.
 func (c *Client) WHIPURL(spaceID string) string { return c.BaseURL + "/spaces/" + spaceID + "/whip" }
-
-// LiveURL returns the space's live stream.
-func (c *Client) LiveURL(spaceID string) string {
-	return c.BaseURL + "/spaces/" + spaceID + "/live.opus"
-}
 
 // RecordingURL returns the space's recording.
 func (c *Client) RecordingURL(spaceID string) string {

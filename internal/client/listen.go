@@ -45,15 +45,20 @@ type ListenStats struct {
 	Ended bool
 }
 
-// Listen receives a space's live stream until the program ends, ctx is
-// done, or the connection fails; ctx ending is not an error.
+// Listen joins a space (Join) and receives its live stream until the
+// program ends, ctx is done, or the connection fails; ctx ending is not an
+// error.
 func (c *Client) Listen(ctx context.Context, spaceID string, opts ListenOptions) (*ListenStats, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	url := c.LiveURL(spaceID)
+	adm, err := c.Join(ctx, spaceID, nil)
+	if err != nil {
+		return nil, err
+	}
+	url := adm.ListenURL
 	if opts.Burst > 0 {
-		url += "?burst=" + opts.Burst.String()
+		url += "&burst=" + opts.Burst.String()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -3,22 +3,50 @@
 // progressive Ogg Opus: the header pages, a short burst from just behind the
 // live edge, then every chunk as it arrives.
 //
-// A listener costs a cursor into the shared ring and its connection: pages
-// are written straight from the ring with writev, so delivering a chunk
-// allocates nothing per listener. The edge knows nothing of the stage, the
-// mixer or WebRTC; a dependency test keeps it so.
+// A listener is a cursor into the shared ring and a socket, nothing more:
+// no goroutine, no net.Conn. Serve hijacks the HTTP/1.1 connection, takes a
+// duplicate of its descriptor (closing the net.Conn takes the original out
+// of Go's poller), sets TCP_NOTSENT_LOWAT, writes the response head, the
+// header pages and the burst in one non-blocking writev, and hands the
+// socket to one of its ring's shards and returns, so net/http's goroutine,
+// buffers and request are freed. A shard is a goroutine owning a slice of
+// 40-byte listener records; a ring has one shard per 256 listeners, up to
+// GOMAXPROCS, each running only while it has listeners. A shard wakes when
+// a chunk is published, when a listener is handed to it, and every Coalesce.
+// For each listener with a batch due (Coalesce worth of chunks, a lone
+// chunk that waited Coalesce, the rest of a partial write, or the end) it
+// makes one non-blocking writev of the pending pages straight from the
+// ring. A full socket keeps its offset into the page and is retried at the
+// next wake-up; one that takes nothing for WriteTimeout, or fails, is cut
+// (EndWrite); one whose position left the ring is cut (EndBehind); one that
+// has written the program's end is closed (EndProgram); Close cuts the rest
+// (EndClosed). Delivering a chunk allocates nothing.
+//
+// Why not a goroutine per listener, the first design: it kept net/http's
+// per-connection state alive, ~12 KB of heap and 16 KB with stacks per idle
+// listener, and cost more CPU per write. Why not the runtime poller with
+// rawConn.Write: the net.Conn, its poll descriptor and addresses would stay
+// per listener, and a writer that never waits for writability has no use
+// for epoll: a socket that is full is simply tried again a tick later, and
+// a closed one shows at its next write. What is left per listener is the
+// kernel's socket (~4 KB, whatever the design) and the cost of each write,
+// which Coalesce bounds (BenchmarkListenerSecond).
+//
+// The edge knows nothing of the stage, the mixer or WebRTC; a dependency
+// test keeps it so.
 package edge
 
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -123,16 +151,22 @@ type Stats struct {
 
 // Edge holds the rings and the listeners of this node.
 type Edge struct {
-	cfg   Config
-	batch uint64 // chunks written together
+	cfg          Config
+	batch        uint64 // chunks written together
+	coalesce     int64  // Config.Coalesce in ns
+	writeTimeout int64  // Config.WriteTimeout in ns
+	tick         time.Duration
+	start        time.Time // origin of the listeners' clocks
+	maxShards    int
 
 	mu      sync.Mutex
 	rings   map[string]*program.Ring
 	endedAt map[string]time.Time
-	added   chan struct{} // closed and replaced when a ring is added
-	conns   map[net.Conn]struct{}
+	added   chan struct{}            // closed and replaced when a ring is added
+	groups  map[*program.Ring]*group // the writers of each ring with listeners
 	closed  bool
-	done    chan struct{} // closed by Close
+	done    chan struct{}  // closed by Close
+	wg      sync.WaitGroup // the shards' goroutines
 
 	listeners, served, bytes, chunks, stale   atomic.Int64
 	endProgram, endBehind, endWrite, endClose atomic.Int64
@@ -146,13 +180,18 @@ func New(cfg Config) *Edge {
 		batch = 1
 	}
 	return &Edge{
-		cfg:     cfg,
-		batch:   batch,
-		rings:   make(map[string]*program.Ring),
-		endedAt: make(map[string]time.Time),
-		added:   make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
-		done:    make(chan struct{}),
+		cfg:          cfg,
+		batch:        batch,
+		coalesce:     int64(cfg.Coalesce),
+		writeTimeout: int64(cfg.WriteTimeout),
+		tick:         max(cfg.Coalesce, minTick),
+		start:        cfg.Now(),
+		maxShards:    runtime.GOMAXPROCS(0),
+		rings:        make(map[string]*program.Ring),
+		endedAt:      make(map[string]time.Time),
+		added:        make(chan struct{}),
+		groups:       make(map[*program.Ring]*group),
+		done:         make(chan struct{}),
 	}
 }
 
@@ -256,40 +295,17 @@ func (e *Edge) Drain(ctx context.Context) {
 	}
 }
 
-// Close cuts every listener. Streams in progress end with EndClosed.
+// Close cuts every listener, streams in progress ending with EndClosed, and
+// returns once every connection is closed and every writer has stopped.
 func (e *Edge) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if !e.closed {
 		e.closed = true
 		close(e.done)
 	}
-	for c := range e.conns {
-		c.Close()
-	}
+	e.mu.Unlock()
+	e.wg.Wait()
 	return nil
-}
-
-func (e *Edge) track(c net.Conn) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return false
-	}
-	e.conns[c] = struct{}{}
-	return true
-}
-
-func (e *Edge) untrack(c net.Conn) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.conns, c)
-}
-
-func (e *Edge) isClosed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.closed
 }
 
 // responseHead starts every stream. The body is delimited by the connection's
@@ -305,48 +321,103 @@ const responseHead = "HTTP/1.1 200 OK\r\n" +
 
 var responseHeadBytes = []byte(responseHead)
 
-// Serve streams ring's program to the request's client until the program
-// ends, the client goes away or falls behind, or the edge closes. burst is
-// the audio sent at once from behind the live edge; zero means the
-// configured default. It takes over the connection (HTTP/1.1 hijack) and
-// returns the reason the stream ended.
-func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, burst time.Duration) (string, error) {
+// Serve starts streaming ring's program to the request's client and returns
+// once the stream is handed to the edge's writers, without waiting for it
+// to end: the handler's goroutine and net/http's buffers are freed, and the
+// stream goes on until the program ends, the client goes away or falls
+// behind, or the edge closes, each counted in Stats.Ended. burst is the
+// audio sent at once from behind the live edge; zero means the configured
+// default.
+//
+// Serve takes over the connection (HTTP/1.1 hijack) and writes the response
+// head, the header pages and the burst at once, without blocking. It returns
+// "" and nil once the stream is handed over; the reason and any error if the
+// stream ended already (the edge is closed, the socket failed, or the whole
+// program fitted in the first write). Only an *amphi.Error, returned when the
+// connection cannot be taken over, comes before the response started.
+//
+// onEnd, if given, is called exactly once: with the stream's reason when it
+// ends, from Serve or later from a writer's goroutine, or with "" if Serve
+// returned an *amphi.Error. It must not block: the writer serving other
+// listeners waits for it.
+func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, burst time.Duration, onEnd ...func(reason string)) (string, error) {
+	done := joinOnEnd(onEnd)
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		if done != nil {
+			done("")
+		}
 		return "", amphi.Errorf(amphi.EUnsupported, "live audio needs HTTP/1.1")
 	}
-	defer conn.Close()
-	if !e.track(conn) {
+	if e.isClosed() {
+		conn.Close()
 		e.endClose.Add(1)
+		if done != nil {
+			done(EndClosed)
+		}
 		return EndClosed, nil
 	}
-	defer e.untrack(conn)
-	e.setLowat(conn)
-	e.listeners.Add(1)
 	e.served.Add(1)
-	defer e.listeners.Add(-1)
-
-	l := &listener{edge: e, conn: conn, ring: ring, vec: make([][]byte, 0, 8)}
-	reason, err := l.run(e.burstChunks(burst))
-	switch reason {
-	case EndProgram:
-		e.endProgram.Add(1)
-	case EndBehind:
-		e.endBehind.Add(1)
-	case EndClosed:
-		e.endClose.Add(1)
-	case EndWrite:
-		if e.isClosed() {
-			reason, err = EndClosed, nil
-			e.endClose.Add(1)
-		} else {
-			e.endWrite.Add(1)
+	fd, wrapper, err := e.detach(conn)
+	if err != nil {
+		e.endWrite.Add(1)
+		e.cfg.Logger.Debug("edge: listener ended", "reason", EndWrite, "err", err)
+		if done != nil {
+			done(EndWrite)
+		}
+		return EndWrite, err
+	}
+	e.listeners.Add(1)
+	if wrapper != nil {
+		then := done
+		done = func(reason string) {
+			wrapper.Close() // its socket is closed already: this is for its owner
+			if then != nil {
+				then(reason)
+			}
 		}
 	}
-	if err != nil {
-		e.cfg.Logger.Debug("edge: listener ended", "reason", reason, "err", err, "remote", conn.RemoteAddr())
+
+	next := ring.Next()
+	l := listener{
+		fd:       int32(fd),
+		pos:      max(next-min(e.burstChunks(burst), next), ring.Oldest()),
+		progress: e.now(),
+		onEnd:    done,
 	}
-	return reason, err
+	wr := newWriter(int(min(next-l.pos+2, maxIovecs)))
+	if reason, err := e.service(&l, ring, wr, l.progress); reason != "" {
+		e.end(&l, reason, err)
+		return reason, err
+	}
+	if !e.handOver(ring, l) {
+		e.end(&l, EndClosed, nil)
+		return EndClosed, nil
+	}
+	return "", nil
+}
+
+// joinOnEnd makes Serve's callbacks one, nil if there are none.
+func joinOnEnd(fs []func(string)) func(string) {
+	switch len(fs) {
+	case 0:
+		return nil
+	case 1:
+		return fs[0]
+	}
+	return func(reason string) {
+		for _, f := range fs {
+			if f != nil {
+				f(reason)
+			}
+		}
+	}
+}
+
+func (e *Edge) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
 }
 
 func (e *Edge) burstChunks(burst time.Duration) uint64 {
@@ -357,92 +428,89 @@ func (e *Edge) burstChunks(burst time.Duration) uint64 {
 	return uint64((burst + program.ChunkDuration - 1) / program.ChunkDuration)
 }
 
-func (e *Edge) setLowat(conn net.Conn) {
-	tc, ok := conn.(*net.TCPConn)
-	if !ok {
-		return
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return
-	}
-	raw.Control(func(fd uintptr) {
-		// Best effort: without it a stuck listener is still cut, only later.
-		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, e.cfg.NotSentLowat)
-	})
-}
-
-// listener is one stream: a position in the ring and the vectors it writes.
-type listener struct {
-	edge *Edge
-	conn net.Conn
-	ring *program.Ring
-	pos  uint64   // next chunk to send
-	vec  [][]byte // backing array reused for every write
-	bufs net.Buffers
-}
-
-func (l *listener) run(burst uint64) (string, error) {
-	next := l.ring.Next()
-	l.pos = max(next-min(burst, next), l.ring.Oldest())
-	l.vec = append(l.vec[:0], responseHeadBytes, l.ring.Headers())
+// detach takes the socket out of conn: it returns a duplicate of its file
+// descriptor, non-blocking and bounded by TCP_NOTSENT_LOWAT, and closes the
+// net.Conn, which takes the original out of Go's poller. The listener then
+// costs its few bytes in a shard, not a net.Conn, a poll descriptor and two
+// addresses.
+//
+// A conn that wraps the socket (a listener's accounting, say) is unwrapped
+// through an Unwrap() net.Conn method. Only the socket underneath is closed
+// now; the wrapper is returned, to be closed when the stream ends, so what
+// it counts stays true.
+func (e *Edge) detach(conn net.Conn) (fd int, wrapper net.Conn, err error) {
+	inner := conn
 	for {
-		wait := l.ring.Wait()
-		next := l.ring.Next()
-		if l.pos < l.ring.Oldest() {
-			return EndBehind, fmt.Errorf("edge: listener at chunk %d, ring starts at %d", l.pos, l.ring.Oldest())
+		if _, ok := inner.(syscall.Conn); ok {
+			break
 		}
-		// Write when a batch is pending, or at once for the first write
-		// (the burst) and the program's end.
-		pending := next - l.pos
-		if pending > 0 && (pending >= l.edge.batch || len(l.vec) > 0 || l.ring.Ended()) {
-			end, err := l.write(next)
-			if err != nil {
-				return EndWrite, err
-			}
-			if end {
-				return EndProgram, nil
-			}
-			continue
+		u, ok := inner.(interface{ Unwrap() net.Conn })
+		if !ok {
+			conn.Close()
+			return -1, nil, fmt.Errorf("edge: connection %T has no file descriptor", conn)
 		}
-		if pending == 0 && l.ring.Ended() { // the last chunk was lost
-			return EndProgram, nil
-		}
-		if len(l.vec) > 0 { // nothing in the ring yet: send the head now
-			if _, err := l.write(next); err != nil {
-				return EndWrite, err
-			}
-		}
-		select {
-		case <-wait:
-		case <-l.edge.done:
-			return EndClosed, nil
-		}
+		inner = u.Unwrap()
 	}
+	fd, err = dupSocket(inner.(syscall.Conn))
+	if err != nil {
+		conn.Close()
+		return -1, nil, err
+	}
+	inner.Close()
+	if inner != conn {
+		wrapper = conn
+	}
+	// Best effort: without it a stuck listener is still cut, only later.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, e.cfg.NotSentLowat)
+	return fd, wrapper, nil
 }
 
-// write sends the chunks from pos up to next in one writev.
-func (l *listener) write(next uint64) (end bool, err error) {
-	for ; l.pos < next; l.pos++ {
-		c := l.ring.Get(l.pos)
-		if c == nil {
-			continue // lost on the bus: the player sees a page gap
-		}
-		l.vec = append(l.vec, c.Page)
-		if c.End {
-			end = true
-		}
-	}
-	if err := l.conn.SetWriteDeadline(l.edge.cfg.Now().Add(l.edge.cfg.WriteTimeout)); err != nil {
-		return false, err
-	}
-	l.bufs = l.vec
-	n, err := l.bufs.WriteTo(l.conn)
-	l.edge.bytes.Add(n)
-	clear(l.vec) // drop references to chunks so the ring's memory can go
-	l.vec = l.vec[:0]
+// dupSocket returns a non-blocking duplicate of sc's descriptor.
+func dupSocket(sc syscall.Conn) (int, error) {
+	raw, err := sc.SyscallConn()
 	if err != nil {
-		return false, errors.Join(errors.New("edge: write"), err)
+		return -1, fmt.Errorf("edge: connection: %w", err)
 	}
-	return end, nil
+	fd := -1
+	var derr error
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, fmt.Errorf("edge: connection: %w", err)
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("edge: dup: %w", derr)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("edge: non-blocking: %w", err)
+	}
+	return fd, nil
+}
+
+// now is the listeners' clock: nanoseconds since New, monotonic when
+// Config.Now is time.Now.
+func (e *Edge) now() int64 { return int64(e.cfg.Now().Sub(e.start)) }
+
+// end closes a listener's socket and counts its end. The reason is counted
+// before the listener leaves Listeners, so a Drain that returned sees it.
+func (e *Edge) end(l *listener, reason string, err error) {
+	unix.Close(int(l.fd))
+	l.fd = -1
+	switch reason {
+	case EndProgram:
+		e.endProgram.Add(1)
+	case EndBehind:
+		e.endBehind.Add(1)
+	case EndWrite:
+		e.endWrite.Add(1)
+	case EndClosed:
+		e.endClose.Add(1)
+	}
+	e.listeners.Add(-1)
+	if err != nil {
+		e.cfg.Logger.Debug("edge: listener ended", "reason", reason, "err", err)
+	}
+	if l.onEnd != nil {
+		l.onEnd(reason)
+		l.onEnd = nil
+	}
 }

@@ -32,7 +32,8 @@ const (
 type testEdge struct {
 	*edge.Edge
 	addr   string
-	ended  chan string // Serve's reasons, one per stream
+	seen   map[string]int64 // Stats.Ended already returned by endedNow
+	onEnd  chan string      // Serve's onEnd calls
 	packer *program.Packer
 	frame  []byte
 	seq    uint64
@@ -43,7 +44,8 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	te := &testEdge{
 		Edge:   edge.New(cfg),
-		ended:  make(chan string, 16),
+		seen:   make(map[string]int64),
+		onEnd:  make(chan string, 16),
 		packer: program.NewPacker(serial),
 		frame:  bytes.Repeat([]byte{0x55}, 40),
 	}
@@ -54,8 +56,14 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 			http.Error(w, "no such program", http.StatusNotFound)
 			return
 		}
-		reason, _ := te.Serve(w, r, ring, 0)
-		te.ended <- reason
+		// Serve returns once the stream is handed to the writers; how
+		// streams end is counted in Stats and told to onEnd.
+		te.Serve(w, r, ring, 0, func(reason string) {
+			select {
+			case te.onEnd <- reason:
+			default:
+			}
+		})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -96,12 +104,36 @@ func (te *testEdge) publish(t *testing.T, n int, end bool) {
 // waitEnded returns the reason of the next stream to end.
 func (te *testEdge) waitEnded(t *testing.T) string {
 	t.Helper()
-	select {
-	case r := <-te.ended:
-		return r
-	case <-time.After(10 * time.Second):
-		t.Fatal("no stream ended")
-		return ""
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if r := te.endedNow(); r != "" {
+			return r
+		}
+	}
+	t.Fatal("no stream ended")
+	return ""
+}
+
+// endedNow returns the reason of a stream that ended since the last call,
+// from Stats.Ended, or "" if none did.
+func (te *testEdge) endedNow() string {
+	s := te.Stats()
+	for _, r := range []string{edge.EndProgram, edge.EndBehind, edge.EndWrite, edge.EndClosed} {
+		if s.Ended[r] > te.seen[r] {
+			te.seen[r]++
+			return r
+		}
+	}
+	return ""
+}
+
+// waitListeners waits until n listeners are connected: a stream's end is
+// counted just before it leaves Listeners.
+func (te *testEdge) waitListeners(t *testing.T, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); te.Stats().Listeners != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Listeners = %d, want %d", te.Stats().Listeners, n)
+		}
 	}
 }
 
@@ -221,8 +253,12 @@ func TestListenerGetsHeadersBurstThenLiveChunksThenEOF(t *testing.T) {
 	if r := te.waitEnded(t); r != edge.EndProgram {
 		t.Errorf("ended with %q, want %q", r, edge.EndProgram)
 	}
+	if r := <-te.onEnd; r != edge.EndProgram {
+		t.Errorf("onEnd(%q), want %q", r, edge.EndProgram)
+	}
 
 	te.Publish(space, &program.Chunk{Seq: 3, Page: program.Headers(serial)}) // old: ignored
+	te.waitListeners(t, 0)
 	s := te.Stats()
 	if s.Listeners != 0 || s.Served != 1 || s.Chunks != 28 || s.Stale != 1 || s.Ended[edge.EndProgram] != 1 {
 		t.Errorf("stats %+v", s)
@@ -277,12 +313,14 @@ func TestSlowListenerIsCutWhileOthersKeepReceiving(t *testing.T) {
 	var cutAt uint64
 	for cutAt == 0 {
 		te.publish(t, 1, false)
-		select {
-		case r := <-te.ended:
+		if r := te.endedNow(); r != "" {
 			if r != edge.EndWrite {
 				t.Fatalf("slow listener ended with %q, want %q", r, edge.EndWrite)
 			}
 			cutAt = te.seq
+			break
+		}
+		select {
 		case <-deadline:
 			t.Fatal("slow listener was never cut")
 		case <-time.After(10 * time.Millisecond):
@@ -294,6 +332,7 @@ func TestSlowListenerIsCutWhileOthersKeepReceiving(t *testing.T) {
 			break // the good listener got chunks published after the cut
 		}
 	}
+	te.waitListeners(t, 1)
 	s := te.Stats()
 	if s.Ended[edge.EndWrite] != 1 || s.Listeners != 1 {
 		t.Errorf("stats %+v", s)
@@ -368,6 +407,16 @@ func TestCloseCutsListenersAndDrainReturns(t *testing.T) {
 	}
 	if s := te.Stats(); s.Ended[edge.EndClosed] != 3 || s.Listeners != 0 {
 		t.Errorf("stats %+v", s)
+	}
+	for range 3 {
+		if r := <-te.onEnd; r != edge.EndClosed {
+			t.Errorf("onEnd(%q), want %q", r, edge.EndClosed)
+		}
+	}
+	select {
+	case r := <-te.onEnd:
+		t.Errorf("onEnd called once more, with %q", r)
+	default:
 	}
 }
 
@@ -456,8 +505,13 @@ func TestServeRefusesHTTP2(t *testing.T) {
 	e.Publish(space, mustChunk(t))
 	rec := &noHijack{header: http.Header{}}
 	req, _ := http.NewRequest("GET", "/", nil)
-	if _, err := e.Serve(rec, req, e.Ring(t.Context(), space), 0); err == nil || !strings.Contains(err.Error(), "HTTP/1.1") {
+	var ended []string
+	_, err := e.Serve(rec, req, e.Ring(t.Context(), space), 0, func(r string) { ended = append(ended, r) })
+	if err == nil || !strings.Contains(err.Error(), "HTTP/1.1") {
 		t.Errorf("err = %v", err)
+	}
+	if len(ended) != 1 || ended[0] != "" {
+		t.Errorf("onEnd calls %q, want one with \"\"", ended)
 	}
 }
 

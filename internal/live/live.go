@@ -110,6 +110,9 @@ func (s *Session) emit(c *program.Chunk) {
 	}
 }
 
+// SpaceID returns the id of the space on air.
+func (s *Session) SpaceID() string { return s.space.ID }
+
 // Stage returns the space's stage, where speakers join.
 func (s *Session) Stage() *stage.Stage { return s.stage }
 

@@ -85,3 +85,14 @@ func (m *Manager) Close() ([]string, error) {
 	wg.Wait()
 	return ids, errors.Join(errs...)
 }
+
+// Sessions returns the sessions on air now.
+func (m *Manager) Sessions() []*Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Session, 0, len(m.sessions))
+	for _, s := range m.sessions {
+		out = append(out, s)
+	}
+	return out
+}

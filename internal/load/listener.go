@@ -64,6 +64,11 @@ func (sh *Share) joinAt(k int) time.Duration {
 	return time.Duration(float64(i) / sh.Scenario.JoinRate * float64(time.Second))
 }
 
+// listenerSources is where listeners' source addresses start (127.1.0.0/16
+// on), so the attackers of the same rehearsal, from 127.0.0.0/16, never
+// share an address or a /24 with them.
+const listenerSources = 256 * 253
+
 // counters are a share's live numbers, read once a second for progress.
 type counters struct {
 	live, joins, stalls, failed, bytes atomic.Int64
@@ -73,7 +78,11 @@ type counters struct {
 type shareRun struct {
 	sh      Share
 	addr    string
-	request []byte
+	host    string
+	stream  string // a plain stream's path, without the join flow; "" for amphi
+	join    string // path of the join flow
+	live    string // path of the stream, up to the ticket
+	query   string // after the ticket
 	dialer  *loopnet.Dialer
 	timeout time.Duration
 	buffer  time.Duration
@@ -90,7 +99,7 @@ type shareRun struct {
 // the share's report. Listener failures are in the report, not errors.
 func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, error) {
 	sc := &sh.Scenario
-	if sh.Workers < 1 || sh.Worker < 0 || sh.Worker >= sh.Workers || sc.SpaceID == "" {
+	if sh.Workers < 1 || sh.Worker < 0 || sh.Worker >= sh.Workers || (sc.SpaceID == "" && sc.Stream == "") {
 		return nil, fmt.Errorf("load: share %d of %d for space %q is not a share", sh.Worker, sh.Workers, sc.SpaceID)
 	}
 	if err := sc.Normalize(); err != nil {
@@ -104,15 +113,20 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	target := u.Path + "/spaces/" + url.PathEscape(sc.SpaceID) + "/live.opus"
+	space := u.Path + "/spaces/" + url.PathEscape(sc.SpaceID)
+	query := ""
 	if sc.Burst > 0 {
-		target += "?burst=" + time.Duration(sc.Burst).String()
+		query = "&burst=" + time.Duration(sc.Burst).String()
 	}
 	r := &shareRun{
 		sh:      sh,
 		addr:    addr,
-		request: fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: amphi-load\r\nAccept: */*\r\n\r\n", target, u.Host),
-		dialer:  &loopnet.Dialer{Sources: sc.Sources},
+		host:    u.Host,
+		join:    space + "/join",
+		live:    space + "/live.opus?ticket=",
+		query:   query,
+		stream:  sc.Stream,
+		dialer:  &loopnet.Dialer{Sources: sc.Sources, Offset: listenerSources},
 		timeout: time.Duration(sc.Timeout),
 		buffer:  time.Duration(sc.PlayerBuffer),
 	}
@@ -299,7 +313,19 @@ func (r *shareRun) listen(ctx context.Context, start time.Time) (o outcome) {
 	if err := conn.SetDeadline(start.Add(r.timeout)); err != nil {
 		return outcome{cause: classify(err), err: err}
 	}
-	if _, err := conn.Write(r.request); err != nil {
+	target := r.stream
+	if target == "" {
+		ticket, o := r.joinFlow(ctx, conn)
+		if ticket == "" {
+			return o
+		}
+		if err := conn.SetDeadline(time.Now().Add(r.timeout)); err != nil {
+			return outcome{cause: classify(err), err: err}
+		}
+		target = r.live + url.QueryEscape(ticket) + r.query
+	}
+	req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: amphi-load\r\nAccept: */*\r\n\r\n", target, r.host)
+	if _, err := conn.Write(req); err != nil {
 		return r.ended(ctx, outcome{}, err, false)
 	}
 

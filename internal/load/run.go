@@ -109,7 +109,7 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	setup, cancelSetup := context.WithTimeout(ctx, setupTimeout)
 	defer cancelSetup()
 	token := sc.Token
-	if sc.SpaceID == "" {
+	if sc.SpaceID == "" && sc.Stream == "" {
 		sp, err := api.Create(setup, "amphi load rehearsal", nil)
 		if err != nil {
 			return nil, fmt.Errorf("load: creating a space: %w", err)

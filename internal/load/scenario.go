@@ -81,6 +81,11 @@ func (d Duration) String() string { return time.Duration(d).String() }
 type Scenario struct {
 	// Server is the amphi server's base URL; it must be a loopback address.
 	Server string `json:"server"`
+	// Stream, when set, is a path on Server serving a plain progressive Ogg
+	// stream with no join flow (an Icecast mount, say): listeners GET it
+	// directly, and no space or speaker is involved. It is how amphi is
+	// measured beside another server in the same run.
+	Stream string `json:"stream,omitempty"`
 	// SpaceID is the space to listen to. Empty means Run creates a live
 	// space through the API, runs the speaker bots in it and ends it after.
 	SpaceID string `json:"space_id,omitempty"`
@@ -166,6 +171,12 @@ func (s *Scenario) Normalize() error {
 	}
 	if err := loopnet.CheckURL(s.Server); err != nil {
 		return amphi.Errorf(amphi.EInvalid, "load: %v", err)
+	}
+	if s.Stream != "" && (!strings.HasPrefix(s.Stream, "/") || strings.ContainsAny(s.Stream, " \r\n")) {
+		return bad("stream %q: want a path such as /amphi.opus", s.Stream)
+	}
+	if s.Stream != "" {
+		s.SpaceID, s.Speakers = "", 0
 	}
 	if s.SpaceID != "" && (strings.ContainsAny(s.SpaceID, "/?#% ") || len(s.SpaceID) > 64) {
 		return bad("space id %q is not an id", s.SpaceID)

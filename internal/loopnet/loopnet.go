@@ -46,7 +46,11 @@ type Dialer struct {
 	// Sources is how many source addresses to rotate over, from 127.0.0.2
 	// on (see source). Zero means one: 127.0.0.2.
 	Sources int
-	next    atomic.Uint32
+	// Offset skips that many addresses of the sequence, so two kinds of
+	// traffic in one rehearsal (listeners and attackers, say) come from
+	// different addresses. Zero starts at 127.0.0.2.
+	Offset int
+	next   atomic.Uint32
 }
 
 // DialContext is for http.Transport.DialContext and the like.
@@ -76,7 +80,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // 127.0.255.2, 127.0.0.3, … skipping .0 and .255 in the last octet.
 func (d *Dialer) source() net.IP {
 	n := max(d.Sources, 1)
-	i := int(d.next.Add(1)-1) % n
+	i := d.Offset + int(d.next.Add(1)-1)%n
 	b := i % 256
 	a := 2 + (i/256)%253
 	c := (i / (256 * 253)) % 256

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/amphi-audio/amphi/internal/ops"
+)
+
+// statusCounter counts responses by status code for the ops view. Streams
+// handed over by hijacking are counted by the edge instead.
+type statusCounter struct {
+	codes [600]atomic.Uint64
+}
+
+func (c *statusCounter) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.code >= 100 && sw.code < len(c.codes) {
+			c.codes[sw.code].Add(1)
+		}
+	})
+}
+
+func (c *statusCounter) snapshot() map[int]uint64 {
+	out := make(map[int]uint64)
+	for code := range c.codes {
+		if n := c.codes[code].Load(); n > 0 {
+			out[code] = n
+		}
+	}
+	return out
+}
+
+// statusWriter remembers the status; Unwrap lets http.ResponseController
+// reach the connection underneath (the edge hijacks it).
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// snapshot gathers every part's counters for the ops monitor and /metrics.
+// It only reads atomics and takes short locks.
+func (m *Main) snapshot() ops.Snapshot {
+	g := m.api.GateStats()
+	e := m.edge.Stats()
+	s := ops.Snapshot{
+		Listeners:       e.Listeners,
+		ListenersServed: uint64(e.Served),
+		EgressBytes:     uint64(e.Bytes),
+		JoinRequests:    g.JoinRequests,
+		ListenRequests:  g.ListenRequests,
+		Joins:           g.Joins,
+		Refusals:        g.Refusals,
+		TicketsVerified: g.TicketsVerified,
+		Waiting:         g.Waiting,
+		PoWDifficulty:   float64(g.PoWDifficulty),
+		HTTPResponses:   m.statuses.snapshot(),
+		Components:      map[string]ops.ComponentHealth{},
+	}
+	var cut uint64
+	for reason, n := range e.Ended {
+		if reason == "behind" || reason == "write" {
+			cut += uint64(n)
+		}
+	}
+	s.Components[ops.ComponentEdge] = ops.ComponentHealth{Errors: cut, Detail: "listeners cut: slow or gone"}
+	var mixer, rec, stage ops.ComponentHealth
+	for _, sess := range m.live.Sessions() {
+		ms := sess.Mixer().Stats()
+		mixer.Stalls += ms.CaughtUp
+		mixer.MaxFrame = max(mixer.MaxFrame, ms.MaxMix)
+		r := sess.Recorder()
+		rec.Stalls += uint64(r.Dropped())
+		if r.Err() != nil {
+			rec.Errors++
+		}
+		st := sess.Stage().Stats()
+		stage.Errors += st.DroppedMalformed + st.DroppedPayloadType + st.DroppedReadError
+		stage.Stalls += st.Lost
+		s.Spaces = append(s.Spaces, ops.SpaceSnapshot{ID: sess.SpaceID(), Speakers: st.Speakers})
+	}
+	mixer.Detail = "stalls: frames made late after the mixer fell behind"
+	rec.Detail = "stalls: chunks dropped; errors: recordings stopped"
+	stage.Detail = "errors: RTP dropped; stalls: speakers lost"
+	s.Components[ops.ComponentMixer] = mixer
+	s.Components[ops.ComponentRecorder] = rec
+	s.Components[ops.ComponentStage] = stage
+	s.Components[ops.ComponentBus] = ops.ComponentHealth{Stalls: m.badChunks.Load(), Detail: "stalls: chunks that did not decode"}
+	s.ReadProcess()
+	return s
+}
