@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/attack"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/gate"
+	"github.com/amphi-audio/amphi/internal/load"
+	"github.com/amphi-audio/amphi/internal/ops"
+)
+
+// clock is a settable clock for the API, so ticket expiry can be tested
+// without waiting.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// postJoin sends one join request and decodes the answer.
+func postJoin(t *testing.T, ctx context.Context, base, space string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/spaces/"+space+"/join", rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func getStatus(t *testing.T, ctx context.Context, url string) int {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestTicketsAreRefusedByReason: forged, other-space and expired tickets
+// are refused with their status and counted by reason.
+func TestTicketsAreRefusedByReason(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var clk clock
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Now = clk.Now })
+	defer m.Close()
+	c := client.New(m.URL())
+	a, err := c.Create(ctx, "A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Create(ctx, "B", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := c.Join(ctx, a.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func(space, ticket string) string {
+		return m.URL() + "/spaces/" + space + "/live.opus?ticket=" + ticket
+	}
+	if st := getStatus(t, ctx, live(b.ID, adm.Ticket)); st != http.StatusForbidden {
+		t.Errorf("another space's ticket: %d, want 403", st)
+	}
+	forged := []byte(adm.Ticket)
+	forged[len(forged)-3] ^= 1
+	if st := getStatus(t, ctx, live(a.ID, string(forged))); st != http.StatusUnauthorized {
+		t.Errorf("forged ticket: %d, want 401", st)
+	}
+	clk.Advance(16 * time.Minute)
+	if st := getStatus(t, ctx, live(a.ID, adm.Ticket)); st != http.StatusUnauthorized {
+		t.Errorf("expired ticket: %d, want 401", st)
+	}
+	got := m.api.GateStats().Refusals
+	for _, reason := range []string{ops.RefusalTicketWrongSpace, ops.RefusalTicketBadSignature, ops.RefusalTicketExpired} {
+		if got[reason] != 1 {
+			t.Errorf("refusals[%s] = %d, want 1 (all: %v)", reason, got[reason], got)
+		}
+	}
+}
+
+// TestProofOfWorkGuardsJoinsWhenArmed: with proof of work armed, a join is
+// answered with a challenge; a wrong or replayed answer is refused and
+// counted; a solved one is admitted, and amphi's own client solves it.
+func TestProofOfWorkGuardsJoinsWhenArmed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.API.Gate.PoWDifficulty = 12
+		oneSourceTest(m)
+	})
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Guarded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out := postJoin(t, ctx, m.URL(), sp.ID, nil)
+	challenge, _ := out["challenge"].(string)
+	if st != http.StatusOK || out["status"] != "challenge" || challenge == "" || out["difficulty"] != 12.0 {
+		t.Fatalf("join: %d %v, want a 12-bit challenge", st, out)
+	}
+	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": "not-it"}); st < 400 {
+		t.Errorf("wrong answer: %d %v, want a refusal", st, out)
+	}
+	nonce, err := gate.Solve(ctx, challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st != http.StatusOK || out["status"] != "admitted" {
+		t.Errorf("solved: %d %v, want admitted", st, out)
+	}
+	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st < 400 {
+		t.Errorf("replayed: %d %v, want a refusal", st, out)
+	}
+	got := m.api.GateStats().Refusals
+	if got[ops.RefusalPoWWrong] != 1 || got[ops.RefusalPoWReplayed] != 1 {
+		t.Errorf("refusals %v, want one wrong answer and one replay", got)
+	}
+	listenCtx, stop := context.WithTimeout(ctx, 2*time.Second)
+	defer stop()
+	ls, err := c.Listen(listenCtx, sp.ID, client.ListenOptions{})
+	if err != nil || ls.Packets == 0 {
+		t.Errorf("amphi's client behind proof of work: %+v, %v", ls, err)
+	}
+}
+
+// TestFullSpaceQueuesNewcomersInArrivalOrder: past capacity newcomers wait
+// in order and are admitted as places free; nobody inside is cut for them.
+func TestFullSpaceQueuesNewcomersInArrivalOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.API.Gate.Node.MaxListeners = 2
+		m.Config.API.Gate.Room.Linger = -1 // free a place as soon as its stream ends
+		oneSourceTest(m)
+	})
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Small room", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		st  *client.ListenStats
+		err error
+	}
+	inside := make([]chan result, 2)
+	cancels := make([]context.CancelFunc, 2)
+	for i := range inside {
+		lctx, stop := context.WithCancel(ctx)
+		cancels[i] = stop
+		inside[i] = make(chan result, 1)
+		go func() {
+			st, err := c.Listen(lctx, sp.ID, client.ListenOptions{})
+			inside[i] <- result{st, err}
+		}()
+	}
+	waitFor(t, func() bool { return m.edge.Stats().Listeners == 2 })
+
+	var waiters []string
+	for i := 1; i <= 3; i++ {
+		st, out := postJoin(t, ctx, m.URL(), sp.ID, nil)
+		if st != http.StatusOK || out["status"] != "waiting" || out["position"] != float64(i) {
+			t.Fatalf("newcomer %d: %d %v, want waiting at position %d", i, st, out, i)
+		}
+		waiters = append(waiters, out["listener"].(string))
+	}
+	// The first listener leaves: the first waiter, and only it, gets in.
+	cancels[0]()
+	<-inside[0]
+	waitFor(t, func() bool { return m.edge.Stats().Listeners == 1 })
+	for i, w := range waiters {
+		_, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"listener": w})
+		want := "waiting"
+		if i == 0 {
+			want = "admitted"
+		}
+		if out["status"] != want || (want == "waiting" && out["position"] != float64(i)) {
+			t.Errorf("waiter %d after a place freed: %v, want %s at position %d", i+1, out, want, i)
+		}
+	}
+	// The second listener was never cut.
+	time.Sleep(300 * time.Millisecond)
+	cancels[1]()
+	r := <-inside[1]
+	if r.err != nil || r.st.Ended || r.st.Holes != 0 || r.st.Packets == 0 {
+		t.Errorf("the listener inside: %+v %v, want an uninterrupted stream ended by itself", r.st, r.err)
+	}
+}
+
+// oneSourceTest lifts the per-source join limit for tests whose every
+// request comes from 127.0.0.1, as a crowd's would not.
+func oneSourceTest(m *Main) {
+	m.Config.API.Gate.Join.SourceRate, m.Config.API.Gate.Join.SourceBurst = 1000, 1000
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFloodDoesNotReachListenersInside: with proof of work armed, a flood
+// of ten times the legitimate request rate — forged tickets, join floods,
+// slowloris and slow readers — leaves every admitted listener without a
+// stall, at least 99 % of legitimate joins succeed, and the stage's speakers
+// keep hearing each other.
+func TestFloodDoesNotReachListenersInside(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Gate.PoWDifficulty = 10 })
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Under fire", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	b := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	var speaking sync.WaitGroup
+	for _, s := range []*toneSpeaker{a, b} {
+		speaking.Go(func() { s.play(ctx, 440, 0, time.Hour, 9*time.Second) })
+	}
+
+	// Legitimate: 60 listeners at 10 joins/s. Attack: 10 times that.
+	const legit = 10.0
+	run := 8 * time.Second
+	flood := []attack.Config{
+		{Kind: attack.ListenFlood, SpaceID: sp.ID, Rate: 4 * legit, Sources: 64},
+		{Kind: attack.JoinFlood, SpaceID: sp.ID, Rate: 4 * legit, Sources: 64},
+		{Kind: attack.Slowloris, SpaceID: sp.ID, Rate: legit, Concurrency: 200, Sources: 16},
+		{Kind: attack.SlowReader, SpaceID: sp.ID, Rate: legit, Concurrency: 50, Sources: 16},
+	}
+	rep, err := load.Run(ctx, load.Scenario{
+		Server: m.URL(), SpaceID: sp.ID, Listeners: 60, JoinRate: legit,
+		Duration: load.Duration(run), Attacks: flood,
+	}, load.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	speaking.Wait()
+	l := rep.Listeners
+	t.Logf("listeners %+v, stalls %d, ttfa %+v, failed by %v", l, rep.Stalls, rep.TTFA, l.FailedBy)
+	for _, at := range rep.Attacks {
+		t.Logf("attack %s", at)
+	}
+	admitted := l.OK + l.Stalled + l.Cut
+	if rep.Stalls != 0 || l.Stalled != 0 || l.Cut != 0 {
+		t.Errorf("admitted listeners were hurt: %d stalled, %d cut, %d stalls", l.Stalled, l.Cut, rep.Stalls)
+	}
+	if joined := l.Joined - l.Pending; joined == 0 || float64(admitted) < 0.99*float64(joined) {
+		t.Errorf("%d of %d legitimate joins succeeded, want at least 99 %%", admitted, joined)
+	}
+	var started int64
+	for _, at := range rep.Attacks {
+		started += at.Started
+	}
+	if started < int64(5*legit*run.Seconds()) {
+		t.Errorf("the flood made only %d requests", started)
+	}
+	for _, h := range []struct {
+		name string
+		s    *toneSpeaker
+	}{{"A hears B", a}, {"B hears A", b}} {
+		if pcm := h.s.heardPCM(t); len(pcm) < 6*48000 {
+			t.Errorf("%s: only %v of audio during the flood", h.name, time.Duration(len(pcm))*time.Second/48000)
+		}
+	}
+}
+
+// TestOpsNamesBothAFloodAndAnInternalFault: a rehearsal mixes a flood of
+// forged tickets with the mixer made to stall; /ops must name both, with
+// evidence, within 10 s.
+func TestOpsNamesBothAFloodAndAnInternalFault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stall atomic.Bool
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.Live.Mix.Knobs.BeforeFrame = func(uint64) {
+			if stall.CompareAndSwap(true, false) {
+				time.Sleep(500 * time.Millisecond)
+			}
+		}
+	})
+	defer m.Close()
+	sp, err := client.New(m.URL()).Create(ctx, "Bad day", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stall.Store(true)
+	attacked := make(chan struct{})
+	go func() {
+		defer close(attacked)
+		attack.Run(ctx, attack.Config{Kind: attack.ListenFlood, Target: m.URL(), SpaceID: sp.ID, Rate: 200, Duration: 12 * time.Second, Sources: 256})
+	}()
+	defer func() { cancel(); <-attacked }()
+
+	var report struct {
+		Verdict    string   `json:"verdict"`
+		Conditions []string `json:"conditions"`
+		Evidence   []struct {
+			Condition, Text string
+		} `json:"evidence"`
+	}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.URL()+"/ops", nil)
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&report)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := map[string]bool{}
+		for _, c := range report.Conditions {
+			has[c] = true
+		}
+		if has[ops.UnderAttack] && has[ops.FailingInternally] {
+			t.Logf("named after %v: verdict %s, conditions %v", time.Since(start).Round(time.Millisecond), report.Verdict, report.Conditions)
+			for _, e := range report.Evidence {
+				t.Logf("  %s: %s", e.Condition, e.Text)
+			}
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("after 10 s /ops says %s %v, want both under_attack and failing_internally", report.Verdict, report.Conditions)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
