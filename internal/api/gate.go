@@ -51,7 +51,7 @@ type admission struct {
 	rooms map[string]*gate.Room
 
 	joinRequests, listenRequests, joins atomic.Uint64
-	refusals                             map[string]*atomic.Uint64 // fixed at start: read without a lock
+	refusals                            map[string]*atomic.Uint64 // fixed at start: read without a lock
 }
 
 func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
