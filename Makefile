@@ -14,12 +14,16 @@ test:
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
 
-# Each fuzz target for 30 s; corpora are kept in testdata/fuzz.
+# Each fuzz target for FUZZTIME (30 s); corpora are kept in testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ = internal/gate:FuzzVerify internal/gate:FuzzVerifySolution internal/gate:FuzzClientAddr \
+	internal/ogg:FuzzReader internal/wav:FuzzRead internal/program:FuzzParseWire \
+	internal/stage:FuzzParseOffer internal/whip:FuzzStatusError internal/mix:FuzzPacketSamples \
+	internal/load:FuzzPageScanner internal/attack:FuzzParseStatusLine
 fuzz:
-	go test -run '^$$' -fuzz FuzzReader -fuzztime 30s ./internal/ogg
-	go test -run '^$$' -fuzz FuzzRead -fuzztime 30s ./internal/wav
-	go test -run '^$$' -fuzz FuzzParseOffer -fuzztime 30s ./internal/stage
-	go test -run '^$$' -fuzz FuzzStatusError -fuzztime 30s ./internal/whip
+	for t in $(FUZZ); do \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
 
 lint:
 	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
