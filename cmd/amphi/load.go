@@ -42,6 +42,7 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.DurationVar((*time.Duration)(&sc.HerdAt), "herd-at", time.Duration(sc.HerdAt), "when a herd joins, after the start")
 	fs.DurationVar((*time.Duration)(&sc.Duration), "duration", time.Duration(sc.Duration), "how long the run lasts (required, at most 1h)")
 	fs.DurationVar((*time.Duration)(&sc.Burst), "burst", time.Duration(sc.Burst), "?burst= each listener asks for; 0 is the server's default")
+	fs.DurationVar((*time.Duration)(&sc.Flush), "flush", time.Duration(sc.Flush), "?flush= each listener asks for (200ms for low latency); 0 is the server's default, about a second")
 	fs.DurationVar((*time.Duration)(&sc.PlayerBuffer), "buffer", time.Duration(sc.PlayerBuffer), "audio a listener's player buffers before playing")
 	fs.IntVar(&sc.Speakers, "speakers", sc.Speakers, "speaker bots over WHIP; -1 is one when the run creates the space, else none")
 	fs.StringVar(&sc.SpeakFile, "speak-file", sc.SpeakFile, "WAV or Ogg Opus file the speaker bots loop; empty is a tone")

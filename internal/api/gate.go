@@ -373,8 +373,10 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := resp.ListenURL
-	if b := r.URL.Query().Get("burst"); b != "" {
-		target += "&burst=" + url.QueryEscape(b)
+	for _, p := range []string{"burst", "flush"} {
+		if v := r.URL.Query().Get(p); v != "" {
+			target += "&" + p + "=" + url.QueryEscape(v)
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, target, http.StatusFound)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
@@ -115,14 +116,19 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if err := a.limit(a.listen, addr, now); err != nil {
 		return err
 	}
-	var burst time.Duration
-	if b := r.URL.Query().Get("burst"); b != "" {
-		d, err := time.ParseDuration(b)
-		if err != nil || d < 0 {
-			a.refuse(ops.RefusalBadRequest, addr)
-			return amphi.Errorf(amphi.EInvalid, "burst must be a duration such as 500ms or 7s")
+	var st edge.Stream
+	for _, p := range []struct {
+		name string
+		d    *time.Duration
+	}{{"burst", &st.Burst}, {"flush", &st.Flush}} {
+		if v := r.URL.Query().Get(p.name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				a.refuse(ops.RefusalBadRequest, addr)
+				return amphi.Errorf(amphi.EInvalid, "%s must be a duration such as 200ms or 7s", p.name)
+			}
+			*p.d = d
 		}
-		burst = d
 	}
 	t, err := s.ticketOf(r, id, addr, now)
 	if err != nil {
@@ -155,7 +161,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
 	leave := func(string) { room.Leave(t.Listener, s.cfg.Now()) }
-	if _, err := s.edge.Serve(w, r, ring, burst, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
+	if _, err := s.edge.Serve(w, r, ring, st, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
 		return err // only before the stream started
 	}
 	return nil

@@ -17,6 +17,10 @@ type ListenOptions struct {
 	// Burst asks the server for this much audio at once on connect. Zero
 	// means the server's default.
 	Burst time.Duration
+	// Flush asks the server to write at least this often. Zero means 200
+	// ms: amphi's own clients want low latency; plain players get the
+	// server's default of about a second.
+	Flush time.Duration
 	// Out receives the stream's bytes as they arrive. Nil means none.
 	Out io.Writer
 	// OnPacket receives each audio packet (not the headers) with the granule
@@ -56,7 +60,10 @@ func (c *Client) Listen(ctx context.Context, spaceID string, opts ListenOptions)
 	if err != nil {
 		return nil, err
 	}
-	url := adm.ListenURL
+	if opts.Flush == 0 {
+		opts.Flush = 200 * time.Millisecond
+	}
+	url := adm.ListenURL + "&flush=" + opts.Flush.String()
 	if opts.Burst > 0 {
 		url += "&burst=" + opts.Burst.String()
 	}

@@ -216,7 +216,7 @@ func newRawServer(b *testing.B, cfg Config, clients int, wrap bool) *rawServer {
 	rs.publish()
 	ring := rs.e.Ring(b.Context(), "s")
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rs.e.Serve(w, r, ring, 0)
+		rs.e.Serve(w, r, ring, Stream{})
 	})}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -66,8 +66,11 @@ type Config struct {
 	Burst time.Duration
 	// MaxBurst caps a burst a request may ask for. Zero means 10 s.
 	MaxBurst time.Duration
-	// Coalesce is how long chunks may wait to be written together: each
-	// write costs far more than its bytes (DESIGN.md). Zero means 200 ms.
+	// Coalesce is how long chunks may wait to be written together unless
+	// the request asks for less (Stream.Flush): each write costs far more
+	// than its bytes (DESIGN.md). Zero means 1 s, which plain players,
+	// buffering seconds anyway, never notice; amphi's own low-latency
+	// clients ask for 200 ms and pay ~5 writes a second for it.
 	Coalesce time.Duration
 	// WriteTimeout cuts a listener whose socket accepts nothing for this
 	// long. Zero means 5 s.
@@ -93,7 +96,7 @@ func DefaultConfig() Config {
 		RingChunks:   300,
 		Burst:        500 * time.Millisecond,
 		MaxBurst:     10 * time.Second,
-		Coalesce:     200 * time.Millisecond,
+		Coalesce:     time.Second,
 		WriteTimeout: 5 * time.Second,
 		NotSentLowat: 16 << 10,
 		RingWait:     2 * time.Second,
@@ -152,9 +155,7 @@ type Stats struct {
 // Edge holds the rings and the listeners of this node.
 type Edge struct {
 	cfg          Config
-	batch        uint64 // chunks written together
-	coalesce     int64  // Config.Coalesce in ns
-	writeTimeout int64  // Config.WriteTimeout in ns
+	writeTimeout int64 // Config.WriteTimeout in ns
 	tick         time.Duration
 	start        time.Time // origin of the listeners' clocks
 	maxShards    int
@@ -175,14 +176,8 @@ type Edge struct {
 // New returns an edge with no spaces.
 func New(cfg Config) *Edge {
 	cfg.setDefaults()
-	batch := uint64(cfg.Coalesce / program.ChunkDuration)
-	if batch < 1 {
-		batch = 1
-	}
 	return &Edge{
 		cfg:          cfg,
-		batch:        batch,
-		coalesce:     int64(cfg.Coalesce),
 		writeTimeout: int64(cfg.WriteTimeout),
 		tick:         max(cfg.Coalesce, minTick),
 		start:        cfg.Now(),
@@ -340,7 +335,7 @@ var responseHeadBytes = []byte(responseHead)
 // ends, from Serve or later from a writer's goroutine, or with "" if Serve
 // returned an *amphi.Error. It must not block: the writer serving other
 // listeners waits for it.
-func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, burst time.Duration, onEnd ...func(reason string)) (string, error) {
+func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, st Stream, onEnd ...func(reason string)) (string, error) {
 	done := joinOnEnd(onEnd)
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -381,7 +376,8 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	next := ring.Next()
 	l := listener{
 		fd:       int32(fd),
-		pos:      max(next-min(e.burstChunks(burst), next), ring.Oldest()),
+		pos:      max(next-min(e.burstChunks(st.Burst), next), ring.Oldest()),
+		batch:    e.batchChunks(st.Flush),
 		progress: e.now(),
 		onEnd:    done,
 	}
@@ -418,6 +414,25 @@ func (e *Edge) isClosed() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.closed
+}
+
+// Stream is what a listener's request asks of its stream.
+type Stream struct {
+	// Burst is the audio sent at once from behind the live edge. Zero
+	// means Config.Burst; it is capped at Config.MaxBurst.
+	Burst time.Duration
+	// Flush is the longest chunks wait to be written together. Zero means
+	// Config.Coalesce; it is at least one chunk and at most
+	// Config.Coalesce.
+	Flush time.Duration
+}
+
+// batchChunks is how many chunks a listener asking for flush gets per write.
+func (e *Edge) batchChunks(flush time.Duration) uint8 {
+	if flush <= 0 || flush > e.cfg.Coalesce {
+		flush = e.cfg.Coalesce
+	}
+	return uint8(max(1, min(flush/program.ChunkDuration, 255)))
 }
 
 func (e *Edge) burstChunks(burst time.Duration) uint64 {

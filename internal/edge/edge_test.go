@@ -58,7 +58,7 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 		}
 		// Serve returns once the stream is handed to the writers; how
 		// streams end is counted in Stats and told to onEnd.
-		te.Serve(w, r, ring, 0, func(reason string) {
+		te.Serve(w, r, ring, edge.Stream{}, func(reason string) {
 			select {
 			case te.onEnd <- reason:
 			default:
@@ -506,7 +506,7 @@ func TestServeRefusesHTTP2(t *testing.T) {
 	rec := &noHijack{header: http.Header{}}
 	req, _ := http.NewRequest("GET", "/", nil)
 	var ended []string
-	_, err := e.Serve(rec, req, e.Ring(t.Context(), space), 0, func(r string) { ended = append(ended, r) })
+	_, err := e.Serve(rec, req, e.Ring(t.Context(), space), edge.Stream{}, func(r string) { ended = append(ended, r) })
 	if err == nil || !strings.Contains(err.Error(), "HTTP/1.1") {
 		t.Errorf("err = %v", err)
 	}

@@ -33,6 +33,7 @@ type listener struct {
 	fd       int32  // owned: only the listener's shard writes and closes it
 	off      uint32 // bytes of the current element (stage, pos) already written
 	stage    uint8
+	batch    uint8               // chunks written together; a lone one waits as long
 	pos      uint64              // next chunk to send
 	progress int64               // Edge.now when it last wrote, or had nothing to write
 	onEnd    func(reason string) // Serve's callback, or nil
@@ -130,7 +131,7 @@ func (l *listener) advance(n int64, iov []unix.Iovec, seqs []uint64, upTo uint64
 
 // service writes l what is due at now and reports the reason its stream
 // ended, or "". A batch of chunks is due, or a lone chunk once l has waited
-// Coalesce, or whatever is left of a started write, or anything once the
+// as long as a batch lasts, or whatever is left of a started write, or anything once the
 // program has ended.
 func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (string, error) {
 	for {
@@ -147,7 +148,7 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 				l.progress = now // an idle socket is not a stuck one
 				return "", nil
 			}
-			if next-l.pos < e.batch && !ended && now-l.progress < e.coalesce {
+			if next-l.pos < uint64(l.batch) && !ended && now-l.progress < int64(l.batch)*int64(program.ChunkDuration) {
 				return "", nil
 			}
 		}

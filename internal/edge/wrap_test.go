@@ -57,7 +57,7 @@ func TestWrappedConnIsStreamedAndClosedAtTheEnd(t *testing.T) {
 	}
 	cl := &countingListener{Listener: ln}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		te.Serve(w, r, te.Ring(r.Context(), space), 0)
+		te.Serve(w, r, te.Ring(r.Context(), space), edge.Stream{})
 	})}
 	go srv.Serve(cl)
 	t.Cleanup(func() {
