@@ -65,7 +65,8 @@ text{font-size:11px;fill:#555}
 
 // WriteChart writes the report as one self-contained HTML page: the text
 // summary and inline SVG line charts of listeners, joins per second, stalls,
-// failures and, with a PID, the server's CPU and memory over time.
+// failures, the mouth-to-ear latency when measured and, with a PID, the
+// server's CPU and memory over time.
 func WriteChart(w io.Writer, r *Report) error {
 	var summary strings.Builder
 	if err := r.WriteText(&summary); err != nil {
@@ -86,6 +87,17 @@ func WriteChart(w io.Writer, r *Report) error {
 	add("Joins per second", "joins/s", func(s Sample) float64 { return float64(s.Joins) })
 	add("Stalls so far", "stalls", func(s Sample) float64 { return float64(s.Stalls) })
 	add("Failures so far", "failures", func(s Sample) float64 { return float64(s.Failed) })
+	if r.Latency != nil {
+		// Seconds in which no mark arrived have no latency, not a zero one.
+		var marked []Sample
+		for _, s := range r.Timeline {
+			if s.Latency > 0 {
+				marked = append(marked, s)
+			}
+		}
+		page.Charts = append(page.Charts, series("Mouth-to-ear latency, median of each second's marks", "ms", marked, page.Seconds,
+			func(s Sample) float64 { return float64(s.Latency) / float64(time.Millisecond) }))
+	}
 	if r.Server != nil {
 		add("Server CPU", "% of a core", func(s Sample) float64 { return s.CPU })
 		add("Server RSS", "MiB", func(s Sample) float64 { return float64(s.RSS) / (1 << 20) })

@@ -89,6 +89,8 @@ type shareRun struct {
 	c       counters
 	// prevJoins is the joins counter at the last sample.
 	prevJoins int64
+	// sampled is how many of the share's first listeners measure latency.
+	sampled int
 
 	mu     sync.Mutex
 	report Report
@@ -118,6 +120,9 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	if sc.Burst > 0 {
 		query = "&burst=" + time.Duration(sc.Burst).String()
 	}
+	if sc.Flush > 0 {
+		query += "&flush=" + time.Duration(sc.Flush).String()
+	}
 	r := &shareRun{
 		sh:      sh,
 		addr:    addr,
@@ -132,6 +137,9 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	}
 	n := sh.count()
 	r.report.Listeners.Target = n
+	if sh.Worker == 0 {
+		r.sampled = min(sc.LatencySample, n)
+	}
 
 	end := sh.Start.Add(time.Duration(sc.Duration))
 	ctx, cancel := context.WithDeadline(ctx, end)
@@ -155,7 +163,21 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 			break
 		}
 		r.c.joins.Add(1)
-		wg.Go(func() { r.record(r.listen(ctx, time.Now())) })
+		var e *ear
+		if k < r.sampled {
+			if e, err = newEar(sc); err != nil {
+				cancel()
+				wg.Wait()
+				return nil, fmt.Errorf("load: latency listener: %w", err)
+			}
+		}
+		wg.Go(func() {
+			o := r.listen(ctx, time.Now(), e)
+			r.record(o)
+			if e != nil {
+				r.recordEar(o, e)
+			}
+		})
 	}
 	timer.Stop()
 	wg.Wait()
@@ -217,6 +239,16 @@ type outcome struct {
 	ttfa       time.Duration
 	stalls     int
 	listenTime time.Duration // from first audio to the end
+}
+
+// recordEar adds what a sampled listener detected to the share's report.
+func (r *shareRun) recordEar(o outcome, e *ear) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o.audio {
+		r.report.LatencyListeners++
+	}
+	r.report.Detections = append(r.report.Detections, e.dets...)
 }
 
 // record adds a listener's outcome to the share's report.
@@ -296,8 +328,10 @@ var (
 )
 
 // listen is one listener: it connects, asks for the stream and reads it as
-// a player would, until the stream ends or ctx is done.
-func (r *shareRun) listen(ctx context.Context, start time.Time) (o outcome) {
+// a player would, until the stream ends or ctx is done. A sampled listener
+// also has an ear, which decodes the pages and finds the latency marks;
+// others pass nil and do nothing more than count pages.
+func (r *shareRun) listen(ctx context.Context, start time.Time, e *ear) (o outcome) {
 	dctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout))
 	conn, err := r.dialer.DialContext(dctx, "tcp", r.addr)
 	cancel()
@@ -368,6 +402,9 @@ func (r *shareRun) listen(ctx context.Context, start time.Time) (o outcome) {
 		at := now.Sub(start)
 		for len(data) > 0 {
 			c, p, ok, err := sc.Next(data)
+			if e != nil {
+				e.gather(data[:c])
+			}
 			data = data[c:]
 			if err != nil {
 				o.cause, o.err = causeBadStream, err
@@ -378,14 +415,23 @@ func (r *shareRun) listen(ctx context.Context, start time.Time) (o outcome) {
 			}
 			eos = eos || p.Flags&oggFlagEOS != 0
 			if pages++; pages <= headerPages || p.Packets == 0 {
+				if e != nil {
+					e.skip()
+				}
 				continue
 			}
 			if !o.audio {
 				o.audio, o.ttfa, first = true, at, now
 				r.c.live.Add(1)
 				defer r.c.live.Add(-1)
+				if e != nil {
+					e.start(now)
+				}
 			}
 			pl.arrive(at, time.Duration(p.Packets)*packetDuration)
+			if e != nil {
+				e.hear(p, now)
+			}
 		}
 		if d := pl.stalls - reported; d > 0 {
 			r.c.stalls.Add(int64(d))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/attack"
+	"github.com/amphi-audio/amphi/internal/latency"
 )
 
 // ProgramBytesPerSecond is the program's nominal rate: 32 kbit/s.
@@ -49,6 +50,38 @@ type Report struct {
 	ListenerSeconds float64 `json:"listener_seconds"`
 	// Errors holds one example message per failure cause.
 	Errors map[string]string `json:"errors,omitempty"`
+	// Latency is the mouth-to-ear latency the sampled listeners measured;
+	// nil when the scenario sampled none.
+	Latency *Latency `json:"latency,omitempty"`
+	// LatencyListeners is how many sampled listeners received audio, in a
+	// share's report; Run moves it to Latency.Listeners.
+	LatencyListeners int `json:"latency_listeners,omitempty"`
+	// Detections are the marks a share's sampled listeners found, on their
+	// way from a worker to the run, which matches them with the marks sent
+	// and leaves this empty in its report.
+	Detections []latency.Detection `json:"detections,omitempty"`
+}
+
+// Latency is the mouth-to-ear latency of a run: from the moment the
+// speaker bot hands a mark's first frame to its WebRTC track to the moment
+// the page holding the mark's onset arrives at a sampled listener, plus the
+// onset's offset in that page's audio (package latency).
+type Latency struct {
+	// N is how many marks were detected and matched, over all sampled
+	// listeners.
+	N   int      `json:"n"`
+	P50 Duration `json:"p50"`
+	P99 Duration `json:"p99"`
+	Max Duration `json:"max"`
+	// Sent is how many marks the bot sent.
+	Sent int `json:"sent"`
+	// Listeners is how many sampled listeners received audio.
+	Listeners int `json:"listeners"`
+	// Interval is the time between marks.
+	Interval Duration `json:"interval"`
+	// Worker0Only says the listeners ran in worker processes and only
+	// worker 0's share was sampled.
+	Worker0Only bool `json:"worker0_only,omitempty"`
 }
 
 // ListenerCounts classifies the listeners. Every listener that joined is
@@ -132,6 +165,10 @@ type Sample struct {
 	// and RSS its resident memory; both only with a PID.
 	CPU float64 `json:"cpu_percent,omitempty"`
 	RSS int64   `json:"rss_bytes,omitempty"`
+	// Latency is the median mouth-to-ear latency of the marks that arrived
+	// during the second, over the sampled listeners; zero when none did.
+	// It is set on the run's merged timeline only.
+	Latency Duration `json:"latency_p50,omitempty"`
 }
 
 // addCause counts one more under key, allocating the map when needed.
@@ -164,6 +201,8 @@ func (r *Report) Merge(o *Report) {
 			r.Errors[k] = v
 		}
 	}
+	r.LatencyListeners += o.LatencyListeners
+	r.Detections = append(r.Detections, o.Detections...)
 	r.TTFAHistogram.Merge(&o.TTFAHistogram)
 	r.Stalls += o.Stalls
 	r.Bytes.Total += o.Bytes.Total
@@ -226,6 +265,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "bytes      %d, %.0f B per listener-second (%.2f× the %d B/s program)\n", r.Bytes.Total, r.Bytes.PerListenerSecond, r.Bytes.OfBitrate, ProgramBytesPerSecond)
 	if len(r.Disconnects) > 0 {
 		fmt.Fprintf(&b, "ended by   %s\n", formatCounts(r.Disconnects))
+	}
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(&b, "latency    p50 %v, p99 %v, max %v (%d marks, %d listeners", round(l.P50), round(l.P99), round(l.Max), l.N, l.Listeners)
+		if l.Worker0Only {
+			b.WriteString(", worker 0's share only")
+		}
+		b.WriteString(")\n")
 	}
 	if s := r.Speakers; s.Target > 0 {
 		fmt.Fprintf(&b, "speakers   %d of %d connected, %d failed, %d packets sent\n", s.Connected, s.Target, s.Failed, s.Packets)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/attack"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/loopnet"
@@ -89,6 +90,11 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	}
 	if err := sc.Normalize(); err != nil {
 		return nil, err
+	}
+	// Shares run no speakers (this process does), so this is checked here
+	// rather than in Normalize, which shares run too.
+	if sc.LatencySample > 0 && sc.Speakers == 0 {
+		return nil, amphi.Errorf(amphi.EInvalid, "load: measuring latency needs a speaker bot to send the marks: speakers 1 or more, in an amphi space")
 	}
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(sc.Duration)+teardownTimeout)
 	defer cancel()
@@ -190,6 +196,9 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	}
 	for _, s := range shares {
 		rep.Merge(s)
+	}
+	if sc.LatencySample > 0 {
+		rep.measureLatency(&sc, spk.sentMarks(), start)
 	}
 	rep.Speakers = spk.counts()
 	rep.Attacks = attacks

@@ -43,6 +43,13 @@ const (
 	MaxWorkers = 256
 	// MaxAttacks bounds the attacks one run makes at once.
 	MaxAttacks = 16
+	// MaxLatencySample bounds the listeners that decode: at about 2 % of a
+	// core each, a thousand take two cores.
+	MaxLatencySample = 1000
+	// MinLatencyInterval and MaxLatencyInterval bound the time between
+	// marks: marks need quiet between them, and a run needs several.
+	MinLatencyInterval = 200 * time.Millisecond
+	MaxLatencyInterval = 10 * time.Second
 )
 
 // Duration is a time.Duration that reads and writes JSON as a string such as
@@ -105,6 +112,11 @@ type Scenario struct {
 	// Burst is the ?burst= each listener asks for. Zero means the server's
 	// default.
 	Burst Duration `json:"burst,omitempty"`
+	// Flush is the ?flush= each listener asks for: how long the server may
+	// hold chunks to write them together. Zero means the server's default
+	// (about a second, as for plain players); amphi's own low-latency
+	// clients ask for 200 ms.
+	Flush Duration `json:"flush,omitempty"`
 	// PlayerBuffer is the audio a listener's player waits for before it
 	// plays, and again after running dry, like a small client jitter
 	// buffer. Zero means DefaultPlayerBuffer.
@@ -134,6 +146,18 @@ type Scenario struct {
 	// PID is the server's process id when it runs on this machine: its CPU
 	// time and memory are sampled each second. Zero means not sampled.
 	PID int `json:"pid,omitempty"`
+	// LatencySample is how many listeners measure mouth-to-ear latency:
+	// the first speaker bot plays timing marks (package latency) instead of
+	// its tone, and the first LatencySample listeners of worker 0's share
+	// decode what they receive and find the marks. Each costs about 2 % of
+	// a core. Zero means no latency is measured; it needs a speaker bot.
+	LatencySample int `json:"latency_sample,omitempty"`
+	// LatencyInterval is the time between two marks. Zero means
+	// DefaultLatencyInterval, which walks the marks through every position
+	// of the program's 5-packet pages, so the batching's spread is part of
+	// the result. A multiple of 100 ms puts every mark at the same position:
+	// one fixed point of that spread, for comparing two paths.
+	LatencyInterval Duration `json:"latency_interval,omitempty"`
 }
 
 // Defaults of a Scenario's zero fields.
@@ -141,6 +165,10 @@ const (
 	DefaultPlayerBuffer = time.Second
 	DefaultPerProcess   = 15_000
 	DefaultTimeout      = 10 * time.Second
+	// DefaultLatencyInterval is a mark every 1.02 s: 51 packets, one more
+	// than a multiple of the page's five, so consecutive marks land in
+	// consecutive page positions.
+	DefaultLatencyInterval = 1020 * time.Millisecond
 )
 
 // DefaultScenario returns a scenario with every default filled in but the
@@ -199,6 +227,9 @@ func (s *Scenario) Normalize() error {
 	}
 	if h := time.Duration(s.HerdAt); h < 0 || h >= d {
 		return bad("herd at %v: want 0 or more and before the duration %v", h, d)
+	}
+	if f := time.Duration(s.Flush); f < 0 || f > 2*time.Second {
+		return bad("flush %v: want 0 (the server's default) to 2s", f)
 	}
 	if b := time.Duration(s.Burst); b < 0 || b > MaxBurst {
 		return bad("burst %v: want 0 (the server's default) to %v", b, MaxBurst)
@@ -259,6 +290,15 @@ func (s *Scenario) Normalize() error {
 	}
 	if s.PID < 0 {
 		return bad("pid %d", s.PID)
+	}
+	if s.LatencySample < 0 || s.LatencySample > MaxLatencySample {
+		return bad("latency sample %d: want 0 to %d listeners", s.LatencySample, MaxLatencySample)
+	}
+	if s.LatencyInterval == 0 {
+		s.LatencyInterval = Duration(DefaultLatencyInterval)
+	}
+	if i := time.Duration(s.LatencyInterval); i < MinLatencyInterval || i > MaxLatencyInterval {
+		return bad("latency interval %v: want %v to %v", i, MinLatencyInterval, MaxLatencyInterval)
 	}
 	return nil
 }

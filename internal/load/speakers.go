@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/feed"
+	"github.com/amphi-audio/amphi/internal/latency"
 	"github.com/amphi-audio/amphi/internal/tone"
 	"github.com/amphi-audio/amphi/internal/wav"
 	"github.com/amphi-audio/amphi/internal/whip"
+	"gopkg.in/hraban/opus.v2"
 )
 
 // Speaker bots' audio when no file is given: a tone per speaker, each its
@@ -26,9 +29,14 @@ const (
 	speakBitrate  = 32000
 	speakerRate   = 48000
 	connectWithin = 15 * time.Second
+	// maxOpusPacket bounds one encoded packet (libopus never makes one
+	// larger than 1275 bytes per frame).
+	maxOpusPacket = 1500
 )
 
-// speakerBots are a run's speakers: WHIP sessions looping a file or a tone.
+// speakerBots are a run's speakers: WHIP sessions looping a file or a tone,
+// the first one playing latency marks instead when the run measures
+// latency.
 type speakerBots struct {
 	target    int
 	connected atomic.Int64
@@ -39,6 +47,11 @@ type speakerBots struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	sessions []*whip.Session
+	// marker makes the first bot's audio when the run measures latency;
+	// nil otherwise.
+	marker *latency.Marker
+	// sent holds mark k's send time at index k.
+	sent []time.Time
 }
 
 // startSpeakers connects sc.Speakers bots with token and starts them
@@ -49,15 +62,24 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 	if sc.Speakers == 0 {
 		return b, nil
 	}
+	if sc.LatencySample > 0 {
+		b.marker = latency.NewMarker(markerConfig(&sc))
+	}
+	var file []feed.Packet
+	if sc.SpeakFile != "" {
+		var err error
+		if file, err = feed.Load(sc.SpeakFile, speakBitrate); err != nil {
+			return nil, fmt.Errorf("load: speaker audio: %w", err)
+		}
+	}
 	audio := make([][]feed.Packet, sc.Speakers)
 	for i := range audio {
+		if i == 0 && b.marker != nil {
+			continue // bot 0 plays the marks
+		}
 		var err error
-		if sc.SpeakFile != "" {
-			if i == 0 {
-				audio[i], err = feed.Load(sc.SpeakFile, speakBitrate)
-			} else {
-				audio[i] = audio[0]
-			}
+		if file != nil {
+			audio[i] = file
 		} else {
 			pcm, _ := tone.Sine(make([]int16, int(toneLength/time.Millisecond)*speakerRate/1000), toneBase+toneStep*float64(i), toneLevel, speakerRate, 0)
 			audio[i], err = feed.Encode(&wav.Audio{SampleRate: speakerRate, Channels: 1, Samples: pcm}, speakBitrate)
@@ -70,8 +92,17 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 	b.cancel = cancel
 	var dial sync.WaitGroup
 	for i := range sc.Speakers {
+		play := func(ctx context.Context, sess *whip.Session) error {
+			return feed.Play(ctx, audio[i], true, func(p feed.Packet) error {
+				b.packets.Add(1)
+				return sess.WriteOpus(p.Data, p.Duration)
+			})
+		}
+		if i == 0 && b.marker != nil {
+			play = b.playMarks
+		}
 		dial.Go(func() {
-			if err := b.speak(ctx, runCtx, api, sc.SpaceID, token, audio[i], logger); err != nil {
+			if err := b.speak(ctx, runCtx, api, sc.SpaceID, token, play, logger); err != nil {
 				b.failed.Add(1)
 				logger.Warn("load: speaker bot", "n", i, "err", err)
 			}
@@ -81,9 +112,9 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 	return b, nil
 }
 
-// speak connects one bot and, once connected, plays pkts in a loop on a
-// goroutine until runCtx is done.
-func (b *speakerBots) speak(ctx, runCtx context.Context, api *client.Client, space, token string, pkts []feed.Packet, logger *slog.Logger) error {
+// speak connects one bot and, once connected, runs play on a goroutine
+// until runCtx is done.
+func (b *speakerBots) speak(ctx, runCtx context.Context, api *client.Client, space, token string, play func(context.Context, *whip.Session) error, logger *slog.Logger) error {
 	sess, err := whip.Dial(ctx, api.WHIPURL(space), token, whip.Config{Slots: -1, HTTPClient: api.HTTP, Logger: logger})
 	if err != nil {
 		return err
@@ -100,15 +131,71 @@ func (b *speakerBots) speak(ctx, runCtx context.Context, api *client.Client, spa
 	}
 	b.connected.Add(1)
 	b.wg.Go(func() {
-		err := feed.Play(runCtx, pkts, true, func(p feed.Packet) error {
-			b.packets.Add(1)
-			return sess.WriteOpus(p.Data, p.Duration)
-		})
-		if err != nil {
+		if err := play(runCtx, sess); err != nil {
 			logger.Warn("load: speaker bot stopped", "err", err)
 		}
 	})
 	return nil
+}
+
+// playMarks plays the marker's stream on sess in real time until ctx is
+// done, encoding each frame as it goes, and records each mark's send time:
+// the moment the frame with its first sample is handed to the track.
+// Frames are due on an absolute schedule, as feed.Play's packets are, so a
+// late wake-up does not delay the frames after it.
+func (b *speakerBots) playMarks(ctx context.Context, sess *whip.Session) error {
+	enc, err := opus.NewEncoder(speakerRate, 1, opus.AppAudio)
+	if err != nil {
+		return fmt.Errorf("load: mark encoder: %w", err)
+	}
+	if err := enc.SetBitrate(speakBitrate); err != nil {
+		return fmt.Errorf("load: mark encoder: %w", err)
+	}
+	var pcm []int16
+	buf := make([]byte, maxOpusPacket)
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	due := time.Now()
+	for i := 0; ; i++ {
+		if wait := time.Until(due); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+		} else if ctx.Err() != nil {
+			return nil
+		}
+		var mark bool
+		pcm, _, mark = b.marker.Frame(pcm, i)
+		n, err := enc.Encode(pcm, buf)
+		if err != nil {
+			return fmt.Errorf("load: encoding mark frame %d: %w", i, err)
+		}
+		// The track may keep the packet (for retransmission), so each
+		// gets its own bytes; 50 small allocations a second for one bot.
+		pkt := append([]byte(nil), buf[:n]...)
+		if mark {
+			now := time.Now()
+			b.mu.Lock()
+			b.sent = append(b.sent, now)
+			b.mu.Unlock()
+		}
+		b.packets.Add(1)
+		if err := sess.WriteOpus(pkt, latency.FrameDuration); err != nil {
+			return err
+		}
+		due = due.Add(latency.FrameDuration)
+	}
+}
+
+// sentMarks returns the send time of each mark sent so far, mark k at k.
+func (b *speakerBots) sentMarks() []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.sent)
 }
 
 // stop stops the bots and leaves the stage.
