@@ -205,11 +205,9 @@ func (s *Server) roomFor(ctx context.Context, id string, now time.Time) (*gate.R
 	switch {
 	case sp.State == amphi.StateEnded:
 		return nil, notLive(sp)
-	case sp.State == amphi.StateScheduled && sp.ScheduledAt != nil:
-		return s.gate.openRoom(id, *sp.ScheduledAt), nil
 	case sp.State == amphi.StateScheduled:
-		// No time given: the herd waits for the host, at most a day.
-		return s.gate.openRoom(id, now.Add(24*time.Hour)), nil
+		// Only a space created with a time is scheduled.
+		return s.gate.openRoom(id, *sp.ScheduledAt), nil
 	case s.live.Session(id) == nil:
 		return nil, notLive(&amphi.Space{ID: id, State: amphi.StateLive})
 	default:
