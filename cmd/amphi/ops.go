@@ -85,7 +85,7 @@ func (m *Main) snapshot() ops.Snapshot {
 	var mixer, rec, stage ops.ComponentHealth
 	for _, sess := range m.live.Sessions() {
 		ms := sess.Mixer().Stats()
-		mixer.Stalls += ms.CaughtUp
+		mixer.Stalls += ms.Stalls
 		mixer.MaxFrame = max(mixer.MaxFrame, ms.MaxMix)
 		r := sess.Recorder()
 		rec.Stalls += uint64(r.Dropped())
@@ -97,7 +97,7 @@ func (m *Main) snapshot() ops.Snapshot {
 		stage.Stalls += st.Lost
 		s.Spaces = append(s.Spaces, ops.SpaceSnapshot{ID: sess.SpaceID(), Speakers: st.Speakers})
 	}
-	mixer.Detail = "stalls: frames made late after the mixer fell behind"
+	mixer.Detail = "stalls: times the mixer fell 100 ms or more behind the clock"
 	rec.Detail = "stalls: chunks dropped; errors: recordings stopped"
 	stage.Detail = "errors: RTP dropped; stalls: speakers lost"
 	s.Components[ops.ComponentMixer] = mixer

@@ -111,6 +111,10 @@ type Stats struct {
 	// CaughtUp is the number of frames emitted late, right after another,
 	// because the mixer had fallen behind the clock.
 	CaughtUp uint64
+	// Stalls counts the times the mixer found itself warnBehind frames or
+	// more behind the clock: late enough for listeners to notice, unlike a
+	// frame or two of scheduling jitter, which jitter buffers absorb.
+	Stalls uint64
 	// LastMix and MaxMix are the time mixing and encoding the last frame
 	// took, and the longest such time.
 	LastMix, MaxMix time.Duration
@@ -135,6 +139,7 @@ type Mixer struct {
 
 	frames   atomic.Uint64
 	caughtUp atomic.Uint64
+	stalls   atomic.Uint64
 	lastMix  atomic.Int64
 	maxMix   atomic.Int64
 
@@ -269,6 +274,7 @@ func (m *Mixer) Stats() Stats {
 	st := Stats{
 		Frames:   m.frames.Load(),
 		CaughtUp: m.caughtUp.Load(),
+		Stalls:   m.stalls.Load(),
 		LastMix:  time.Duration(m.lastMix.Load()),
 		MaxMix:   time.Duration(m.maxMix.Load()),
 	}
@@ -300,6 +306,7 @@ func (m *Mixer) Run(ctx context.Context) error {
 			level := slog.LevelDebug
 			if behind >= warnBehind {
 				level = slog.LevelWarn
+				m.stalls.Add(1)
 			}
 			m.log.Log(ctx, level, "mix: running late, catching up", "frames", behind, "index", index)
 		}

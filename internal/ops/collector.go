@@ -43,7 +43,7 @@ func NewCollector(snap func() Snapshot) prometheus.Collector {
 		powDifficulty:   d("pow_difficulty", "Proof-of-work difficulty asked now, in bits."),
 		http:            d("http_responses_total", "HTTP responses by status code.", "code"),
 		componentErrors: d("component_errors_total", "Errors by component (mixer, recorder, bus, stage, edge).", "component"),
-		componentStalls: d("component_stalls_total", "Stalls by component: mixer frames caught up, recorder chunks dropped, ...", "component"),
+		componentStalls: d("component_stalls_total", "Stalls by component: mixer stalls of 100 ms or more, recorder chunks dropped, ...", "component"),
 		mixerMaxFrame:   d("mixer_max_frame_seconds", "Longest time the mixer recently took for one 20 ms frame."),
 		spaceSpeakers:   d("space_speakers", "Speakers on stage, by space.", "space"),
 		spaceListeners:  d("space_listeners", "Listeners, by space.", "space"),

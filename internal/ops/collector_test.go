@@ -53,7 +53,7 @@ func TestCollectorExposesTheSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `
-# HELP amphi_component_stalls_total Stalls by component: mixer frames caught up, recorder chunks dropped, ...
+# HELP amphi_component_stalls_total Stalls by component: mixer stalls of 100 ms or more, recorder chunks dropped, ...
 # TYPE amphi_component_stalls_total counter
 amphi_component_stalls_total{component="mixer"} 3
 amphi_component_stalls_total{component="recorder"} 0

@@ -86,7 +86,7 @@ func TestOpsHTMLShowsVerdict(t *testing.T) {
 			`<meta http-equiv="refresh" content="3">`,
 			`<h1>failing internally</h1>`,
 			`under attack`,
-			`frames caught up after the mixer fell behind`,
+			`mixer stalls of 100 ms or more`,
 			`<th scope="col">Prefix</th>`,
 			`<code>ticket_bad_signature</code>`,
 			`lang="en"`,

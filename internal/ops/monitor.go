@@ -457,7 +457,7 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 // faultKind names what a component's stalls or errors are, for people.
 func faultKind(component string, stalls bool) string {
 	kinds := map[string][2]string{
-		ComponentMixer:    {"frames caught up after the mixer fell behind", "mixer errors"},
+		ComponentMixer:    {"mixer stalls of 100 ms or more", "mixer errors"},
 		ComponentRecorder: {"chunks dropped by the recorder", "recorder write errors"},
 		ComponentBus:      {"bad chunks on the bus", "bus publish errors"},
 		ComponentStage:    {"speakers lost", "RTP packets dropped"},

@@ -456,7 +456,7 @@ func Example() {
 	}
 	// Output:
 	// failing_internally [failing_internally under_attack]
-	// failing_internally component.mixer.stalls mixer: 4 frames caught up after the mixer fell behind in the last 10s
+	// failing_internally component.mixer.stalls mixer: 4 mixer stalls of 100 ms or more in the last 10s
 	// under_attack invalid_share 90 % of requests were invalid (ticket_bad_signature 90/s), at or above 50 %
 	// under_attack requests_per_second 100 requests/s (join 100/s, listen 0/s), at or above 20/s
 }

@@ -276,7 +276,7 @@ type Snapshot struct {
 //
 // What counts as an error or a stall, by component:
 //
-//	mixer     Stalls: frames caught up after the mixing clock fell behind;
+//	mixer     Stalls: times the mixing clock fell 100 ms or more behind;
 //	          Errors: encode/decode failures. MaxFrame: longest frame.
 //	recorder  Errors: write or fsync failures; Stalls: chunks dropped
 //	          because the recorder's queue was full.
