@@ -362,3 +362,41 @@ func TestOpsNamesBothAFloodAndAnInternalFault(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 }
+
+// TestStageHasItsOwnDoor: when the audience has taken every connection the
+// main address may hold, speakers still join through the stage address and
+// hear each other, and the main address goes on refusing at accept.
+func TestStageHasItsOwnDoor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.StageAddr = "127.0.0.1:0"
+		m.Config.MaxConns = 50
+	})
+	defer m.Close()
+	sp, err := client.New(m.URL()).Create(ctx, "Packed", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The audience holds every connection the main address allows.
+	held := make(chan attack.Stats, 1)
+	go func() {
+		st, _ := attack.Run(ctx, attack.Config{Kind: attack.ConnExhaust, Target: m.URL(), Rate: 500, Count: 200, Concurrency: 200, Duration: 8 * time.Second, Sources: 8})
+		held <- st
+	}()
+	waitFor(t, func() bool { return m.ln.refused.Load() > 0 })
+	stage := client.New(m.StageURL())
+	a := dialSpeaker(t, ctx, stage, sp.ID, sp.SpeakerToken)
+	b := dialSpeaker(t, ctx, stage, sp.ID, sp.SpeakerToken)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.play(ctx, 440, 0, time.Hour, 3*time.Second) })
+	wg.Go(func() { b.play(ctx, 1000, 0, time.Hour, 3*time.Second) })
+	wg.Wait()
+	for name, s := range map[string]*toneSpeaker{"A": a, "B": b} {
+		if pcm := s.heardPCM(t); len(pcm) < 2*48000 {
+			t.Errorf("speaker %s heard %v through the stage's door", name, time.Duration(len(pcm))*time.Second/48000)
+		}
+	}
+	st := <-held
+	t.Logf("audience: %s; main address refused %d at accept", st, m.ln.refused.Load())
+}
