@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,9 +57,48 @@ func DefaultConfig() Config {
 		Bus:             bus.DefaultConfig(),
 		Edge:            edge.DefaultConfig(),
 		Live:            live.DefaultConfig(),
-		API:             api.DefaultConfig(),
+		API:             defaultAPIConfig(),
 		ShutdownTimeout: 10 * time.Second,
 	}
+}
+
+func defaultAPIConfig() api.Config {
+	c := api.DefaultConfig()
+	c.Gate.Node.MaxListeners = nodeCapacity()
+	return c
+}
+
+// Per-listener budgets that derive the node's default capacity.
+const (
+	listenerMemory  = 64 << 10 // bytes: kernel socket buffers with room to spare
+	listenersPerCPU = 25000    // one write a second each (BENCHMARKS.md)
+	reservedFiles   = 2000     // the stage, the database, the bus, the recorder
+)
+
+// nodeCapacity derives how many listeners this machine holds at once: the
+// least of what its open-files limit, its memory and its cores allow.
+func nodeCapacity() int {
+	n := min(openFilesLimit()-reservedFiles, listenersPerCPU*runtime.NumCPU())
+	if mem := memTotal(); mem > 0 {
+		n = min(n, int(mem/listenerMemory))
+	}
+	return max(n, 100)
+}
+
+// memTotal reads the machine's memory from /proc/meminfo, 0 if unknown.
+func memTotal() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // Main is the server: it builds and wires the pieces. Tests run it
@@ -103,7 +143,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", 32000, "program bitrate in bit/s")
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
 	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, "connections the main address holds at once (0: the open-files limit less 1000)")
-	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node")
+	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node (default: the least of what open files, memory and cores allow)")
 	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
 	pow := fs.Uint("pow", 0, "arm proof of work at this many bits from the start (0: armed by attack signals)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated prefixes whose X-Forwarded-For is believed (default none)")
