@@ -43,6 +43,8 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.DurationVar((*time.Duration)(&sc.Duration), "duration", time.Duration(sc.Duration), "how long the run lasts (required, at most 1h)")
 	fs.DurationVar((*time.Duration)(&sc.Burst), "burst", time.Duration(sc.Burst), "?burst= each listener asks for; 0 is the server's default")
 	fs.DurationVar((*time.Duration)(&sc.Flush), "flush", time.Duration(sc.Flush), "?flush= each listener asks for (200ms for low latency); 0 is the server's default, about a second")
+	fs.IntVar(&sc.LatencySample, "latency-sample", sc.LatencySample, "listeners (of worker 0's share) that decode and measure mouth-to-ear latency; 0 is none")
+	fs.DurationVar((*time.Duration)(&sc.LatencyInterval), "latency-interval", time.Duration(sc.LatencyInterval), "time between latency marks; 0 is 1.02s")
 	fs.DurationVar((*time.Duration)(&sc.PlayerBuffer), "buffer", time.Duration(sc.PlayerBuffer), "audio a listener's player buffers before playing")
 	fs.IntVar(&sc.Speakers, "speakers", sc.Speakers, "speaker bots over WHIP; -1 is one when the run creates the space, else none")
 	fs.StringVar(&sc.SpeakFile, "speak-file", sc.SpeakFile, "WAV or Ogg Opus file the speaker bots loop; empty is a tone")

@@ -183,7 +183,10 @@ func TestLoadSplitsListenersOverWorkerProcesses(t *testing.T) {
 	t.Setenv(reexecEnv, "1")
 
 	scenario := filepath.Join(t.TempDir(), "scenario.json")
-	if err := os.WriteFile(scenario, []byte(`{"listeners": 50, "per_process": 20, "duration": "3s"}`), 0o644); err != nil {
+	// Worker 0's first two listeners measure latency: the bot's send times
+	// are in this process, their detections come back in worker 0's report.
+	if err := os.WriteFile(scenario, []byte(`{"listeners": 50, "per_process": 20, "duration": "4s",
+		"latency_sample": 2, "flush": "200ms", "speakers": 1, "token": "`+sp.SpeakerToken+`"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep, _ := runLoadReport(t, ctx, "--scenario", scenario, "--server", m.URL(), "--space", sp.ID)
@@ -193,6 +196,9 @@ func TestLoadSplitsListenersOverWorkerProcesses(t *testing.T) {
 	}
 	if rep.Disconnects["ended"] != 50 || rep.Scenario.PerProcess != 20 || rep.Scenario.Listeners != 50 {
 		t.Errorf("disconnects %v, scenario %+v", rep.Disconnects, rep.Scenario)
+	}
+	if l := rep.Latency; l == nil || !l.Worker0Only || l.Listeners != 2 || l.N < 2 || l.P50 <= 0 || l.P50 > load.Duration(time.Second) || len(rep.Detections) != 0 {
+		t.Errorf("latency %+v, %d raw detections: want worker 0's 2 listeners' marks matched", l, len(rep.Detections))
 	}
 }
 

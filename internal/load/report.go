@@ -65,7 +65,10 @@ type Report struct {
 // Latency is the mouth-to-ear latency of a run: from the moment the
 // speaker bot hands a mark's first frame to its WebRTC track to the moment
 // the page holding the mark's onset arrives at a sampled listener, plus the
-// onset's offset in that page's audio (package latency).
+// onset's offset in that page's audio (package latency). It includes the
+// time the edge holds pages to write them together, which the listeners'
+// Scenario.Flush chooses: about a second by default, 200 ms for amphi's
+// own clients.
 type Latency struct {
 	// N is how many marks were detected and matched, over all sampled
 	// listeners.
@@ -268,6 +271,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(&b, "latency    p50 %v, p99 %v, max %v (%d marks, %d listeners", round(l.P50), round(l.P99), round(l.Max), l.N, l.Listeners)
+		if f := r.Scenario.Flush; f > 0 {
+			fmt.Fprintf(&b, ", flush %v", f)
+		}
 		if l.Worker0Only {
 			b.WriteString(", worker 0's share only")
 		}

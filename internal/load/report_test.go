@@ -120,6 +120,11 @@ func TestScenarioBoundsAreEnforced(t *testing.T) {
 		{"herd after the end", func(s *Scenario) { s.HerdAt = Duration(time.Minute) }, "herd"},
 		{"burst over 10 s", func(s *Scenario) { s.Burst = Duration(11 * time.Second) }, "burst"},
 		{"space id with a slash", func(s *Scenario) { s.SpaceID = "a/b" }, "space id"},
+		{"latency sample", func(s *Scenario) { s.LatencySample = 10 }, ""},
+		{"latency sample over the bound", func(s *Scenario) { s.LatencySample = MaxLatencySample + 1 }, "latency sample"},
+		{"negative latency sample", func(s *Scenario) { s.LatencySample = -1 }, "latency sample"},
+		{"marks too close", func(s *Scenario) { s.LatencyInterval = Duration(100 * time.Millisecond) }, "latency interval"},
+		{"marks too far apart", func(s *Scenario) { s.LatencyInterval = Duration(time.Minute) }, "latency interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ok()
