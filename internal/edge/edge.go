@@ -66,6 +66,11 @@ type Config struct {
 	Burst time.Duration
 	// MaxBurst caps a burst a request may ask for. Zero means 10 s.
 	MaxBurst time.Duration
+	// MaxLag cuts a listener that reads so slowly it falls this far behind
+	// the live edge (it may rejoin at the edge), so no backlog grows for
+	// long. Zero means MaxBurst plus 5 s; it is at least MaxBurst plus one
+	// write.
+	MaxLag time.Duration
 	// Coalesce is how long chunks may wait to be written together unless
 	// the request asks for less (Stream.Flush): each write costs far more
 	// than its bytes (DESIGN.md). Zero means 1 s, which plain players,
@@ -114,6 +119,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBurst == 0 {
 		c.MaxBurst = d.MaxBurst
 	}
+	if c.MaxLag == 0 {
+		c.MaxLag = c.MaxBurst + 5*time.Second
+	}
 	if c.Coalesce == 0 {
 		c.Coalesce = d.Coalesce
 	}
@@ -155,7 +163,8 @@ type Stats struct {
 // Edge holds the rings and the listeners of this node.
 type Edge struct {
 	cfg          Config
-	writeTimeout int64 // Config.WriteTimeout in ns
+	writeTimeout int64
+	maxLag       uint64 // chunks a listener may be behind the live edge // Config.WriteTimeout in ns
 	tick         time.Duration
 	start        time.Time // origin of the listeners' clocks
 	maxShards    int
@@ -179,6 +188,7 @@ func New(cfg Config) *Edge {
 	return &Edge{
 		cfg:          cfg,
 		writeTimeout: int64(cfg.WriteTimeout),
+		maxLag:       uint64(max(cfg.MaxLag, cfg.MaxBurst+cfg.Coalesce) / program.ChunkDuration),
 		tick:         max(cfg.Coalesce, minTick),
 		start:        cfg.Now(),
 		maxShards:    runtime.GOMAXPROCS(0),

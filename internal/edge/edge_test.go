@@ -362,6 +362,28 @@ func TestListenerThatFallsOutOfTheRingIsCut(t *testing.T) {
 	}
 }
 
+// TestListenerThatLagsBehindTheLiveEdgeIsCut: a reader too slow to keep up
+// is cut once it is MaxLag behind, though the ring still holds its place,
+// so no backlog grows for long; it may rejoin at the live edge.
+func TestListenerThatLagsBehindTheLiveEdgeIsCut(t *testing.T) {
+	te := startEdge(t, edge.Config{RingChunks: 300, Coalesce: time.Millisecond, NotSentLowat: 4096,
+		MaxBurst: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond, WriteTimeout: time.Minute})
+	te.publish(t, 1, false)
+
+	conn := dialRaw(t, te.addr, 1024)
+	sendRequest(t, conn, space)
+	time.Sleep(50 * time.Millisecond) // let the handler take its burst
+	te.frame = bytes.Repeat([]byte{0x55}, 12000)
+	te.publish(t, 1, false) // blocks the unread socket
+	te.frame = te.frame[:40]
+	te.publish(t, 8, false) // 0.8 s of program the listener cannot take
+
+	go io.Copy(io.Discard, conn)
+	if r := te.waitEnded(t); r != edge.EndBehind {
+		t.Fatalf("ended with %q, want %q", r, edge.EndBehind)
+	}
+}
+
 func TestCloseCutsListenersAndDrainReturns(t *testing.T) {
 	te := startEdge(t, edge.Config{})
 	te.publish(t, 3, false)

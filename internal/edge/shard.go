@@ -136,8 +136,8 @@ func (l *listener) advance(n int64, iov []unix.Iovec, seqs []uint64, upTo uint64
 func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (string, error) {
 	for {
 		next, oldest := r.Next(), r.Oldest()
-		if l.pos < oldest {
-			return EndBehind, fmt.Errorf("edge: listener at chunk %d, ring starts at %d", l.pos, oldest)
+		if l.pos < oldest || next-l.pos > e.maxLag {
+			return EndBehind, fmt.Errorf("edge: listener at chunk %d, the live edge at %d", l.pos, next)
 		}
 		ended := r.Ended()
 		if l.stage == stageChunks && l.off == 0 {
