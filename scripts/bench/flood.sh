@@ -10,22 +10,8 @@
 # Reports go to docs/bench/flood-{baseline,attack}.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=${BENCH_OUT:-docs/bench}
 port=${AMPHI_PORT:-28095}
-bin=${AMPHI_BIN:-bin/amphi}
-mkdir -p "$out"
-if [ -z "${AMPHI_BIN:-}" ]; then
-	scripts/deps.sh libopus-dev libopusfile-dev pkg-config
-	go build -o bin/amphi ./cmd/amphi
-fi
-ulimit -n 20000
-tmp=$(mktemp -d)
-server=""
-cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+. scripts/bench/lib.sh
 
 # 500 legitimate listeners joining at 50/s (about 100 requests/s with
 # their tickets' GETs); the flood, ten times that: 700 listen requests/s
@@ -48,14 +34,12 @@ cat >"$tmp/attack.json" <<JSON
 JSON
 
 for run in baseline attack; do
-	"$bin" serve --addr 127.0.0.1:$port --data "$tmp/data-$run" --log warn --pow 12 >"$tmp/serve-$run.log" 2>&1 &
-	server=$!
-	for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+	start_server "$run" --pow 12
 	echo "== $run"
 	"$bin" load --server "http://127.0.0.1:$port" --scenario "$tmp/$run.json" --pid "$server" \
 		--quiet --json "$out/flood-$run.json"
 	curl -s -H 'Accept: application/json' "http://127.0.0.1:$port/ops" | jq -c '{verdict, conditions}' || true
-	kill "$server"; wait "$server" 2>/dev/null || true; server=""
+	stop_server
 done
 
 jq -n --slurpfile b "$out/flood-baseline.json" --slurpfile a "$out/flood-attack.json" '

@@ -9,32 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 which=${1:-all}
-out=${BENCH_OUT:-docs/bench}
 port=${AMPHI_PORT:-28090}
-bin=${AMPHI_BIN:-bin/amphi}
-mkdir -p "$out"
-if [ -z "${AMPHI_BIN:-}" ]; then
-	scripts/deps.sh libopus-dev libopusfile-dev pkg-config
-	go build -o bin/amphi ./cmd/amphi
-fi
-ulimit -n 20000
-tmp=$(mktemp -d)
-server=""
-cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+. scripts/bench/lib.sh
 
 run() {
 	local n=$1 rate=$2 dur=$3
-	"$bin" serve --addr 127.0.0.1:$port --data "$tmp/data-$n" --log warn --join-rate 1000 --max-listeners 19000 >"$tmp/serve-$n.log" 2>&1 &
-	server=$!
-	for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+	start_server "$n" --join-rate 1000 --max-listeners 19000
 	echo "== $n listeners at $rate/s for $dur, 20 of them decoding marks"
 	"$bin" load --server "http://127.0.0.1:$port" --listeners "$n" --rate "$rate" --duration "$dur" \
 		--flush 200ms --latency-sample 20 --pid "$server" --quiet --json "$out/latency-$n.json"
-	kill "$server"; wait "$server" 2>/dev/null || true; server=""
+	stop_server
 }
 
 case $which in
