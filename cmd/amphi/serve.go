@@ -25,6 +25,7 @@ import (
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
+	"github.com/amphi-audio/amphi/internal/web"
 )
 
 // Config is the server's configuration, nested per package.
@@ -223,6 +224,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", m.statuses.wrap(m.api))
+	pages := m.statuses.wrap(web.New(web.DefaultConfig()))
+	for _, p := range web.Patterns() {
+		mux.Handle(p, pages)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(ops.NewCollector(m.snapshot))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

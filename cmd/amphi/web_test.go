@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/amphi-audio/amphi/internal/client"
+)
+
+// artifactsDir is where the web tests leave their screenshots: $AMPHI_ARTIFACTS
+// when set (CI keeps it), a temporary directory otherwise.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("AMPHI_ARTIFACTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// viewport is a screen a page must work on.
+type viewport struct {
+	name          string
+	width, height int64
+	mobile        bool
+}
+
+var viewports = []viewport{
+	{"desktop", 1280, 800, false},
+	{"phone", 375, 812, true},
+}
+
+// shoot renders the current page at each viewport, saves a screenshot of
+// it named for page and viewport, and fails the test if the page scrolls
+// sideways at that width. It leaves the desktop viewport set.
+func shoot(t *testing.T, ctx context.Context, dir, page string) {
+	t.Helper()
+	for _, vp := range append(viewports[1:], viewports[0]) {
+		var opts []chromedp.EmulateViewportOption
+		if vp.mobile {
+			opts = append(opts, chromedp.EmulateMobile)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.width, vp.height, opts...)); err != nil {
+			t.Fatalf("viewport %s: %v", vp.name, err)
+		}
+		// Layout settles before the measure and the picture.
+		if err := chromedp.Do(ctx, chromedp.Sleep(200*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		overflow, err := chromedp.Run(ctx, chromedp.Evaluate[int](
+			`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if overflow > 0 {
+			t.Errorf("%s page at %s width (%d px) scrolls sideways by %d px", page, vp.name, vp.width, overflow)
+		}
+		png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatalf("screenshot %s %s: %v", page, vp.name, err)
+		}
+		path := filepath.Join(dir, "web-"+page+"-"+vp.name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+}
+
+// browserFor starts Chromium with its actions bounded by ctx's deadline.
+func browserFor(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	browser := startBrowser(t)
+	deadline, _ := ctx.Deadline()
+	bctx, cancel := context.WithDeadline(browser, deadline)
+	t.Cleanup(cancel)
+	return bctx
+}
+
+// srcLogJS records every src the page gives its live audio element, so a
+// test sees the ticketed URL even if the element drops it afterwards.
+const srcLogJS = `(() => {
+	window.srcs = [];
+	const a = document.getElementById('live');
+	new MutationObserver(() => { if (a.getAttribute('src')) window.srcs.push(a.getAttribute('src')); })
+		.observe(a, {attributes: true, attributeFilter: ['src']});
+	return true;
+})()`
+
+// TestWebListenerHearsALiveSpaceFromItsPage walks a listener's path through
+// the web app: the home page lists a live and a scheduled space; the
+// scheduled space's page, armed, joins by itself once the host starts it,
+// and offers the recording once it ends; the live space's page joins on a
+// click and its audio element plays the program. Every page is
+// photographed at desktop and phone width and must not scroll sideways.
+func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	t.Cleanup(func() { m.Close() }) // after the browser's cleanup
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Morning show", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(26 * time.Hour).Truncate(time.Minute)
+	later, err := c.Create(ctx, "Tomorrow's panel", &at)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The speaker goes first: the page asks for a 10 s burst, and the more
+	// of it exists when the page joins, the sooner Chromium's ~96 KB fill.
+	speaker := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	speakCtx, stopSpeaking := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopSpeaking()
+	spoke := time.Now()
+	wg.Go(func() {
+		if err := speaker.play(speakCtx, 440, 0, time.Hour, time.Minute); err != nil && speakCtx.Err() == nil {
+			t.Errorf("speaker: %v", err)
+		}
+	})
+
+	dir := artifactsDir(t)
+	bctx := browserFor(t, ctx)
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/"),
+		chromedp.WaitVisible(`#live-list a[href="/s/`+sp.ID+`"]`),
+		chromedp.WaitVisible(`#upcoming-list a[href="/s/`+later.ID+`"]`),
+	); err != nil {
+		t.Fatalf("home page lists the spaces: %v", err)
+	}
+	shoot(t, bctx, dir, "home")
+
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/s/"+later.ID),
+		chromedp.WaitVisible(`#arm`),
+	); err != nil {
+		t.Fatalf("scheduled space page: %v", err)
+	}
+	countdown, err := chromedp.Run(bctx, chromedp.Text(`#countdown`))
+	if err != nil || !strings.Contains(countdown, "h") {
+		t.Errorf("countdown to a start 26 h away reads %q (%v)", countdown, err)
+	}
+	shoot(t, bctx, dir, "scheduled")
+
+	// Armed, the scheduled page joins by itself once the host starts it.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](srcLogJS)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(`#arm`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Start(ctx, later.ID, later.HostToken); err != nil {
+		t.Fatal(err)
+	}
+	if srcs, err := chromedp.Run(bctx, chromedp.Poll[[]string](`window.srcs.length ? window.srcs : null`)); err != nil || !strings.Contains(srcs[0], "ticket=") {
+		t.Fatalf("the armed page did not join once the space started: %q, %v", srcs, err)
+	}
+	// Ended, its page offers the recording.
+	if _, err := c.End(ctx, later.ID, later.HostToken); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/s/"+later.ID),
+		chromedp.WaitVisible(`#replay`),
+	); err != nil {
+		t.Fatalf("ended space page: %v", err)
+	}
+	if src, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('replay').getAttribute('src')`)); err != nil || src != "/spaces/"+later.ID+"/recording.opus" {
+		t.Errorf("the replay plays %q (%v), want the recording", src, err)
+	}
+	shoot(t, bctx, dir, "ended")
+
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/s/"+sp.ID),
+		chromedp.WaitVisible(`#listen`),
+	); err != nil {
+		t.Fatalf("live space page: %v", err)
+	}
+	title, err := chromedp.Run(bctx, chromedp.Text(`#title`))
+	if err != nil || title != "Morning show" {
+		t.Errorf("space page title %q (%v), want %q", title, err, "Morning show")
+	}
+	shoot(t, bctx, dir, "space")
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](srcLogJS)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Waiting here is no assertion: it lets the program build up the
+	// backlog the page's burst asks for.
+	if wait := 8*time.Second - time.Since(spoke); wait > 0 {
+		time.Sleep(wait)
+	}
+	clicked := time.Now()
+	if err := chromedp.Do(bctx, chromedp.Click(`#listen`)); err != nil {
+		t.Fatalf("click Listen: %v", err)
+	}
+	const haveCurrentData = 2
+	startPos := -1.0
+	var st *mediaState
+	for tick := time.NewTicker(250 * time.Millisecond); ; {
+		st, err = chromedp.Run(bctx, chromedp.Evaluate[*mediaState](mediaStateJS))
+		if err != nil {
+			status, _ := chromedp.Run(context.WithoutCancel(bctx), chromedp.Text(`#status`))
+			t.Fatalf("audio did not play: last state %+v, page status %q: %v", st, status, err)
+		}
+		if st.Error != "" {
+			t.Fatalf("the audio element failed: %+v", *st)
+		}
+		if startPos < 0 && st.ReadyState >= haveCurrentData {
+			startPos = st.CurrentTime
+		}
+		if startPos >= 0 && st.CurrentTime-startPos > 2 {
+			tick.Stop()
+			break
+		}
+		<-tick.C
+	}
+	t.Logf("from the click, playing after %v: %+v", time.Since(clicked).Round(time.Millisecond), *st)
+	srcs, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`window.srcs`))
+	if err != nil || len(srcs) != 1 || !strings.Contains(srcs[0], "ticket=") || !strings.Contains(srcs[0], "burst=10s") {
+		t.Errorf("the page played %q (%v): want one ticketed URL with burst=10s", srcs, err)
+	}
+	status, err := chromedp.Run(bctx, chromedp.Text(`#status`))
+	if err != nil || status != "Playing live." {
+		t.Errorf("page status %q (%v), want %q", status, err, "Playing live.")
+	}
+	shoot(t, bctx, dir, "playing")
+}
+
+// TestWebListenerSolvesProofOfWorkInItsPage arms proof of work: the page
+// must solve the challenge in its worker and be admitted, and the worker's
+// own SHA-256, which stands in where crypto.subtle is missing (plain http on
+// a LAN address), must find answers the server accepts.
+func TestWebListenerSolvesProofOfWorkInItsPage(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Gate.PoWDifficulty = 10 })
+	t.Cleanup(func() { m.Close() })
+	sp := createSpace(t, ctx, m.URL())
+
+	bctx := browserFor(t, ctx)
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/s/"+sp.ID),
+		chromedp.WaitVisible(`#listen`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](srcLogJS)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(`#listen`)); err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := chromedp.Run(bctx, chromedp.Poll[[]string](`window.srcs.length ? window.srcs : null`))
+	if err != nil {
+		status, _ := chromedp.Run(context.WithoutCancel(bctx), chromedp.Text(`#status`))
+		t.Fatalf("the page was not admitted: status %q: %v", status, err)
+	}
+	if !strings.Contains(srcs[0], "ticket=") {
+		t.Errorf("the page plays %q: want a ticketed URL", srcs[0])
+	}
+
+	// The fallback digest, forced, on a fresh challenge from the page's origin.
+	verdict, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(async () => {
+		const url = location.pathname.replace('/s/', '/spaces/') + '/join';
+		const first = await (await fetch(url, {method: 'POST'})).json();
+		if (first.status !== 'challenge') return 'no challenge: ' + first.status;
+		const w = new Worker('/static/pow-worker.js');
+		const done = new Promise(r => { w.onmessage = e => { if (e.data.nonce || e.data.error) r(e.data); }; });
+		w.postMessage({challenge: first.challenge, difficulty: first.difficulty, forceJS: true});
+		const solved = await done;
+		w.terminate();
+		if (solved.engine !== 'js') return 'engine ' + solved.engine + ' ' + (solved.error || '');
+		const r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'},
+			body: JSON.stringify({challenge: first.challenge, nonce: solved.nonce})});
+		return r.status + ' ' + (await r.json()).status;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || verdict != "200 admitted" {
+		t.Errorf("the JavaScript SHA-256 path: %q (%v), want %q", verdict, err, "200 admitted")
+	}
+}

@@ -1,0 +1,150 @@
+// Package web serves the pages a listener sees: the home page listing live
+// and upcoming spaces, and a space's page, which joins (solving proof of
+// work in a Web Worker and waiting in line when asked), plays the live
+// program, counts down to a scheduled start, or replays the recording.
+//
+// The pages are plain HTML, CSS and JavaScript modules embedded in the
+// binary: no build step and no third-party CDN, so they work on a LAN with
+// no internet. They hold no data of their own; their scripts read the JSON
+// API (GET /spaces, GET /spaces/{id}, POST /spaces/{id}/join) from the same
+// origin, so this package depends on nothing else in amphi.
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+//go:embed static
+var static embed.FS
+
+// Config configures the pages' handler.
+type Config struct {
+	// AssetMaxAge is how long a browser may use a stylesheet, script or
+	// image without asking again; after that it revalidates with its ETag.
+	// Zero means revalidate on every use. Pages always revalidate, so a new
+	// binary's pages reach browsers at once.
+	AssetMaxAge time.Duration
+}
+
+// DefaultConfig returns the configuration `amphi serve` runs with.
+func DefaultConfig() Config {
+	return Config{AssetMaxAge: 5 * time.Minute}
+}
+
+// Handler serves the pages and their assets. Mount it on the patterns
+// Patterns returns; it answers 404 for anything else.
+type Handler struct {
+	cfg   Config
+	mux   *http.ServeMux
+	files map[string]file
+}
+
+// file is an embedded file ready to serve: its bytes, type and ETag,
+// computed once so a request only copies.
+type file struct {
+	body  []byte
+	ctype string
+	etag  string
+}
+
+// contentTypes is set here, not taken from mime.TypeByExtension, whose
+// answers depend on the host's /etc/mime.types: a module script served
+// with another type does not run.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".svg":  "image/svg+xml",
+	".ico":  "image/x-icon",
+}
+
+// Patterns returns the ServeMux patterns the handler answers: the home
+// page, a space's page and the assets. They do not overlap the JSON API's.
+func Patterns() []string {
+	return []string{"GET /{$}", "GET /s/{id}", "GET /static/{file}"}
+}
+
+// New returns a Handler for the embedded pages.
+func New(cfg Config) *Handler {
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), files: map[string]file{}}
+	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := static.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		ctype, ok := contentTypes[path.Ext(p)]
+		if !ok {
+			return fmt.Errorf("web: %s: no content type for its extension", p)
+		}
+		sum := sha256.Sum256(b)
+		h.files[strings.TrimPrefix(p, "static/")] = file{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		return nil
+	})
+	if err != nil {
+		// The files are compiled in: a failure here is a broken build,
+		// which TestNew catches.
+		panic(err)
+	}
+	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "index.html") })
+	h.mux.HandleFunc("GET /s/{id}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "space.html") })
+	h.mux.HandleFunc("GET /static/{file}", h.asset)
+	return h
+}
+
+// ServeHTTP routes a request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// page serves an HTML page. The space page is the same for every id: its
+// script reads the id from the path and asks the API, which answers 404
+// for an unknown one.
+func (h *Handler) page(w http.ResponseWriter, r *http.Request, name string) {
+	w.Header().Set("Cache-Control", "no-cache")
+	h.serve(w, r, name)
+}
+
+func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	if strings.HasSuffix(name, ".html") {
+		http.NotFound(w, r)
+		return
+	}
+	if h.cfg.AssetMaxAge > 0 {
+		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(h.cfg.AssetMaxAge/time.Second)))
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	h.serve(w, r, name)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) {
+	f, ok := h.files[name]
+	if !ok {
+		w.Header().Del("Cache-Control")
+		http.NotFound(w, r)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", f.ctype)
+	hd.Set("ETag", f.etag)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	// The pages load nothing from elsewhere; say so, so an injected
+	// script or a third-party resource cannot load either.
+	if strings.HasSuffix(name, ".html") {
+		hd.Set("Content-Security-Policy", "default-src 'self'; media-src 'self' blob:; worker-src 'self'; img-src 'self' data:; frame-ancestors 'self'")
+		hd.Set("Referrer-Policy", "same-origin")
+	}
+	// ServeContent answers If-None-Match with 304 and HEAD without a body.
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.body))
+}

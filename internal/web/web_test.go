@@ -1,0 +1,107 @@
+package web_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/amphi-audio/amphi/internal/web"
+)
+
+// mount serves h on the patterns it names, beside a catch-all that stands
+// for the JSON API, as cmd/amphi mounts it.
+func mount(h http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "api", http.StatusTeapot)
+	}))
+	for _, p := range web.Patterns() {
+		mux.Handle(p, h)
+	}
+	return mux
+}
+
+func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
+	mux := mount(web.New(web.DefaultConfig()))
+	for _, tc := range []struct {
+		path, ctype, cache, body string
+		status                   int
+	}{
+		{"/", "text/html; charset=utf-8", "no-cache", "Live audio rooms", 200},
+		{"/s/abc123", "text/html; charset=utf-8", "no-cache", `id="listen"`, 200},
+		{"/static/app.css", "text/css; charset=utf-8", "public, max-age=300", "focus-visible", 200},
+		{"/static/home.js", "text/javascript; charset=utf-8", "public, max-age=300", "/spaces?state=live,scheduled", 200},
+		{"/static/space.js", "text/javascript; charset=utf-8", "public, max-age=300", "burst=10s", 200},
+		{"/static/pow-worker.js", "text/javascript; charset=utf-8", "public, max-age=300", "crypto.subtle", 200},
+		{"/static/nope.js", "", "", "", 404},
+		{"/static/index.html", "", "", "", 404}, // pages only at their own paths
+		{"/s/", "", "", "api", 418},             // not ours: the API's 404
+		{"/spaces", "", "", "api", 418},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))
+			res := rec.Result()
+			body, _ := io.ReadAll(res.Body)
+			if res.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", res.StatusCode, tc.status)
+			}
+			if tc.status != 200 {
+				if !strings.Contains(string(body), tc.body) {
+					t.Errorf("body %q, want it to contain %q", body, tc.body)
+				}
+				return
+			}
+			if got := res.Header.Get("Content-Type"); got != tc.ctype {
+				t.Errorf("Content-Type %q, want %q", got, tc.ctype)
+			}
+			if got := res.Header.Get("Cache-Control"); got != tc.cache {
+				t.Errorf("Cache-Control %q, want %q", got, tc.cache)
+			}
+			if res.Header.Get("ETag") == "" {
+				t.Error("no ETag")
+			}
+			if !strings.Contains(string(body), tc.body) {
+				t.Errorf("body does not contain %q", tc.body)
+			}
+		})
+	}
+}
+
+func TestAssetRevalidatesWithItsETag(t *testing.T) {
+	mux := mount(web.New(web.DefaultConfig()))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/static/app.css", nil))
+	etag := rec.Header().Get("ETag")
+	req := httptest.NewRequest("GET", "/static/app.css", nil)
+	req.Header.Set("If-None-Match", etag)
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotModified || rec.Body.Len() != 0 {
+		t.Fatalf("revalidation with %s: status %d, %d bytes; want 304 and none", etag, rec.Code, rec.Body.Len())
+	}
+}
+
+func TestZeroAssetMaxAgeRevalidatesEveryUse(t *testing.T) {
+	mux := mount(web.New(web.Config{}))
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/static/app.css", nil))
+	if got := rec.Header().Get("Cache-Control"); got != "no-cache" {
+		t.Fatalf("Cache-Control %q, want no-cache", got)
+	}
+}
+
+// TestPagesLoadNothingFromElsewhere keeps the pages working on a LAN with
+// no internet: every URL they name is the server's own.
+func TestPagesLoadNothingFromElsewhere(t *testing.T) {
+	mux := mount(web.New(web.DefaultConfig()))
+	for _, p := range []string{"/", "/s/x", "/static/app.css", "/static/home.js", "/static/space.js", "/static/pow-worker.js"} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+		if b := rec.Body.String(); strings.Contains(b, "http://") || strings.Contains(b, "https://") || strings.Contains(b, "//cdn") {
+			t.Errorf("%s names an absolute URL", p)
+		}
+	}
+}
