@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/load"
 )
 
@@ -24,6 +27,10 @@ type loadOutputs struct {
 	chart    string
 	quiet    bool
 	worker   bool
+	// remote is --worker: a long-lived remote worker on --nats.
+	remote  bool
+	nats    string
+	workers int
 }
 
 func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
@@ -33,6 +40,9 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.StringVar(&o.chart, "chart", "", "write the report as a self-contained HTML chart to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.BoolVar(&o.worker, "worker-stdio", false, "run as a worker process of another amphi load (internal)")
+	fs.BoolVar(&o.remote, "worker", false, "run as a remote worker on --nats: take shares of other amphi loads' scenarios, one at a time, until interrupted")
+	fs.StringVar(&o.nats, "nats", "", "NATS URL that remote workers and their coordinator meet on; with --workers, run the listeners on remote workers")
+	fs.IntVar(&o.workers, "workers", 0, "remote workers (amphi load --worker --nats URL) to split the listeners over; needs --nats")
 	fs.StringVar(&sc.Server, "server", sc.Server, "amphi server URL (loopback only)")
 	fs.StringVar(&sc.SpaceID, "space", sc.SpaceID, "space to listen to; empty creates one, with a speaker bot, and ends it after")
 	fs.StringVar(&sc.Stream, "stream", sc.Stream, "a plain progressive Ogg stream path on --server (an Icecast mount such as /amphi.opus), listened to without the join flow")
@@ -67,6 +77,28 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 	if o.worker {
 		return load.RunWorker(ctx, os.Stdin, stdout)
 	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var nb *bus.Bus
+	if o.remote || o.workers != 0 || o.nats != "" {
+		switch {
+		case o.nats == "":
+			return amphi.Errorf(amphi.EInvalid, "load: --worker and --workers need --nats URL")
+		case !o.remote && o.workers < 1:
+			return amphi.Errorf(amphi.EInvalid, "load: --nats needs --worker, or --workers with 1 or more")
+		}
+		bc := bus.DefaultConfig()
+		bc.URL, bc.Logger = o.nats, logger
+		var err error
+		if nb, err = bus.Open(ctx, bc); err != nil {
+			return fmt.Errorf("load: --nats: %w", err)
+		}
+		defer nb.Close()
+	}
+	if o.remote {
+		cfg := load.DefaultConfig()
+		cfg.Logger, cfg.Progress = logger, stdout
+		return load.ServeWorker(ctx, nb, cfg)
+	}
 	if o.scenario != "" {
 		b, err := readLimited(o.scenario, maxScenarioFile)
 		if err != nil {
@@ -84,16 +116,19 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	cfg := load.DefaultConfig()
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Logger = logger
+	cfg.Bus, cfg.RemoteWorkers = nb, o.workers
 	if !o.quiet {
 		cfg.Progress = os.Stderr
 		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			cfg.Terminal = true
 		}
 	}
-	rep, err := load.Run(ctx, sc, cfg)
-	if err != nil {
-		return err
+	// With remote workers missing, the report of the others is written
+	// and the error returned after it.
+	rep, runErr := load.Run(ctx, sc, cfg)
+	if rep == nil {
+		return runErr
 	}
 	if o.json != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
@@ -113,7 +148,7 @@ func runLoad(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("load: --chart: %w", err)
 		}
 	}
-	return rep.WriteText(stdout)
+	return errors.Join(rep.WriteText(stdout), runErr)
 }
 
 // readLimited reads a file of at most limit bytes.

@@ -23,6 +23,8 @@ Usage:
   amphi speak  --server URL --space ID --token T FILE [--loop]
   amphi listen --server URL --space ID [--out FILE] [--for DURATION]
   amphi load   --server URL [--space ID] --listeners N --duration D [--rate R] [--json FILE] [--chart FILE.html] [--pid PID]
+               [--nats URL --workers K]      (split over remote workers)
+  amphi load   --worker --nats URL           (a remote worker)
 
 Run "amphi COMMAND -h" for a command's flags.
 `

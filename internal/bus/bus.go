@@ -2,6 +2,8 @@
 // nodes that serve its listeners, over NATS. It is the only package that
 // knows NATS: by default it starts an embedded nats-server in-process; with a
 // URL it joins an external one. Either way the rest of amphi sees one type.
+// Besides the program, it carries plain messages (Publish, Subscribe,
+// Request), such as the rehearsal tool's remote workers' (package load).
 package bus
 
 import (
@@ -64,7 +66,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.Timeout(cfg.ReadyTimeout),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.logger.Warn("bus: disconnected", "err", err)
+			// A nil error is Close's own disconnection: nothing to warn of.
+			if err != nil {
+				b.logger.Warn("bus: disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.logger.Info("bus: reconnected", "url", nc.ConnectedUrl())

@@ -60,6 +60,9 @@ type Report struct {
 	// way from a worker to the run, which matches them with the marks sent
 	// and leaves this empty in its report.
 	Detections []latency.Detection `json:"detections,omitempty"`
+	// MissingWorkers are the remote workers (by share) whose report never
+	// came: their listeners are not counted. Empty when none is missing.
+	MissingWorkers []int `json:"missing_workers,omitempty"`
 }
 
 // Latency is the mouth-to-ear latency of a run: from the moment the
@@ -254,6 +257,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "amphi load: space %s, %v", r.SpaceID, r.Duration)
 	if r.Workers > 0 {
 		fmt.Fprintf(&b, ", %d worker processes", r.Workers)
+	}
+	if len(r.MissingWorkers) > 0 {
+		fmt.Fprintf(&b, ", workers %v missing (their listeners are not counted)", r.MissingWorkers)
 	}
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "listeners  %d target, %d joined: %d ok, %d stalled, %d cut, %d failed, %d pending\n", l.Target, l.Joined, l.OK, l.Stalled, l.Cut, l.Failed, l.Pending)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/attack"
+	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/loopnet"
 )
@@ -52,6 +53,13 @@ type Config struct {
 	// Logger receives the speaker bots' and workers' events. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Bus, when set, runs the listeners in RemoteWorkers remote workers
+	// (ServeWorker, `amphi load --worker --nats URL`) reached over it,
+	// instead of this process and its worker processes. Nil means local.
+	Bus *bus.Bus
+	// RemoteWorkers is how many shares the listeners are split into for
+	// remote workers, when Bus is set. Zero means 1.
+	RemoteWorkers int
 }
 
 // DefaultConfig returns the Config Run uses for zero fields.
@@ -79,7 +87,10 @@ type workerLine struct {
 }
 
 // Run runs the scenario and returns its report. Listener failures are in
-// the report; errors are for a scenario that cannot run at all.
+// the report; errors are for a scenario that cannot run at all. With remote
+// workers (Config.Bus), a report and an error together mean some workers'
+// shares are missing from the report (Report.MissingWorkers); the error
+// says why.
 func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	def := DefaultConfig()
 	if cfg.WorkerCommand == nil {
@@ -96,6 +107,16 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	if sc.LatencySample > 0 && sc.Speakers == 0 {
 		return nil, amphi.Errorf(amphi.EInvalid, "load: measuring latency needs a speaker bot to send the marks: speakers 1 or more, in an amphi space")
 	}
+	workers := max(sc.Workers(), 1)
+	if cfg.Bus != nil {
+		workers = max(cfg.RemoteWorkers, 1)
+		if workers > MaxWorkers {
+			return nil, amphi.Errorf(amphi.EInvalid, "load: %d remote workers: at most %d", workers, MaxWorkers)
+		}
+		if per := (sc.Listeners + workers - 1) / workers; per > sc.PerProcess {
+			return nil, amphi.Errorf(amphi.EInvalid, "load: %d listeners over %d remote workers is %d each, more than %d per process", sc.Listeners, workers, per, sc.PerProcess)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(sc.Duration)+teardownTimeout)
 	defer cancel()
 
@@ -108,6 +129,9 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	api.HTTP = hc
 
 	rep := &Report{Scenario: sc, Workers: sc.Workers()}
+	if cfg.Bus != nil {
+		rep.Workers = workers
+	}
 	rep.Scenario.Token = "" // reports get shared; tokens should not be
 	rep.Listeners.Target = sc.Listeners
 	rep.Speakers.Target = sc.Speakers
@@ -145,11 +169,14 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 		}
 	}
 
-	workers := max(sc.Workers(), 1)
 	lead := time.Duration(0)
-	if sc.Workers() > 0 {
+	switch {
+	case cfg.Bus != nil:
+		lead = remoteLead
+	case sc.Workers() > 0:
 		lead = workerLead
 	}
+	runID := newRunID()
 	start := time.Now().Add(lead)
 	rep.Started = start
 	prog := newProgress(cfg, sc, workers, start, srv)
@@ -166,9 +193,12 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 		sh.Scenario.Speakers, sh.Scenario.Token, sh.Scenario.Attacks = 0, "", nil
 		onSample := func(s Sample) { prog.update(w, s) }
 		wg.Go(func() {
-			if sc.Workers() == 0 {
+			switch {
+			case cfg.Bus != nil:
+				shares[w], errs[w] = runRemoteShare(ctx, cfg.Bus, runID, sh, onSample)
+			case sc.Workers() == 0:
 				shares[w], errs[w] = RunShare(ctx, sh, onSample)
-			} else {
+			default:
 				shares[w], errs[w] = runWorkerProcess(ctx, cfg, sh, onSample)
 			}
 		})
@@ -191,11 +221,25 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	stopProgress()
 	progWG.Wait()
 	prog.done()
+	// A remote worker can be gone, or its machine slow: the run reports
+	// what the others did, and which are missing.
+	var missing []error
+	if cfg.Bus != nil {
+		for w, err := range errs {
+			if err != nil {
+				rep.MissingWorkers = append(rep.MissingWorkers, w)
+				missing = append(missing, err)
+				errs[w] = nil
+			}
+		}
+	}
 	if err := errors.Join(append(errs, attackErrs...)...); err != nil {
 		return nil, err
 	}
 	for _, s := range shares {
-		rep.Merge(s)
+		if s != nil {
+			rep.Merge(s)
+		}
 	}
 	if sc.LatencySample > 0 {
 		rep.measureLatency(&sc, spk.sentMarks(), start)
@@ -206,6 +250,9 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 		rep.Server = srv.summarize(rep)
 	}
 	rep.summarize()
+	if len(missing) > 0 {
+		return rep, fmt.Errorf("load: %d of %d remote workers missing from the report: %w", len(missing), workers, errors.Join(missing...))
+	}
 	return rep, nil
 }
 

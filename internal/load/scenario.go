@@ -14,7 +14,9 @@
 // caps a process at 20 000 open files); past that, Run starts worker
 // processes (the amphi binary itself, `amphi load --worker-stdio`), gives each
 // a Share as JSON on its stdin, reads per-second Samples and a final Report
-// as JSON lines from its stdout, and merges them.
+// as JSON lines from its stdout, and merges them. To exceed one machine,
+// Run with Config.Bus offers the shares over NATS (package bus) to remote
+// workers (ServeWorker, `amphi load --worker --nats URL`) instead.
 package load
 
 import (
