@@ -145,6 +145,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
 	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, "connections the main address holds at once (0: the open-files limit less 1000)")
 	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node (default: the least of what open files, memory and cores allow)")
+	fs.IntVar(&m.Config.API.Gate.Room.MaxListeners, "max-space-listeners", m.Config.API.Gate.Room.MaxListeners, "concurrent listeners in one space (0: only the node's cap)")
 	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
 	pow := fs.Uint("pow", 0, "arm proof of work at this many bits from the start (0: armed by attack signals)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated prefixes whose X-Forwarded-For is believed (default none)")
