@@ -32,7 +32,7 @@ func (db *DB) putRecording(ctx context.Context, r *amphi.Recording) error {
 	case r.Bytes < 0:
 		return amphi.Errorf(amphi.EInvalid, "recording size %d is negative", r.Bytes)
 	}
-	res, err := db.db.ExecContext(ctx, `INSERT INTO recordings (`+recordingCols+`)
+	n, err := db.exec(ctx, `INSERT INTO recordings (`+recordingCols+`)
 		SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spaces WHERE id = ?)
 		ON CONFLICT (space_id) DO UPDATE SET
 			path = excluded.path,
@@ -40,10 +40,6 @@ func (db *DB) putRecording(ctx context.Context, r *amphi.Recording) error {
 			bytes = excluded.bytes,
 			finalized = excluded.finalized`,
 		r.SpaceID, r.Path, int64(r.Duration), r.Bytes, r.Finalized, r.SpaceID)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return err
 	}

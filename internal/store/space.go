@@ -68,13 +68,9 @@ func (db *DB) createSpace(ctx context.Context, s *amphi.Space) error {
 	}
 	// DO NOTHING instead of parsing the driver's constraint error: no rows
 	// affected can only mean the id is taken.
-	res, err := db.db.ExecContext(ctx, `INSERT INTO spaces (`+spaceCols+`)
+	n, err := db.exec(ctx, `INSERT INTO spaces (`+spaceCols+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		s.ID, s.Title, string(s.State), scheduled, created, started, ended, int64(s.Serial))
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return err
 	}
@@ -82,6 +78,17 @@ func (db *DB) createSpace(ctx context.Context, s *amphi.Space) error {
 		return amphi.Errorf(amphi.EConflict, "space %q already exists", s.ID)
 	}
 	return nil
+}
+
+// exec runs a statement and returns how many rows it changed: the inserts
+// here say "nothing" instead of failing, so callers need not parse the
+// driver's constraint errors.
+func (db *DB) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := db.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // Space returns the space with the id, or an error with code amphi.ENotFound.

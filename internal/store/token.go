@@ -71,14 +71,10 @@ func (db *DB) createToken(ctx context.Context, hash []byte, spaceID string, role
 	// Insert only if the space exists, and never replace: zero rows tells us
 	// something is off without parsing driver errors. The foreign key still
 	// guards the table.
-	res, err := db.db.ExecContext(ctx, `INSERT INTO tokens (hash, space_id, role, created_at)
+	n, err := db.exec(ctx, `INSERT INTO tokens (hash, space_id, role, created_at)
 		SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM spaces WHERE id = ?)
 		ON CONFLICT (hash) DO NOTHING`,
 		hash, spaceID, string(role), created, spaceID)
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
 	if err != nil {
 		return err
 	}
