@@ -1,12 +1,15 @@
 // Package web serves the pages a listener sees: the home page listing live
 // and upcoming spaces, and a space's page, which joins (solving proof of
 // work in a Web Worker and waiting in line when asked), plays the live
-// program, counts down to a scheduled start, or replays the recording.
+// program, counts down to a scheduled start, or replays the recording; and
+// a speaker's page, which puts the browser's microphone on the stage over
+// WHIP and plays the other speakers back.
 //
 // The pages are plain HTML, CSS and JavaScript modules embedded in the
 // binary: no build step and no third-party CDN, so they work on a LAN with
 // no internet. They hold no data of their own; their scripts read the JSON
-// API (GET /spaces, GET /spaces/{id}, POST /spaces/{id}/join) from the same
+// API (GET /spaces, GET /spaces/{id}, POST /spaces/{id}/join,
+// POST /spaces/{id}/whip) from the same
 // origin, so this package depends on nothing else in amphi.
 package web
 
@@ -68,9 +71,10 @@ var contentTypes = map[string]string{
 }
 
 // Patterns returns the ServeMux patterns the handler answers: the home
-// page, a space's page and the assets. They do not overlap the JSON API's.
+// page, a space's page, its speaker page and the assets. They do not
+// overlap the JSON API's.
 func Patterns() []string {
-	return []string{"GET /{$}", "GET /s/{id}", "GET /static/{file}"}
+	return []string{"GET /{$}", "GET /s/{id}", "GET /s/{id}/speak", "GET /static/{file}"}
 }
 
 // New returns a Handler for the embedded pages.
@@ -99,6 +103,9 @@ func New(cfg Config) *Handler {
 	}
 	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "index.html") })
 	h.mux.HandleFunc("GET /s/{id}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "space.html") })
+	// The speaker's token rides in the URL fragment, which never reaches
+	// the server: the page is the same for every speaker.
+	h.mux.HandleFunc("GET /s/{id}/speak", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "speak.html") })
 	h.mux.HandleFunc("GET /static/{file}", h.asset)
 	return h
 }

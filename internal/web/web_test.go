@@ -31,6 +31,8 @@ func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", "no-cache", "Live audio rooms", 200},
 		{"/s/abc123", "text/html; charset=utf-8", "no-cache", `id="listen"`, 200},
+		{"/s/abc123/speak", "text/html; charset=utf-8", "no-cache", `id="join"`, 200},
+		{"/static/speak.js", "text/javascript; charset=utf-8", "public, max-age=300", "/whip", 200},
 		{"/static/app.css", "text/css; charset=utf-8", "public, max-age=300", "focus-visible", 200},
 		{"/static/home.js", "text/javascript; charset=utf-8", "public, max-age=300", "/spaces?state=live,scheduled", 200},
 		{"/static/space.js", "text/javascript; charset=utf-8", "public, max-age=300", "burst=10s", 200},
