@@ -25,6 +25,7 @@ Usage:
   amphi load   --server URL [--space ID] --listeners N --duration D [--rate R] [--json FILE] [--chart FILE.html] [--pid PID]
                [--nats URL --workers K]      (split over remote workers)
   amphi load   --worker --nats URL           (a remote worker)
+  amphi admin create --data DIR --email E [--password-file F]   (password on stdin otherwise)
 
 Run "amphi COMMAND -h" for a command's flags.
 `
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string) error {
 		return runListen(ctx, args, os.Stdout)
 	case "load":
 		return runLoad(ctx, args, os.Stdout)
+	case "admin":
+		return runAdmin(ctx, args, os.Stdin, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil

@@ -147,6 +147,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node (default: the least of what open files, memory and cores allow)")
 	fs.IntVar(&m.Config.API.Gate.Room.MaxListeners, "max-space-listeners", m.Config.API.Gate.Room.MaxListeners, "concurrent listeners in one space (0: only the node's cap)")
 	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
+	fs.BoolVar(&m.Config.API.RequireAccounts, "require-accounts", m.Config.API.RequireAccounts, "only signed-in hosts and admins may create spaces (create the first admin with: amphi admin create)")
 	pow := fs.Uint("pow", 0, "arm proof of work at this many bits from the start (0: armed by attack signals)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated prefixes whose X-Forwarded-For is believed (default none)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
@@ -222,6 +223,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.ln, err = listen(cfg.Addr, maxConns); err != nil {
 		return err
+	}
+	if link, err := m.api.FirstAdminLink(ctx); err != nil {
+		return err
+	} else if link != "" {
+		m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", m.URL()+link)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", m.statuses.wrap(m.api))

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/account"
 	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
@@ -33,10 +35,22 @@ type Config struct {
 	Now func() time.Time
 	// Gate configures admission of listeners.
 	Gate GateConfig
+	// Accounts configures hosts' and admins' accounts and sessions. A nil
+	// Now takes the API's.
+	Accounts account.Config
+	// RequireAccounts refuses to create spaces for anyone not signed in as
+	// a host or admin. False lets anyone create one (a host token is the
+	// only credential), as before accounts existed.
+	RequireAccounts bool
+	// SignInLimit limits sign-in attempts per source address and prefix.
+	// A zero value means no limit; DefaultConfig sets DefaultSignInLimit.
+	SignInLimit gate.LimiterConfig
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
-func DefaultConfig() Config { return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig()} }
+func DefaultConfig() Config {
+	return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig(), Accounts: account.DefaultConfig(), SignInLimit: DefaultSignInLimit()}
+}
 
 // Server serves the API.
 type Server struct {
@@ -46,6 +60,10 @@ type Server struct {
 	edge *edge.Edge
 	gate *admission
 	mux  *http.ServeMux
+
+	accounts    *account.Service
+	signInLimit *gate.SourceLimiter
+	setup       setupLink
 }
 
 // New returns the API over its store, the spaces on air and the edge. top
@@ -64,7 +82,15 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux()}
+	if cfg.Accounts.Now == nil {
+		cfg.Accounts.Now = cfg.Now
+	}
+	accounts, err := account.New(cfg.Accounts, db)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux(),
+		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit)}
 	s.routes()
 	return s, nil
 }
@@ -87,6 +113,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
 	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
+	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})

@@ -64,6 +64,10 @@ type createResponse struct {
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorizeCreate(r); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	var req createRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		s.error(w, r, err)

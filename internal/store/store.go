@@ -1,6 +1,7 @@
 // Package store keeps amphi's durable state in one SQLite file in the data
 // directory: spaces and their life cycle, the hashes of bearer tokens that
-// grant roles in them, and the index of recordings on disk. It is the only
+// grant roles in them, the index of recordings on disk, and the accounts
+// of hosts and admins with the hashes of their sign-in sessions. It is the only
 // package that knows about SQL or the driver (modernc.org/sqlite, pure Go);
 // everything else sees the domain types of the root package amphi.
 //
@@ -172,6 +173,28 @@ var migrations = [][]string{
 		// Recovery at start only wants the unfinished ones, a handful among
 		// many finished recordings.
 		`CREATE INDEX recordings_unfinalized ON recordings (space_id) WHERE finalized = 0`,
+	},
+	// 2: accounts of hosts and admins, and their sign-in sessions.
+	{
+		// Emails are stored lower-cased by the caller; NOCASE guards the
+		// unique index against a caller that forgot.
+		`CREATE TABLE users (
+			id            TEXT PRIMARY KEY,
+			email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+			password_hash TEXT NOT NULL,
+			role          TEXT NOT NULL CHECK (role IN ('admin', 'host')),
+			created_at    INTEGER NOT NULL
+		)`,
+		// Only the SHA-256 of a session token is kept, as for bearer
+		// tokens: a copy of the file signs nobody in.
+		`CREATE TABLE sessions (
+			hash       BLOB PRIMARY KEY CHECK (length(hash) = 32),
+			user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+			created_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL
+		) WITHOUT ROWID`,
+		`CREATE INDEX sessions_user_id ON sessions (user_id)`,
+		`CREATE INDEX sessions_expires_at ON sessions (expires_at)`,
 	},
 }
 
