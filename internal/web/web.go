@@ -3,7 +3,13 @@
 // work in a Web Worker and waiting in line when asked), plays the live
 // program, counts down to a scheduled start, or replays the recording; and
 // a speaker's page, which puts the browser's microphone on the stage over
-// WHIP and plays the other speakers back.
+// WHIP and plays the other speakers back; and the host's pages: sign-in,
+// the first admin's setup, the host page that creates spaces, and a
+// space's console, which starts and ends it and mints speaker links.
+//
+// A space's host token is returned once, when the space is created, and the
+// server keeps only its hash: the host page stores it in the browser's
+// localStorage, so the browser that created a space is its host key.
 //
 // The pages are plain HTML, CSS and JavaScript modules embedded in the
 // binary: no build step and no third-party CDN, so they work on a LAN with
@@ -71,10 +77,13 @@ var contentTypes = map[string]string{
 }
 
 // Patterns returns the ServeMux patterns the handler answers: the home
-// page, a space's page, its speaker page and the assets. They do not
-// overlap the JSON API's.
+// page, a space's page, its speaker page and host console, the sign-in,
+// setup and host pages, and the assets. They do not overlap the JSON API's.
 func Patterns() []string {
-	return []string{"GET /{$}", "GET /s/{id}", "GET /s/{id}/speak", "GET /static/{file}"}
+	return []string{
+		"GET /{$}", "GET /s/{id}", "GET /s/{id}/speak", "GET /s/{id}/host",
+		"GET /signin", "GET /setup", "GET /host", "GET /static/{file}",
+	}
 }
 
 // New returns a Handler for the embedded pages.
@@ -106,6 +115,13 @@ func New(cfg Config) *Handler {
 	// The speaker's token rides in the URL fragment, which never reaches
 	// the server: the page is the same for every speaker.
 	h.mux.HandleFunc("GET /s/{id}/speak", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "speak.html") })
+	// The console's host token is in this browser's localStorage, and
+	// the setup page's token in the fragment: neither reaches the server
+	// with the page request.
+	h.mux.HandleFunc("GET /s/{id}/host", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "console.html") })
+	h.mux.HandleFunc("GET /signin", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "signin.html") })
+	h.mux.HandleFunc("GET /setup", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "setup.html") })
+	h.mux.HandleFunc("GET /host", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "host.html") })
 	h.mux.HandleFunc("GET /static/{file}", h.asset)
 	return h
 }

@@ -32,6 +32,12 @@ func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
 		{"/", "text/html; charset=utf-8", "no-cache", "Live audio rooms", 200},
 		{"/s/abc123", "text/html; charset=utf-8", "no-cache", `id="listen"`, 200},
 		{"/s/abc123/speak", "text/html; charset=utf-8", "no-cache", `id="join"`, 200},
+		{"/s/abc123/host", "text/html; charset=utf-8", "no-cache", `id="invite"`, 200},
+		{"/signin", "text/html; charset=utf-8", "no-cache", `autocomplete="current-password"`, 200},
+		{"/setup", "text/html; charset=utf-8", "no-cache", `autocomplete="new-password"`, 200},
+		{"/host", "text/html; charset=utf-8", "no-cache", `type="datetime-local"`, 200},
+		{"/static/console.js", "text/javascript; charset=utf-8", "public, max-age=300", "/tokens", 200},
+		{"/static/account.js", "text/javascript; charset=utf-8", "public, max-age=300", "amphi_csrf", 200},
 		{"/static/speak.js", "text/javascript; charset=utf-8", "public, max-age=300", "/whip", 200},
 		{"/static/app.css", "text/css; charset=utf-8", "public, max-age=300", "focus-visible", 200},
 		{"/static/home.js", "text/javascript; charset=utf-8", "public, max-age=300", "/spaces?state=live,scheduled", 200},
@@ -99,7 +105,9 @@ func TestZeroAssetMaxAgeRevalidatesEveryUse(t *testing.T) {
 // no internet: every URL they name is the server's own.
 func TestPagesLoadNothingFromElsewhere(t *testing.T) {
 	mux := mount(web.New(web.DefaultConfig()))
-	for _, p := range []string{"/", "/s/x", "/static/app.css", "/static/home.js", "/static/space.js", "/static/pow-worker.js"} {
+	for _, p := range []string{"/", "/s/x", "/s/x/host", "/signin", "/setup", "/host",
+		"/static/app.css", "/static/home.js", "/static/space.js", "/static/pow-worker.js",
+		"/static/account.js", "/static/signin.js", "/static/setup.js", "/static/host.js", "/static/console.js"} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
 		if b := rec.Body.String(); strings.Contains(b, "http://") || strings.Contains(b, "https://") || strings.Contains(b, "//cdn") {

@@ -1,0 +1,40 @@
+// The sign-in page: posts the form to POST /auth/signin, which sets the
+// session and CSRF cookies, then goes to the host page.
+import {$, say, apiError, retryAfter} from './account.js';
+
+$('form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const email = $('email').value.trim();
+  const password = $('password').value;
+  if (!email || !password) {
+    say('Enter your email and your password.', true);
+    (email ? $('password') : $('email')).focus();
+    return;
+  }
+  $('submit').disabled = true;
+  say('Signing in…');
+  try {
+    const r = await fetch('/auth/signin', {
+      method: 'POST',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({email, password}),
+    });
+    if (r.ok) {
+      say('Signed in. Opening your spaces…');
+      location.assign('/host');
+      return;
+    }
+    if (r.status === 401) {
+      say('Wrong email or password. Check both and try again.', true);
+      $('password').select();
+      $('password').focus();
+    } else if (r.status === 429) {
+      say('Too many sign-in attempts from this network. ' + retryAfter(r), true);
+    } else {
+      say('Could not sign in: ' + await apiError(r), true);
+    }
+  } catch (err) {
+    say('Could not reach the server: ' + err.message, true);
+  }
+  $('submit').disabled = false;
+});
