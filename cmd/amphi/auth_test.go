@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/account"
+	"github.com/amphi-audio/amphi/internal/client"
 )
 
 // Accounts in these tests hash cheaply; the CLI still uses the defaults.
@@ -434,5 +435,39 @@ func TestExpiredFirstStartLinkSaysSo(t *testing.T) {
 	resp, body := call(t, "POST", m.URL()+"/auth/setup", map[string]string{"token": strings.TrimPrefix(link, "/setup#token="), "email": "first@example.org", "password": adminPassword}, nil)
 	if resp.StatusCode != http.StatusGone || !strings.Contains(errMessage(body), "expired") {
 		t.Fatalf("%d %v, want 410 saying the link expired", resp.StatusCode, body)
+	}
+}
+
+// TestSignedInListenersWaitAheadOfAnonymousOnes: in a full space, a
+// signed-in newcomer is placed ahead of anonymous waiters (the tier policy),
+// and still behind nobody inside: nobody is evicted.
+func TestSignedInListenersWaitAheadOfAnonymousOnes(t *testing.T) {
+	m, _ := startWithAdmin(t, func(m *Main) {
+		m.Config.API.Gate.Node.MaxListeners = 1
+		oneSourceTest(m)
+	})
+	c := client.New(m.URL())
+	sp, err := c.Create(t.Context(), "Members first", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, err := c.Join(t.Context(), sp.ID, nil)
+	if err != nil || inside.Ticket == "" {
+		t.Fatalf("first listener: %+v %v", inside, err)
+	}
+	join := func(hdr map[string]string, body any) map[string]any {
+		_, out := call(t, "POST", m.URL()+"/spaces/"+sp.ID+"/join", body, hdr)
+		return out
+	}
+	anon := join(nil, nil)
+	if anon["status"] != "waiting" || anon["position"] != 1.0 {
+		t.Fatalf("anonymous newcomer: %v, want waiting at 1", anon)
+	}
+	member := signIn(t, m.URL(), "admin@example.org", adminPassword)
+	if out := join(member.headers(false), nil); out["status"] != "waiting" || out["position"] != 1.0 {
+		t.Errorf("signed-in newcomer: %v, want waiting at 1, ahead of the anonymous one", out)
+	}
+	if out := join(nil, map[string]string{"listener": anon["listener"].(string)}); out["position"] != 2.0 {
+		t.Errorf("anonymous waiter after a member came: %v, want position 2", out)
 	}
 }

@@ -271,9 +271,10 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 		}
 		return nil, err
 	}
+	tier := s.tier(r)
 	if req.Listener != "" { // a waiter polling, or an admitted listener back for its ticket
 		if st := room.Poll(req.Listener, now); st.Verdict != gate.Unknown {
-			return s.joinStatus(r, a, id, req.Listener, st, now)
+			return s.joinStatus(r, a, id, req.Listener, tier, st, now)
 		}
 	}
 	if d := a.pow.Difficulty(); d > 0 {
@@ -290,14 +291,27 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 		}
 	}
 	listener := gate.NewListenerID()
-	return s.joinStatus(r, a, id, listener, room.Join(listener, gate.TierAnonymous, now), now)
+	return s.joinStatus(r, a, id, listener, tier, room.Join(listener, tier, now), now)
 }
 
-func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, st gate.Status, now time.Time) (*JoinResponse, error) {
+// tier is the request's priority in the waiting room: signed-in people wait
+// ahead of anonymous ones (gate.Tier documents the policy). Only a request
+// with a session cookie costs a database read.
+func (s *Server) tier(r *http.Request) gate.Tier {
+	if session(r) == "" {
+		return gate.TierAnonymous
+	}
+	if _, _, _, err := s.signedIn(r); err != nil {
+		return gate.TierAnonymous
+	}
+	return gate.TierSignedIn
+}
+
+func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, tier gate.Tier, st gate.Status, now time.Time) (*JoinResponse, error) {
 	switch st.Verdict {
 	case gate.Admitted:
 		exp := now.Add(a.cfg.TicketTTL)
-		tok, err := a.signer.Issue(gate.Ticket{Space: id, Listener: listener, Tier: gate.TierAnonymous, Expires: exp})
+		tok, err := a.signer.Issue(gate.Ticket{Space: id, Listener: listener, Tier: tier, Expires: exp})
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +377,7 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 		if st.Verdict == gate.Waiting {
 			err = amphi.Errorf(amphi.EFull, "the space is full: %d people are waiting before you; try again in a minute", st.Position)
 		} else {
-			resp, err = s.joinStatus(r, a, id, listener, st, now)
+			resp, err = s.joinStatus(r, a, id, listener, gate.TierAnonymous, st, now)
 		}
 	}
 	if err != nil {
