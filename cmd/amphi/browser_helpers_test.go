@@ -32,14 +32,14 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// startBrowser starts a headless Chromium and returns a context for its first
-// tab. Cleanup closes the browser and checks none of its processes is left.
-// The browser lives until then: bound its actions with a context derived from
-// the one returned.
-func startBrowser(t *testing.T) context.Context {
+// startBrowser starts a headless Chromium, with extra flags if given, and
+// returns a context for its first tab. Cleanup closes the browser and checks
+// none of its processes is left. The browser lives until then: bound its
+// actions with a context derived from the one returned.
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	dir := t.TempDir()
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.UserDataDir(dir),
 		chromedp.Flag("headless", true),
@@ -56,7 +56,8 @@ func startBrowser(t *testing.T) context.Context {
 		// A media element waits for a user gesture otherwise, and a test has
 		// none to give.
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	)
+	}, extra...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	// The first Run starts the browser, under bctx and not a shorter one:
 	// the browser lives as long as the context of that call.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -25,26 +24,9 @@ func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // postJoin sends one join request and decodes the answer.
-func postJoin(t *testing.T, ctx context.Context, base, space string, body any) (int, map[string]any) {
+func postJoin(t *testing.T, base, space string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd *bytes.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	} else {
-		rd = bytes.NewReader(nil)
-	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/spaces/"+space+"/join", rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
+	resp, out := call(t, http.MethodPost, base+"/spaces/"+space+"/join", body, nil)
 	return resp.StatusCode, out
 }
 
@@ -125,22 +107,22 @@ func TestProofOfWorkGuardsJoinsWhenArmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, out := postJoin(t, ctx, m.URL(), sp.ID, nil)
+	st, out := postJoin(t, m.URL(), sp.ID, nil)
 	challenge, _ := out["challenge"].(string)
 	if st != http.StatusOK || out["status"] != "challenge" || challenge == "" || out["difficulty"] != 12.0 {
 		t.Fatalf("join: %d %v, want a 12-bit challenge", st, out)
 	}
-	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": "not-it"}); st < 400 {
+	if st, out := postJoin(t, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": "not-it"}); st < 400 {
 		t.Errorf("wrong answer: %d %v, want a refusal", st, out)
 	}
 	nonce, err := gate.Solve(ctx, challenge)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st != http.StatusOK || out["status"] != "admitted" {
+	if st, out := postJoin(t, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st != http.StatusOK || out["status"] != "admitted" {
 		t.Errorf("solved: %d %v, want admitted", st, out)
 	}
-	if st, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st < 400 {
+	if st, out := postJoin(t, m.URL(), sp.ID, map[string]string{"challenge": challenge, "nonce": nonce}); st < 400 {
 		t.Errorf("replayed: %d %v, want a refusal", st, out)
 	}
 	got := m.api.GateStats().Refusals
@@ -190,7 +172,7 @@ func TestFullSpaceQueuesNewcomersInArrivalOrder(t *testing.T) {
 
 	var waiters []string
 	for i := 1; i <= 3; i++ {
-		st, out := postJoin(t, ctx, m.URL(), sp.ID, nil)
+		st, out := postJoin(t, m.URL(), sp.ID, nil)
 		if st != http.StatusOK || out["status"] != "waiting" || out["position"] != float64(i) {
 			t.Fatalf("newcomer %d: %d %v, want waiting at position %d", i, st, out, i)
 		}
@@ -201,7 +183,7 @@ func TestFullSpaceQueuesNewcomersInArrivalOrder(t *testing.T) {
 	<-inside[0]
 	waitFor(t, func() bool { return m.edge.Stats().Listeners == 1 })
 	for i, w := range waiters {
-		_, out := postJoin(t, ctx, m.URL(), sp.ID, map[string]string{"listener": w})
+		_, out := postJoin(t, m.URL(), sp.ID, map[string]string{"listener": w})
 		want := "waiting"
 		if i == 0 {
 			want = "admitted"

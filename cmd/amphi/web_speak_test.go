@@ -18,49 +18,18 @@ import (
 // startMicBrowser is startBrowser with a fake microphone that plays wavPath
 // in a loop and is granted without a prompt, and with loopback ICE
 // candidates allowed: without that flag Chromium offers none on 127.0.0.1
-// and the WHIP connection cannot form.
+// and the WHIP connection cannot form. Its actions are bounded by ctx.
 func startMicBrowser(t *testing.T, ctx context.Context, wavPath string) context.Context {
 	t.Helper()
-	dir := t.TempDir()
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.UserDataDir(dir),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	browser := startBrowser(t,
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-file-for-fake-audio-capture", wavPath),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
 	)
-	browser, cancelBrowser := chromedp.NewContext(actx)
-	if err := chromedp.Do(browser); err != nil {
-		cancelBrowser()
-		cancelAlloc()
-		t.Fatalf("start chromium: %v", err)
-	}
 	deadline, _ := ctx.Deadline()
 	bctx, cancel := context.WithDeadline(browser, deadline)
-	t.Cleanup(func() {
-		cancel()
-		if err := chromedp.Cancel(browser); err != nil {
-			t.Logf("close chromium: %v", err)
-		}
-		cancelBrowser()
-		cancelAlloc()
-		if pids := processesUsing(dir); len(pids) > 0 {
-			t.Errorf("chromium processes %v are still running after the browser closed", pids)
-		}
-	})
+	t.Cleanup(cancel)
 	return bctx
 }
 

@@ -22,8 +22,8 @@ type Admission struct {
 	Difficulty uint8
 }
 
-// joinResponse mirrors api.JoinResponse.
-type joinResponse struct {
+// JoinAnswer is the server's answer to POST /spaces/{id}/join (api.JoinResponse).
+type JoinAnswer struct {
 	Status     string  `json:"status"`
 	Listener   string  `json:"listener"`
 	Ticket     string  `json:"ticket"`
@@ -47,7 +47,7 @@ func (c *Client) Join(ctx context.Context, spaceID string, onWait func(position 
 	adm := &Admission{}
 	req := map[string]string{}
 	for range maxJoinSteps {
-		var resp joinResponse
+		var resp JoinAnswer
 		if err := c.do(ctx, http.MethodPost, "/spaces/"+spaceID+"/join", "", req, &resp); err != nil {
 			return nil, err
 		}

@@ -168,10 +168,6 @@ func NewMarker(cfg MarkerConfig) *Marker {
 // Config returns the marker's config with its defaults filled in.
 func (m *Marker) Config() MarkerConfig { return m.cfg }
 
-// FrameOf returns the index of the frame in which mark k starts: the frame
-// whose hand-over to the WHIP track is mark k's send time.
-func (m *Marker) FrameOf(k int) int { return k * m.cfg.intervalFrames() }
-
 // Frame returns the PCM (FrameSamples samples, 48 kHz mono) of frame i of
 // the bot's stream, frame i covering [i·20 ms, (i+1)·20 ms) of the bot's
 // own timeline, written into dst when it has room. When a mark starts in

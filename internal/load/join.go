@@ -12,21 +12,13 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // maxJoinSteps bounds one listener's exchanges in the join flow; the
 // waiting itself is bounded by the run's duration.
 const maxJoinSteps = 10000
-
-// joinAnswer is the part of the server's join answer a listener uses.
-type joinAnswer struct {
-	Status    string `json:"status"`
-	Listener  string `json:"listener"`
-	Ticket    string `json:"ticket"`
-	Challenge string `json:"challenge"`
-	PollAfter int64  `json:"poll_after_ms"`
-}
 
 // joinFlow follows the join flow on conn as a browser would, on the same
 // keep-alive connection the stream then uses: it solves a challenge when
@@ -59,7 +51,7 @@ func (r *shareRun) joinFlow(ctx context.Context, conn net.Conn) (string, outcome
 		if resp.Close || br.Buffered() > 0 {
 			return "", outcome{cause: causeBadResponse, err: errors.New("load: join: the server did not keep the connection for the stream")}
 		}
-		var a joinAnswer
+		var a client.JoinAnswer
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return "", outcome{cause: causeBadResponse, err: fmt.Errorf("load: join answer: %w", err)}
 		}

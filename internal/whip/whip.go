@@ -308,9 +308,6 @@ func (s *Session) authorize(req *http.Request) {
 	}
 }
 
-// Location is the URL of the session's WHIP resource.
-func (s *Session) Location() string { return s.location }
-
 // WriteOpus sends one Opus packet lasting duration (normally 20 ms). Packets
 // written before Connected is closed are dropped.
 func (s *Session) WriteOpus(packet []byte, duration time.Duration) error {

@@ -107,8 +107,8 @@ func TestDialPostsOfferAndCloseDeletesResource(t *testing.T) {
 	if len(sp) != 1 || len(sp[0].Hears) != 12 {
 		t.Fatalf("Speakers() = %+v, want one speaker with 12 slots", sp)
 	}
-	if want := s.srv.URL + "/api/spaces/x/sessions/" + sp[0].Session; sess.Location() != want {
-		t.Errorf("Location() = %q, want %q", sess.Location(), want)
+	if want := s.srv.URL + "/api/spaces/x/sessions/" + sp[0].Session; sess.location != want {
+		t.Errorf("location = %q, want %q", sess.location, want)
 	}
 	if err := sess.Close(context.Background()); err != nil {
 		t.Fatal(err)
