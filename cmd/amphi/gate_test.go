@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,6 +277,11 @@ func TestFloodDoesNotReachListenersInside(t *testing.T) {
 	if started < int64(5*legit*run.Seconds()) {
 		t.Errorf("the flood made only %d requests", started)
 	}
+	// The read-header timeout (5 s) cuts slowloris connections; nothing
+	// lets them hold a connection for the whole run.
+	if sl := rep.Attacks[2]; sl.ClosedByServer == 0 || sl.MeanHold > 6*time.Second {
+		t.Errorf("slowloris: %d cut by the server after %v on average, want cuts within the 5 s header timeout", sl.ClosedByServer, sl.MeanHold)
+	}
 	for _, h := range []struct {
 		name string
 		s    *toneSpeaker
@@ -387,4 +393,28 @@ func TestStageHasItsOwnDoor(t *testing.T) {
 	}
 	st := <-held
 	t.Logf("audience: %s; main address refused %d at accept", st, m.ln.refused.Load())
+}
+
+// TestNodeCapacityFollowsTheMachine: the default listener cap is the least
+// of what the open-files limit, the memory and the cores allow.
+func TestNodeCapacityFollowsTheMachine(t *testing.T) {
+	n := nodeCapacity()
+	limits := map[string]int{
+		"open files": openFilesLimit() - reservedFiles,
+		"cores":      listenersPerCPU * runtime.NumCPU(),
+		"memory":     int(memTotal() / listenerMemory),
+	}
+	least := n + 1
+	for name, l := range limits {
+		if n > l {
+			t.Errorf("capacity %d exceeds what %s allow (%d)", n, name, l)
+		}
+		least = min(least, l)
+	}
+	if n != max(least, 100) {
+		t.Errorf("capacity %d, want the least of %v", n, limits)
+	}
+	if got := DefaultConfig().API.Gate.Node.MaxListeners; got != n {
+		t.Errorf("the default config caps %d listeners, want %d", got, n)
+	}
 }

@@ -331,10 +331,9 @@ func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, 
 	}
 }
 
-// ticketOf checks a listen request's ticket (query parameter or cookie):
-// no I/O, and a bad one costs a fraction of a microsecond.
-func (s *Server) ticketOf(r *http.Request, id string, addr netip.Addr, now time.Time) (gate.Ticket, error) {
-	tok := r.URL.Query().Get("ticket")
+// ticketOf checks a listen request's ticket (tok, from the query, or else
+// the cookie): no I/O, and a bad one costs a fraction of a microsecond.
+func (s *Server) ticketOf(r *http.Request, tok, id string, addr netip.Addr, now time.Time) (gate.Ticket, error) {
 	if tok == "" {
 		if c, err := r.Cookie("amphi_ticket"); err == nil {
 			tok = c.Value

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -116,21 +117,18 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if err := a.limit(a.listen, addr, now); err != nil {
 		return err
 	}
+	// One parse of the query: a listener's request allocates little.
+	q := r.URL.Query()
 	var st edge.Stream
-	for _, p := range []struct {
-		name string
-		d    *time.Duration
-	}{{"burst", &st.Burst}, {"flush", &st.Flush}} {
-		if v := r.URL.Query().Get(p.name); v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				a.refuse(ops.RefusalBadRequest, addr)
-				return amphi.Errorf(amphi.EInvalid, "%s must be a duration such as 200ms or 7s", p.name)
-			}
-			*p.d = d
-		}
+	var err error
+	if st.Burst, err = queryDuration(q, "burst"); err == nil {
+		st.Flush, err = queryDuration(q, "flush")
 	}
-	t, err := s.ticketOf(r, id, addr, now)
+	if err != nil {
+		a.refuse(ops.RefusalBadRequest, addr)
+		return err
+	}
+	t, err := s.ticketOf(r, q.Get("ticket"), id, addr, now)
 	if err != nil {
 		return err
 	}
@@ -165,6 +163,19 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 		return err // only before the stream started
 	}
 	return nil
+}
+
+// queryDuration reads a duration parameter; absent means zero.
+func queryDuration(q url.Values, name string) (time.Duration, error) {
+	v := q.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, amphi.Errorf(amphi.EInvalid, "%s must be a duration such as 200ms or 7s", name)
+	}
+	return d, nil
 }
 
 // handleRecording serves an ended space's recording, with Range support.
