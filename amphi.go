@@ -92,6 +92,7 @@ const (
 type Space struct {
 	ID          string     `json:"id"`
 	Title       string     `json:"title"`
+	Description string     `json:"description"`
 	State       State      `json:"state"`
 	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
@@ -100,6 +101,9 @@ type Space struct {
 	// Serial is the Ogg logical stream serial number of the space's program,
 	// fixed at creation so every edge builds identical pages.
 	Serial uint32 `json:"-"`
+	// OwnerID is the account that created the space, "" if it was created
+	// without one. It is not shown to clients.
+	OwnerID string `json:"-"`
 }
 
 // Recording is the index entry of one space's program on disk.

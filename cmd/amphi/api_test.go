@@ -165,13 +165,13 @@ func TestStageSurvivesMisbehavingSpeakers(t *testing.T) {
 	}
 	speakers := []*whip.Session{garbage}
 	for len(speakers) < 13 {
-		s, err := whip.Dial(ctx, c.WHIPURL(sp.ID), sp.SpeakerToken, whip.Config{Slots: 2})
+		s, err := whip.Dial(ctx, c.WHIPURL(sp.ID), freshSpeaker(t, c, sp), whip.Config{Slots: 2})
 		if err != nil {
 			t.Fatalf("speaker %d: %v", len(speakers)+1, err)
 		}
 		speakers = append(speakers, s)
 	}
-	_, err = whip.Dial(ctx, c.WHIPURL(sp.ID), sp.SpeakerToken, whip.Config{Slots: -1})
+	_, err = whip.Dial(ctx, c.WHIPURL(sp.ID), freshSpeaker(t, c, sp), whip.Config{Slots: -1})
 	var se *whip.StatusError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable || se.Code != "full" {
 		t.Errorf("14th speaker: got %v, want 503 full", err)
@@ -204,7 +204,7 @@ func TestStageSurvivesMisbehavingSpeakers(t *testing.T) {
 		t.Errorf("mixer counted no undecodable packets: %+v", mx)
 	}
 	// A new speaker takes the free place.
-	if s, err := whip.Dial(ctx, c.WHIPURL(sp.ID), sp.SpeakerToken, whip.Config{Slots: -1}); err != nil {
+	if s, err := whip.Dial(ctx, c.WHIPURL(sp.ID), freshSpeaker(t, c, sp), whip.Config{Slots: -1}); err != nil {
 		t.Errorf("joining the freed place: %v", err)
 	} else {
 		speakers = append(speakers, s)

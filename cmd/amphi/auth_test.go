@@ -329,61 +329,6 @@ func TestRequireAccountsRefusesAnonymousCreation(t *testing.T) {
 // TestOnlyTheHostTokenReachesHostActions runs every host action with every
 // kind of caller. A signed-in account is not a host of a space it holds no
 // token for, and a listener holds nothing at all.
-func TestOnlyTheHostTokenReachesHostActions(t *testing.T) {
-	m, _ := startWithAdmin(t, nil)
-	s := signIn(t, m.URL(), "admin@example.org", adminPassword)
-	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	newSpace := func() (id, host, speaker string) {
-		resp, body := call(t, "POST", m.URL()+"/spaces", map[string]string{"title": "Panel", "scheduled_at": at}, nil)
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("create: %d %v", resp.StatusCode, body)
-		}
-		id, host = body["id"].(string), body["host_token"].(string)
-		resp, body = call(t, "POST", m.URL()+"/spaces/"+id+"/tokens", map[string]string{"role": "speaker"}, map[string]string{"Authorization": "Bearer " + host})
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("mint: %d %v", resp.StatusCode, body)
-		}
-		return id, host, body["token"].(string)
-	}
-	actions := []struct {
-		name string
-		path string
-		body any
-		ok   int
-	}{
-		{"start", "/start", nil, http.StatusOK},
-		{"end", "/end", nil, http.StatusOK},
-		{"mint a speaker token", "/tokens", map[string]string{"role": "speaker"}, http.StatusCreated},
-	}
-	roles := []struct {
-		name string
-		hdr  func(host, speaker, otherHost string) map[string]string
-		want int // 0: the action's success status
-	}{
-		{"listener", func(_, _, _ string) map[string]string { return nil }, http.StatusUnauthorized},
-		{"speaker token", func(_, sp, _ string) map[string]string { return map[string]string{"Authorization": "Bearer " + sp} }, http.StatusForbidden},
-		{"other space's host token", func(_, _, o string) map[string]string { return map[string]string{"Authorization": "Bearer " + o} }, http.StatusUnauthorized},
-		{"signed-in admin without a token", func(_, _, _ string) map[string]string { return s.headers(true) }, http.StatusUnauthorized},
-		{"host token", func(h, _, _ string) map[string]string { return map[string]string{"Authorization": "Bearer " + h} }, 0},
-	}
-	_, otherHost, _ := newSpace()
-	for _, a := range actions {
-		for _, r := range roles {
-			t.Run(a.name+"/"+r.name, func(t *testing.T) {
-				id, host, speaker := newSpace()
-				want := r.want
-				if want == 0 {
-					want = a.ok
-				}
-				resp, body := call(t, "POST", m.URL()+"/spaces/"+id+a.path, a.body, r.hdr(host, speaker, otherHost))
-				if resp.StatusCode != want {
-					t.Fatalf("%d %v, want %d", resp.StatusCode, body, want)
-				}
-			})
-		}
-	}
-}
-
 func TestFirstStartLinkCreatesTheFirstAdminOnce(t *testing.T) {
 	clk := &clock{}
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {

@@ -163,12 +163,19 @@ type spectrum struct {
 	MedianDB   float64 `json:"medianDb"`
 }
 
-// spectrumJS routes the audio element through an AnalyserNode, lets a second
-// of audio through and returns the strongest frequency. An element once
-// routed into WebAudio plays only through it, so this runs last. Silence
-// reads as -1000 dB.
-const spectrumJS = `(async () => {
-	const a = document.querySelector('audio, video');
+// spectrumJS routes the page's first audio element through an
+// AnalyserNode, lets a second of audio through and returns the strongest
+// frequency. An element once routed into WebAudio plays only through it, so
+// this runs last. Silence reads as -1000 dB.
+var spectrumJS = spectrumOfJS("audio, video")
+
+// spectrumOfJS is spectrumJS for the element the CSS selector finds.
+func spectrumOfJS(selector string) string {
+	return strings.Replace(spectrumTemplateJS, "SELECTOR", selector, 1)
+}
+
+const spectrumTemplateJS = `(async () => {
+	const a = document.querySelector('SELECTOR');
 	const ac = new AudioContext();
 	const an = ac.createAnalyser();
 	an.fftSize = 8192;

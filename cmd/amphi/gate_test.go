@@ -235,7 +235,7 @@ func TestFloodDoesNotReachListenersInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	b := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	b := dialSpeaker(t, ctx, c, sp.ID, freshSpeaker(t, c, sp))
 	var speaking sync.WaitGroup
 	for _, s := range []*toneSpeaker{a, b} {
 		speaking.Go(func() { s.play(ctx, 440, 0, time.Hour, 9*time.Second) })
@@ -381,7 +381,7 @@ func TestStageHasItsOwnDoor(t *testing.T) {
 	waitFor(t, func() bool { return m.ln.refused.Load() > 0 })
 	stage := client.New(m.StageURL())
 	a := dialSpeaker(t, ctx, stage, sp.ID, sp.SpeakerToken)
-	b := dialSpeaker(t, ctx, stage, sp.ID, sp.SpeakerToken)
+	b := dialSpeaker(t, ctx, stage, sp.ID, freshSpeaker(t, stage, sp))
 	var wg sync.WaitGroup
 	wg.Go(func() { a.play(ctx, 440, 0, time.Hour, 3*time.Second) })
 	wg.Go(func() { b.play(ctx, 1000, 0, time.Hour, 3*time.Second) })

@@ -59,6 +59,17 @@ type toneSpeaker struct {
 	toneTo   time.Time
 }
 
+// freshSpeaker mints another speaker token for the space: each token is one
+// place on the stage.
+func freshSpeaker(t *testing.T, c *client.Client, sp *client.Created) string {
+	t.Helper()
+	tok, err := c.MintSpeakerToken(t.Context(), sp.ID, sp.HostToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func dialSpeaker(t *testing.T, ctx context.Context, c *client.Client, spaceID, token string) *toneSpeaker {
 	t.Helper()
 	sess, err := whip.Dial(ctx, c.WHIPURL(spaceID), token, whip.Config{})
@@ -242,7 +253,7 @@ func TestTwoSpeakersReachListenersAndRecording(t *testing.T) {
 	}()
 
 	a := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	b := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	b := dialSpeaker(t, ctx, c, sp.ID, freshSpeaker(t, c, sp))
 	var wg sync.WaitGroup
 	const total = 5 * time.Second
 	for _, p := range []struct {

@@ -121,7 +121,7 @@ func TestWebSpeakerIsHeardFromItsPage(t *testing.T) {
 	}
 
 	// A Go speaker plays 440 Hz, which the page must hear on a slot.
-	speaker := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	speaker := dialSpeaker(t, ctx, c, sp.ID, freshSpeaker(t, c, sp))
 	speakCtx, stopSpeaking := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()

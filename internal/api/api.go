@@ -5,12 +5,15 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,11 +48,16 @@ type Config struct {
 	// SignInLimit limits sign-in attempts per source address and prefix.
 	// A zero value means no limit; DefaultConfig sets DefaultSignInLimit.
 	SignInLimit gate.LimiterConfig
+	// RequestLimit and ReactionLimit limit requests to speak and reactions
+	// per source address and prefix. Zero values mean no limit;
+	// DefaultConfig sets DefaultRequestLimit and DefaultReactionLimit.
+	RequestLimit, ReactionLimit gate.LimiterConfig
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
 func DefaultConfig() Config {
-	return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig(), Accounts: account.DefaultConfig(), SignInLimit: DefaultSignInLimit()}
+	return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig(), Accounts: account.DefaultConfig(), SignInLimit: DefaultSignInLimit(),
+		RequestLimit: DefaultRequestLimit(), ReactionLimit: DefaultReactionLimit()}
 }
 
 // Server serves the API.
@@ -64,6 +72,11 @@ type Server struct {
 	accounts    *account.Service
 	signInLimit *gate.SourceLimiter
 	setup       setupLink
+
+	rooms        rooms
+	states       stateCache
+	requestLimit *gate.SourceLimiter
+	reactLimit   *gate.SourceLimiter
 }
 
 // New returns the API over its store, the spaces on air and the edge. top
@@ -90,7 +103,8 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 		return nil, err
 	}
 	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux(),
-		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit)}
+		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit),
+		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit)}
 	s.routes()
 	return s, nil
 }
@@ -113,6 +127,19 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
 	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
+	s.mux.HandleFunc("GET /spaces/{id}/calendar.ics", s.handleCalendar)
+	s.mux.HandleFunc("GET /spaces/{id}/state", s.handleState)
+	s.mux.HandleFunc("GET /spaces/{id}/events", s.handleEvents)
+	s.mux.HandleFunc("POST /spaces/{id}/reactions", s.handleReaction)
+	s.mux.HandleFunc("POST /spaces/{id}/requests", s.handleRequestCreate)
+	s.mux.HandleFunc("GET /spaces/{id}/requests", s.handleRequestList)
+	s.mux.HandleFunc("GET /spaces/{id}/requests/{rid}", s.handleRequestGet)
+	s.mux.HandleFunc("DELETE /spaces/{id}/requests/{rid}", s.handleRequestWithdraw)
+	s.mux.HandleFunc("POST /spaces/{id}/requests/{rid}/approve", s.handleRequestApprove)
+	s.mux.HandleFunc("POST /spaces/{id}/requests/{rid}/decline", s.handleRequestDecline)
+	s.mux.HandleFunc("POST /spaces/{id}/speakers/{sid}/mute", s.handleSpeakerMute)
+	s.mux.HandleFunc("DELETE /spaces/{id}/speakers/{sid}", s.handleSpeakerRemove)
+	s.mux.HandleFunc("POST /spaces/{id}/recording", s.handleRecordingToggle)
 	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
@@ -226,26 +253,103 @@ func bearer(r *http.Request) (string, error) {
 	return strings.TrimSpace(tok), nil
 }
 
-// authorize checks the request's token against the space and returns its
-// role, which must be one of allowed.
-func (s *Server) authorize(r *http.Request, spaceID string, allowed ...amphi.Role) (amphi.Role, error) {
-	tok, err := bearer(r)
-	if err != nil {
-		return "", err
+// caller is who a request acts as in one space: the bearer of a token, or
+// a signed-in account that hosts the space.
+type caller struct {
+	role  amphi.Role
+	token *store.Token // nil when signed in with a session cookie
+	user  *store.User  // nil for a bearer token
+}
+
+// speakerID is the caller's stable id on the stage: its token's, or one
+// derived from its account, so reconnecting keeps the same place.
+func (c *caller) speakerID() string {
+	if c.token != nil {
+		return c.token.SpeakerID()
 	}
-	role, err := s.db.TokenRole(r.Context(), store.HashToken(tok), spaceID)
+	sum := sha256.Sum256([]byte("account:" + c.user.ID))
+	return hex.EncodeToString(sum[:8])
+}
+
+// name is what listeners see on stage for the caller.
+func (c *caller) name() string {
+	switch {
+	case c.token != nil && c.token.Name != "":
+		return c.token.Name
+	case c.user != nil:
+		return accountName(c.user)
+	case c.role == amphi.RoleHost:
+		return "Host"
+	}
+	return "Speaker"
+}
+
+// accountName is what listeners see of an account on stage: its email's
+// local part, never the whole address.
+func accountName(u *store.User) string {
+	local, _, _ := strings.Cut(u.Email, "@")
+	return local
+}
+
+// authorize decides who the request acts as in the space, whose role must
+// be one of allowed. A bearer token speaks for itself; without one, the
+// session cookie of the account that created the space, or of an admin,
+// makes the request the space's host (with the CSRF header when it changes
+// state). Expired and revoked tokens are refused saying so.
+func (s *Server) authorize(r *http.Request, spaceID string, allowed ...amphi.Role) (*caller, error) {
+	c, err := s.identify(r, spaceID)
 	if err != nil {
 		// Only a refusal looks the space up, to say 404 for a space that
-		// does not exist rather than blame the token.
+		// does not exist rather than blame the credentials.
 		if _, err2 := s.db.Space(r.Context(), spaceID); amphi.ErrorCode(err2) == amphi.ENotFound {
-			return "", err2
+			return nil, err2
 		}
-		return "", err
+		return nil, err
 	}
-	for _, a := range allowed {
-		if role == a {
-			return role, nil
+	if !slices.Contains(allowed, c.role) {
+		return nil, amphi.Errorf(amphi.EForbidden, "a %s cannot do this", c.role)
+	}
+	return c, nil
+}
+
+func (s *Server) identify(r *http.Request, spaceID string) (*caller, error) {
+	if r.Header.Get("Authorization") == "" && session(r) != "" {
+		return s.identifyAccount(r, spaceID)
+	}
+	tok, err := bearer(r)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.db.Token(r.Context(), store.HashToken(tok), spaceID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	switch {
+	case t.RevokedAt != nil:
+		return nil, amphi.Errorf(amphi.EUnauthorized, "the host removed you from the stage: this link no longer works")
+	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+		return nil, amphi.Errorf(amphi.EUnauthorized, "this speaker link expired at %s: ask the host for a new one", t.ExpiresAt.Format(time.RFC3339))
+	}
+	return &caller{role: t.Role, token: t}, nil
+}
+
+func (s *Server) identifyAccount(r *http.Request, spaceID string) (*caller, error) {
+	u, _, token, err := s.signedIn(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if err := checkCSRF(r, token); err != nil {
+			return nil, err
 		}
 	}
-	return "", amphi.Errorf(amphi.EForbidden, "a %s token cannot do this", role)
+	sp, err := s.db.Space(r.Context(), spaceID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Role != store.UserAdmin && sp.OwnerID != u.ID {
+		return nil, amphi.Errorf(amphi.EForbidden, "%s is not the host of this space: use its host link, or sign in as its host or an admin", u.Email)
+	}
+	return &caller{role: amphi.RoleHost, user: u}, nil
 }

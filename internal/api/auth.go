@@ -35,6 +35,8 @@ func (s *Server) authRoutes() {
 	s.mux.HandleFunc("POST /auth/signout", s.handleSignOut)
 	s.mux.HandleFunc("GET /auth/me", s.handleMe)
 	s.mux.HandleFunc("POST /auth/setup", s.handleSetup)
+	s.mux.HandleFunc("POST /auth/invites", s.handleInvite)
+	s.mux.HandleFunc("POST /auth/accept", s.handleAccept)
 }
 
 type signInRequest struct {
@@ -153,25 +155,25 @@ func (s *Server) handleSignOut(w http.ResponseWriter, r *http.Request) {
 // cookie must carry a live session of a host or admin and its CSRF token;
 // one without may create anonymously unless RequireAccounts is set. The
 // space's bearer host token is returned either way, so the CLI's flows are
-// unchanged.
-func (s *Server) authorizeCreate(r *http.Request) error {
+// unchanged; the account, if any, owns the space and may host it.
+func (s *Server) authorizeCreate(r *http.Request) (*store.User, error) {
 	if session(r) == "" {
 		if s.cfg.RequireAccounts {
-			return amphi.Errorf(amphi.EUnauthorized, "sign in as a host to create a space")
+			return nil, amphi.Errorf(amphi.EUnauthorized, "sign in as a host to create a space")
 		}
-		return nil
+		return nil, nil
 	}
 	u, _, token, err := s.signedIn(r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkCSRF(r, token); err != nil {
-		return err
+		return nil, err
 	}
 	if u.Role != store.UserHost && u.Role != store.UserAdmin {
-		return amphi.Errorf(amphi.EForbidden, "a %s account cannot create spaces", u.Role)
+		return nil, amphi.Errorf(amphi.EForbidden, "a %s account cannot create spaces", u.Role)
 	}
-	return nil
+	return u, nil
 }
 
 // setupTTL is how long the first-start link to create the first admin
@@ -254,11 +256,113 @@ func (s *Server) handleSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.setup.used = true
-	u, token, expires, err := s.accounts.SignIn(r.Context(), req.Email, req.Password)
+	s.signInNew(w, r, req.Email, req.Password)
+}
+
+// signInNew signs in an account just created, answering 201 with the
+// session, as sign-in answers 200.
+func (s *Server) signInNew(w http.ResponseWriter, r *http.Request, email, password string) {
+	u, token, expires, err := s.accounts.SignIn(r.Context(), email, password)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	s.setSessionCookies(w, r, token, expires)
 	writeJSON(w, http.StatusCreated, &meResponse{User: u, CSRF: account.CSRFToken(token), ExpiresAt: expires})
+}
+
+// inviteTTL is how long, at most and by default, an invitation to become a
+// host stays usable.
+const inviteTTL = 7 * 24 * time.Hour
+
+type inviteRequest struct {
+	Role       store.UserRole `json:"role"`
+	TTLSeconds int64          `json:"ttl_seconds"`
+}
+
+type inviteResponse struct {
+	URL       string         `json:"url"`
+	Role      store.UserRole `json:"role"`
+	ExpiresAt time.Time      `json:"expires_at"`
+}
+
+// handleInvite lets an admin invite a new host or admin: the link it
+// answers creates one account, once, before it expires.
+func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) {
+	u, _, token, err := s.signedIn(r)
+	if err == nil {
+		err = checkCSRF(r, token)
+	}
+	if err == nil && u.Role != store.UserAdmin {
+		err = amphi.Errorf(amphi.EForbidden, "only admins can invite hosts")
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var req inviteRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.Role == "" {
+		req.Role = store.UserHost
+	}
+	ttl := time.Duration(req.TTLSeconds) * time.Second
+	switch {
+	case req.Role != store.UserHost && req.Role != store.UserAdmin:
+		s.error(w, r, amphi.Errorf(amphi.EInvalid, "role must be %q or %q", store.UserHost, store.UserAdmin))
+		return
+	case req.TTLSeconds == 0:
+		ttl = inviteTTL
+	case req.TTLSeconds < 0 || ttl > inviteTTL:
+		s.error(w, r, amphi.Errorf(amphi.EInvalid, "ttl_seconds must be between 1 and %d", int64(inviteTTL/time.Second)))
+		return
+	}
+	secret, hash, err := store.NewToken()
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	now := s.cfg.Now().UTC()
+	inv := &store.Invite{Hash: hash, Role: req.Role, CreatedBy: u.ID, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	if err := s.db.CreateInvite(r.Context(), inv); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, &inviteResponse{URL: "/setup#invite=" + secret, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
+}
+
+type acceptRequest struct {
+	Invite   string `json:"invite"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+// handleAccept creates the account an invite was for and signs it in.
+func (s *Server) handleAccept(w http.ResponseWriter, r *http.Request) {
+	if err := s.gate.limit(s.signInLimit, s.gate.clientAddr(r), s.cfg.Now()); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var req acceptRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	hash := store.HashToken(req.Invite)
+	inv, err := s.db.UseInvite(r.Context(), hash, s.cfg.Now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if _, err := s.accounts.CreateUser(r.Context(), req.Email, req.Password, inv.Role); err != nil {
+		// A mistyped password must not burn the invite.
+		if err2 := s.db.ReleaseInvite(r.Context(), hash); err2 != nil {
+			s.cfg.Logger.Error("api: release invite", "err", err2)
+		}
+		s.error(w, r, err)
+		return
+	}
+	s.signInNew(w, r, req.Email, req.Password)
 }

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,12 +39,14 @@ func notLive(sp *amphi.Space) error {
 
 // stageOf returns the session of a live space whose stage the request's
 // token may use.
-func (s *Server) stageOf(r *http.Request) (*live.Session, error) {
+func (s *Server) stageOf(r *http.Request) (*live.Session, *caller, error) {
 	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker); err != nil {
-		return nil, err
+	c, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker)
+	if err != nil {
+		return nil, nil, err
 	}
-	return s.onAir(r, id)
+	sess, err := s.onAir(r, id)
+	return sess, c, err
 }
 
 // handleWHIPPost joins a speaker to the stage (RFC 9725 §4.2).
@@ -57,7 +57,7 @@ func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
-	sess, err := s.stageOf(r)
+	sess, c, err := s.stageOf(r)
 	if err != nil {
 		return err
 	}
@@ -65,9 +65,16 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var speaker [8]byte
-	rand.Read(speaker[:])
-	session, answer, err := sess.Stage().Join(r.Context(), hex.EncodeToString(speaker[:]), string(offer))
+	// The speaker's id comes from its credentials, so a speaker who
+	// reconnects replaces its old session instead of appearing twice, and
+	// the host's mute and removal follow the person.
+	speaker := c.speakerID()
+	if rm := s.rooms.get(r.PathValue("id")); rm != nil {
+		rm.mu.Lock()
+		rm.names[speaker] = onStage{name: c.name(), host: c.role == amphi.RoleHost}
+		rm.mu.Unlock()
+	}
+	session, answer, err := sess.Stage().Join(r.Context(), speaker, string(offer))
 	if err != nil {
 		return err
 	}
@@ -90,7 +97,7 @@ func (s *Server) handleWHIPOptions(w http.ResponseWriter, r *http.Request) {
 
 // handleWHIPDelete takes a speaker off the stage (RFC 9725 §4.2).
 func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
-	sess, err := s.stageOf(r)
+	sess, _, err := s.stageOf(r)
 	if err == nil {
 		err = sess.Stage().Leave(r.PathValue("session"))
 	}

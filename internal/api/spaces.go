@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/amphi-audio/amphi"
@@ -19,8 +21,19 @@ import (
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
-// maxTitle is the longest title, in characters.
-const maxTitle = 200
+// Limits on what hosts type, in characters.
+const (
+	maxTitle       = 200
+	maxDescription = 2000
+	maxName        = 60
+)
+
+// Speaker tokens' lifetimes: a day unless the host asks otherwise, at most
+// a month, so a leaked old link stops working.
+const (
+	defaultSpeakerTTL = 24 * time.Hour
+	maxSpeakerTTL     = 30 * 24 * time.Hour
+)
 
 // spaceView is a space as clients see it, with the URLs to use it.
 type spaceView struct {
@@ -55,7 +68,28 @@ func baseURL(r *http.Request) string {
 
 type createRequest struct {
 	Title       string     `json:"title"`
+	Description string     `json:"description"`
 	ScheduledAt *time.Time `json:"scheduled_at"`
+}
+
+// validate trims the request and says what is wrong with it, in words a
+// host can act on.
+func (req *createRequest) validate(now time.Time) error {
+	req.Title = strings.TrimSpace(req.Title)
+	req.Description = strings.TrimSpace(req.Description)
+	switch {
+	case req.Title == "":
+		return amphi.Errorf(amphi.EInvalid, "title is required")
+	case utf8.RuneCountInString(req.Title) > maxTitle:
+		return amphi.Errorf(amphi.EInvalid, "title is longer than %d characters", maxTitle)
+	case utf8.RuneCountInString(req.Description) > maxDescription:
+		return amphi.Errorf(amphi.EInvalid, "description is longer than %d characters", maxDescription)
+	case !utf8.ValidString(req.Title) || !utf8.ValidString(req.Description):
+		return amphi.Errorf(amphi.EInvalid, "title and description must be UTF-8 text")
+	case req.ScheduledAt != nil && req.ScheduledAt.Before(now.Add(-time.Minute)):
+		return amphi.Errorf(amphi.EInvalid, "scheduled_at %s is in the past", req.ScheduledAt.Format(time.RFC3339))
+	}
+	return nil
 }
 
 type createResponse struct {
@@ -64,7 +98,8 @@ type createResponse struct {
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	if err := s.authorizeCreate(r); err != nil {
+	owner, err := s.authorizeCreate(r)
+	if err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -73,16 +108,11 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	req.Title = strings.TrimSpace(req.Title)
-	switch {
-	case req.Title == "":
-		s.error(w, r, amphi.Errorf(amphi.EInvalid, "title is required"))
-		return
-	case utf8.RuneCountInString(req.Title) > maxTitle:
-		s.error(w, r, amphi.Errorf(amphi.EInvalid, "title is longer than %d characters", maxTitle))
+	if err := req.validate(s.cfg.Now()); err != nil {
+		s.error(w, r, err)
 		return
 	}
-	sp, token, err := s.createSpace(r.Context(), req)
+	sp, token, err := s.createSpace(r.Context(), req, owner)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -91,18 +121,25 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, &createResponse{spaceView: s.view(r, sp), HostToken: token})
 }
 
-func (s *Server) createSpace(ctx context.Context, req createRequest) (*amphi.Space, string, error) {
+func (s *Server) createSpace(ctx context.Context, req createRequest, owner *store.User) (*amphi.Space, string, error) {
 	var idBytes [10]byte
 	rand.Read(idBytes[:])
 	var serial [4]byte
 	rand.Read(serial[:])
 	now := s.cfg.Now().UTC()
 	sp := &amphi.Space{
-		ID:        strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idBytes[:])),
-		Title:     req.Title,
-		State:     amphi.StateScheduled,
-		CreatedAt: now,
-		Serial:    binary.LittleEndian.Uint32(serial[:]),
+		ID:          strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idBytes[:])),
+		Title:       req.Title,
+		Description: req.Description,
+		State:       amphi.StateScheduled,
+		CreatedAt:   now,
+		Serial:      binary.LittleEndian.Uint32(serial[:]),
+	}
+	host := &store.Token{SpaceID: sp.ID, Role: amphi.RoleHost, CreatedAt: now}
+	if owner != nil {
+		sp.OwnerID = owner.ID
+		// On stage, the host is known by their account's name.
+		host.Name = accountName(owner)
 	}
 	if req.ScheduledAt != nil {
 		at := req.ScheduledAt.UTC()
@@ -115,7 +152,8 @@ func (s *Server) createSpace(ctx context.Context, req createRequest) (*amphi.Spa
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.db.CreateToken(ctx, hash, sp.ID, amphi.RoleHost, now); err != nil {
+	host.Hash = hash
+	if err := s.db.CreateToken(ctx, host); err != nil {
 		return nil, "", err
 	}
 	if req.ScheduledAt == nil { // a space without a time is live at once
@@ -140,6 +178,14 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	}
+	if q := r.URL.Query().Get("mine"); q == "true" || q == "1" {
+		u, _, _, err := s.signedIn(r)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		f.OwnerID = u.ID
 	}
 	f.Limit = 100
 	spaces, err := s.db.Spaces(r.Context(), f)
@@ -186,12 +232,17 @@ func (s *Server) hostAction(w http.ResponseWriter, r *http.Request, act func(con
 }
 
 type mintRequest struct {
-	Role amphi.Role `json:"role"`
+	Role       amphi.Role `json:"role"`
+	Name       string     `json:"name"`
+	TTLSeconds int64      `json:"ttl_seconds"`
 }
 
 type mintResponse struct {
-	Token string     `json:"token"`
-	Role  amphi.Role `json:"role"`
+	Token     string     `json:"token"`
+	Role      amphi.Role `json:"role"`
+	Name      string     `json:"name"`
+	SpeakerID string     `json:"speaker_id"`
+	ExpiresAt time.Time  `json:"expires_at"`
 }
 
 func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
@@ -209,16 +260,57 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, amphi.Errorf(amphi.EInvalid, "role must be %q", amphi.RoleSpeaker))
 		return
 	}
-	token, hash, err := store.NewToken()
+	ttl := time.Duration(req.TTLSeconds) * time.Second
+	switch {
+	case req.TTLSeconds == 0:
+		ttl = defaultSpeakerTTL
+	case req.TTLSeconds < 0 || ttl > maxSpeakerTTL:
+		s.error(w, r, amphi.Errorf(amphi.EInvalid, "ttl_seconds must be between 1 and %d", int64(maxSpeakerTTL/time.Second)))
+		return
+	}
+	name, err := displayName(req.Name, false)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if err := s.db.CreateToken(r.Context(), hash, id, req.Role, s.cfg.Now()); err != nil {
+	resp, err := s.mintSpeaker(r.Context(), id, name, ttl)
+	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, &mintResponse{Token: token, Role: req.Role})
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+// mintSpeaker makes a speaker token for the space, named and expiring.
+func (s *Server) mintSpeaker(ctx context.Context, spaceID, name string, ttl time.Duration) (*mintResponse, error) {
+	token, hash, err := store.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UTC()
+	exp := now.Add(ttl)
+	t := &store.Token{Hash: hash, SpaceID: spaceID, Role: amphi.RoleSpeaker, Name: name, CreatedAt: now, ExpiresAt: &exp}
+	if err := s.db.CreateToken(ctx, t); err != nil {
+		return nil, err
+	}
+	return &mintResponse{Token: token, Role: t.Role, Name: name, SpeakerID: t.SpeakerID(), ExpiresAt: exp}, nil
+}
+
+// displayName checks a name people will see on stage: trimmed, printable,
+// at most maxName characters; required says whether it may be empty.
+func displayName(name string, required bool) (string, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "" && required:
+		return "", amphi.Errorf(amphi.EInvalid, "name is required")
+	case !utf8.ValidString(name):
+		return "", amphi.Errorf(amphi.EInvalid, "name must be UTF-8 text")
+	case utf8.RuneCountInString(name) > maxName:
+		return "", amphi.Errorf(amphi.EInvalid, "name is longer than %d characters", maxName)
+	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return "", amphi.Errorf(amphi.EInvalid, "name must not contain control characters")
+	}
+	return name, nil
 }
 
 func (s *Server) recordingPath(spaceID string) string {
@@ -239,6 +331,8 @@ func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error
 		return nil, s.failStart(ctx, id, err)
 	}
 	s.gate.openRoom(id, s.cfg.Now())
+	s.rooms.open(id)
+	s.states.forget(id)
 	return sp, nil
 }
 
@@ -259,6 +353,8 @@ func (s *Server) EndSpace(ctx context.Context, id string) (*amphi.Space, error) 
 		return nil, err
 	}
 	s.gate.closeRoom(id)
+	s.rooms.close(id)
+	s.states.forget(id)
 	sess := s.live.Session(id)
 	stopErr := s.live.Stop(id)
 	if sess != nil {
@@ -330,4 +426,65 @@ func (s *Server) Recover(ctx context.Context) error {
 		s.cfg.Logger.Warn("api: recovered the recording of a space a crash left live", "space", rec.SpaceID, "duration", d, "bytes", size)
 	}
 	return errors.Join(errs...)
+}
+
+// handleCalendar answers an iCalendar event (RFC 5545) for a space with a
+// start time, for listeners' "add to calendar".
+func (s *Server) handleCalendar(w http.ResponseWriter, r *http.Request) {
+	sp, err := s.db.Space(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if sp.ScheduledAt == nil {
+		s.error(w, r, amphi.Errorf(amphi.ENotFound, "space %s has no start time to put in a calendar", sp.ID))
+		return
+	}
+	const stamp = "20060102T150405Z"
+	page := baseURL(r) + "/s/" + sp.ID
+	lines := []string{
+		"BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//amphi//spaces//EN", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
+		"BEGIN:VEVENT",
+		"UID:" + sp.ID + "@" + r.Host,
+		"DTSTAMP:" + s.cfg.Now().UTC().Format(stamp),
+		"DTSTART:" + sp.ScheduledAt.UTC().Format(stamp),
+		"DTEND:" + sp.ScheduledAt.Add(time.Hour).UTC().Format(stamp),
+		"SUMMARY:" + icsText(sp.Title),
+		"DESCRIPTION:" + icsText(strings.TrimSpace(sp.Description+"\n\nListen: "+page)),
+		"URL:" + page,
+		"BEGIN:VALARM", "ACTION:DISPLAY", "DESCRIPTION:" + icsText(sp.Title), "TRIGGER:-PT10M", "END:VALARM",
+		"END:VEVENT", "END:VCALENDAR",
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(icsFold(l))
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/calendar; charset=utf-8")
+	h.Set("Content-Disposition", `attachment; filename="amphi-`+sp.ID+`.ics"`)
+	h.Set("Cache-Control", "no-cache")
+	io.WriteString(w, b.String())
+}
+
+// icsText escapes a TEXT value (RFC 5545 §3.3.11).
+func icsText(v string) string {
+	return strings.NewReplacer(`\`, `\\`, ";", `\;`, ",", `\,`, "\r\n", `\n`, "\n", `\n`, "\r", `\n`).Replace(v)
+}
+
+// icsFold folds a content line at 75 octets, never inside a UTF-8
+// character, and ends it with CRLF (RFC 5545 §3.1).
+func icsFold(line string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range line {
+		size := utf8.RuneLen(r)
+		if n+size > 75 {
+			b.WriteString("\r\n ")
+			n = 1
+		}
+		b.WriteRune(r)
+		n += size
+	}
+	b.WriteString("\r\n")
+	return b.String()
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/mix"
@@ -53,6 +55,12 @@ type Session struct {
 	stopErr  error
 
 	publishErrs int64 // touched only on the mixer's goroutine, then read after it ends
+
+	// Who was audible when, for speaking indicators: the last frame index
+	// at which each speaker id was heard, and the newest frame's index.
+	heardMu sync.Mutex
+	heard   map[string]uint64
+	frame   atomic.Uint64
 }
 
 // Start puts a space on air, recording its program to recordPath.
@@ -66,6 +74,7 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 		pub:     pub,
 		packer:  program.NewPacker(space.Serial),
 		mixDone: make(chan error, 1),
+		heard:   make(map[string]uint64),
 	}
 	// Every part logs with the space's id.
 	cfg.Mix.Logger, cfg.Stage.Logger, cfg.Record.Logger = s.logger, s.logger, s.logger
@@ -92,6 +101,14 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 
 // onFrame runs on the mixer's goroutine for every 20 ms of program.
 func (s *Session) onFrame(f mix.Frame) {
+	s.frame.Store(f.Index)
+	if len(f.Speaking) > 0 {
+		s.heardMu.Lock()
+		for _, id := range f.Speaking {
+			s.heard[id] = f.Index
+		}
+		s.heardMu.Unlock()
+	}
 	c, err := s.packer.Add(f.Packet)
 	if err != nil {
 		s.logger.Error("live: pack frame", "frame", f.Index, "err", err)
@@ -113,11 +130,33 @@ func (s *Session) emit(c *program.Chunk) {
 // SpaceID returns the id of the space on air.
 func (s *Session) SpaceID() string { return s.space.ID }
 
+// Space returns the space as it was when it went on air. Do not modify it.
+func (s *Session) Space() *amphi.Space { return s.space }
+
 // Stage returns the space's stage, where speakers join.
 func (s *Session) Stage() *stage.Stage { return s.stage }
 
 // Mixer returns the space's mixer.
 func (s *Session) Mixer() *mix.Mixer { return s.mixer }
+
+// Speaking returns the ids of the speakers audible in the last window of
+// the program, in no particular order.
+func (s *Session) Speaking(window time.Duration) []string {
+	frames := uint64(window / mix.FrameDuration)
+	now := s.frame.Load()
+	s.heardMu.Lock()
+	defer s.heardMu.Unlock()
+	var ids []string
+	for id, at := range s.heard {
+		switch {
+		case at+frames >= now:
+			ids = append(ids, id)
+		case at+10*frames < now: // long silent or gone: forget
+			delete(s.heard, id)
+		}
+	}
+	return ids
+}
 
 // Recorder returns the space's recorder.
 func (s *Session) Recorder() *record.Recorder { return s.rec }

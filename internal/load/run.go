@@ -144,7 +144,7 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load: creating a space: %w", err)
 		}
-		sc.SpaceID, token = sp.ID, sp.SpeakerToken
+		sc.SpaceID, token = sp.ID, sp.HostToken
 		defer func() {
 			endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownTimeout)
 			defer cancel()

@@ -102,8 +102,9 @@ type Scenario struct {
 	// SpaceID is the space to listen to. Empty means Run creates a live
 	// space through the API, runs the speaker bots in it and ends it after.
 	SpaceID string `json:"space_id,omitempty"`
-	// Token is a speaker or host token of SpaceID, needed only for speaker
-	// bots in a space Run did not create.
+	// Token is a token of SpaceID, needed only for speaker bots in a space
+	// Run did not create: a speaker token for one bot, the host token for
+	// more (each bot needs its own place on the stage).
 	Token string `json:"token,omitempty"`
 	// Listeners is how many listeners join. Zero means none.
 	Listeners int `json:"listeners"`

@@ -88,6 +88,10 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 			return nil, fmt.Errorf("load: speaker audio: %w", err)
 		}
 	}
+	tokens, err := botTokens(ctx, sc, api, token)
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	b.cancel = cancel
 	var dial sync.WaitGroup
@@ -102,7 +106,7 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 			play = b.playMarks
 		}
 		dial.Go(func() {
-			if err := b.speak(ctx, runCtx, api, sc.SpaceID, token, play, logger); err != nil {
+			if err := b.speak(ctx, runCtx, api, sc.SpaceID, tokens[i], play, logger); err != nil {
 				b.failed.Add(1)
 				logger.Warn("load: speaker bot", "n", i, "err", err)
 			}
@@ -110,6 +114,24 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 	}
 	dial.Wait()
 	return b, nil
+}
+
+// botTokens gives each bot its own speaker token: a token is one place on
+// the stage, so bots sharing one would replace each other. One bot uses
+// token as it is; more need token to be the host's, to mint theirs.
+func botTokens(ctx context.Context, sc Scenario, api *client.Client, token string) ([]string, error) {
+	if sc.Speakers == 1 {
+		return []string{token}, nil
+	}
+	tokens := make([]string, sc.Speakers)
+	for i := range tokens {
+		t, err := api.MintSpeakerToken(ctx, sc.SpaceID, token)
+		if err != nil {
+			return nil, fmt.Errorf("load: %d speakers need a token each, minted with the space's host token: %w", sc.Speakers, err)
+		}
+		tokens[i] = t
+	}
+	return tokens, nil
 }
 
 // speak connects one bot and, once connected, runs play on a goroutine

@@ -2,10 +2,14 @@
 // Opus file per space, the same pages listeners receive, so the recording is
 // the broadcast. Pages are written as each chunk completes and synced every
 // second, so a crash loses at most the last second; Recover truncates a file
-// cut by a crash to its last complete page.
+// cut by a crash to its last complete page. The host may pause the
+// recording while the space is live: chunks made meanwhile are left out and
+// the pages after the pause are renumbered and moved back in time, so the
+// file stays one continuous Ogg Opus stream of the audio actually recorded.
 package record
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,12 +43,13 @@ func DefaultConfig() Config {
 }
 
 // Recorder appends a program's chunks to one file on its own goroutine, so
-// the disk never blocks the mixer.
+// the disk never blocks the mixer. Write is called from one goroutine, the
+// mixer's, in chunk order; the other methods from any.
 type Recorder struct {
 	cfg  Config
 	f    *os.File
 	path string
-	q    chan *program.Chunk
+	q    chan queued
 	done chan struct{}
 	once sync.Once
 
@@ -52,7 +57,30 @@ type Recorder struct {
 	granule atomic.Int64
 	dropped atomic.Int64
 	err     atomic.Pointer[error]
+
+	paused atomic.Bool
+	// What pausing has left out so far, kept by Write: the pages after a
+	// pause are moved back by this much so the file has no hole.
+	skipSamples atomic.Int64
+	skipPages   atomic.Int64
+
+	buf []byte // a page rewritten by run, reused
 }
+
+// queued is a chunk waiting for the disk, with what pausing had left out of
+// the file before it.
+type queued struct {
+	c           *program.Chunk
+	skipSamples int64 // audio, in 48 kHz samples, to take off its granule
+	skipPages   int64 // pages to take off its sequence number
+	// paused marks the program's last chunk arriving while paused: its
+	// audio is left out but an empty EOS page still ends the file.
+	paused bool
+}
+
+// chunkSamples is the audio of every chunk but the last, in 48 kHz samples:
+// chunk n starts at granule n*chunkSamples.
+const chunkSamples = program.FramesPerChunk * program.FrameSamples
 
 // Create creates the file at path, writes the program's header pages and
 // starts the writer.
@@ -78,38 +106,72 @@ func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
 		f.Close()
 		return nil, fmt.Errorf("record: write headers: %w", err)
 	}
-	r := &Recorder{cfg: cfg, f: f, path: path, q: make(chan *program.Chunk, cfg.Queue), done: make(chan struct{})}
+	r := &Recorder{cfg: cfg, f: f, path: path, q: make(chan queued, cfg.Queue), done: make(chan struct{})}
 	r.bytes.Store(int64(len(headers)))
 	go r.run()
 	return r, nil
 }
 
 // Write queues a chunk. It never blocks: when the disk is that far behind,
-// the chunk is dropped and counted.
+// the chunk is dropped and counted. While paused it discards the chunk,
+// except the program's last (End) one, which still ends the file.
 func (r *Recorder) Write(c *program.Chunk) {
+	if r.paused.Load() {
+		// Chunk c.Seq starts at c.Seq*chunkSamples whatever was dropped or
+		// skipped before it, so its audio is its granule minus that.
+		n := max(pageGranule(c.Page)-int64(c.Seq)*chunkSamples, 0)
+		skip := r.skipSamples.Add(n)
+		if !c.End {
+			r.skipPages.Add(1)
+			return
+		}
+		r.enqueue(queued{c: c, skipSamples: skip, skipPages: r.skipPages.Load(), paused: true})
+		return
+	}
+	r.enqueue(queued{c: c, skipSamples: r.skipSamples.Load(), skipPages: r.skipPages.Load()})
+}
+
+func (r *Recorder) enqueue(q queued) {
 	select {
-	case r.q <- c:
+	case r.q <- q:
 	default:
 		r.dropped.Add(1)
 	}
 }
 
+// Pause stops writing chunks to the file until Resume; chunks written
+// meanwhile are discarded (not counted as dropped). It takes effect from the
+// next Write, so at a chunk boundary; chunks already queued are written.
+// Pausing twice is the same as once. It is safe to call from any goroutine
+// and never blocks Write.
+func (r *Recorder) Pause() { r.paused.Store(true) }
+
+// Resume writes chunks again, from the next Write. The pages written from
+// then on continue the file's page numbers and granule positions, so the
+// paused time leaves no gap. Resuming when not paused does nothing.
+func (r *Recorder) Resume() { r.paused.Store(false) }
+
+// Recording reports whether chunks are being written (true unless paused).
+func (r *Recorder) Recording() bool { return !r.paused.Load() }
+
 func (r *Recorder) run() {
 	defer close(r.done)
 	lastSync := r.cfg.Now()
-	for c := range r.q {
+	for q := range r.q {
+		c := q.c
 		if r.err.Load() != nil {
 			r.dropped.Add(1)
 			continue
 		}
+		page := r.page(q)
 		// One write(2) a page and no user-space buffer: what returned is in
 		// the kernel and survives the process being killed.
-		if _, err := r.f.Write(c.Page); err != nil {
+		if _, err := r.f.Write(page); err != nil {
 			r.fail(fmt.Errorf("record: write chunk %d: %w", c.Seq, err))
 			continue
 		}
-		r.bytes.Add(int64(len(c.Page)))
-		r.granule.Store(pageGranule(c.Page))
+		r.bytes.Add(int64(len(page)))
+		r.granule.Store(pageGranule(page))
 		if now := r.cfg.Now(); now.Sub(lastSync) >= r.cfg.SyncEvery {
 			if err := r.f.Sync(); err != nil {
 				r.fail(fmt.Errorf("record: sync: %w", err))
@@ -117,6 +179,40 @@ func (r *Recorder) run() {
 			lastSync = now
 		}
 	}
+}
+
+// page returns the bytes to write for q: the chunk's own page when nothing
+// was paused before it, else a copy moved back by what pausing left out,
+// with its checksum recomputed.
+func (r *Recorder) page(q queued) []byte {
+	page := q.c.Page
+	if q.skipSamples == 0 && q.skipPages == 0 {
+		return page
+	}
+	granule := pageGranule(page) - q.skipSamples
+	seq := binary.LittleEndian.Uint32(page[18:]) - uint32(q.skipPages)
+	if q.paused {
+		// An empty EOS page at the granule reached, as program.Packer ends
+		// a program with no frames pending.
+		buf, err := ogg.AppendPage(r.buf[:0], &ogg.Page{
+			Flags:   ogg.FlagEOS,
+			Granule: granule,
+			Serial:  binary.LittleEndian.Uint32(page[14:]),
+			Seq:     seq,
+		})
+		if err != nil {
+			panic(err) // an empty page always fits
+		}
+		r.buf = buf
+		return buf
+	}
+	buf := append(r.buf[:0], page...)
+	binary.LittleEndian.PutUint64(buf[6:], uint64(granule))
+	binary.LittleEndian.PutUint32(buf[18:], seq)
+	binary.LittleEndian.PutUint32(buf[22:], 0)
+	binary.LittleEndian.PutUint32(buf[22:], ogg.Checksum(buf))
+	r.buf = buf
+	return buf
 }
 
 func (r *Recorder) fail(err error) {
@@ -145,7 +241,8 @@ func (r *Recorder) Close() error {
 // Bytes returns the file's size so far.
 func (r *Recorder) Bytes() int64 { return r.bytes.Load() }
 
-// Duration returns the audio written so far.
+// Duration returns the audio written so far: what was recorded, without the
+// time spent paused.
 func (r *Recorder) Duration() time.Duration { return granuleDuration(r.granule.Load()) }
 
 // Dropped returns how many chunks never reached the file.

@@ -24,8 +24,13 @@ func testConfig() Config {
 // chunks packs frames 20 ms frames into chunks, finishing the program if end.
 func chunks(t testing.TB, frames int, end bool) []*program.Chunk {
 	t.Helper()
+	return chunksOf(t, bytes.Repeat([]byte{0x42}, 60), frames, end)
+}
+
+// chunksOf is chunks with every frame the Opus packet frame.
+func chunksOf(t testing.TB, frame []byte, frames int, end bool) []*program.Chunk {
+	t.Helper()
 	p := program.NewPacker(serial)
-	frame := bytes.Repeat([]byte{0x42}, 60)
 	var out []*program.Chunk
 	for range frames {
 		c, err := p.Add(frame)
@@ -245,21 +250,40 @@ func TestWriteDropsWhenQueueIsFull(t *testing.T) {
 
 // BenchmarkRecorderWrite measures what recording costs the mixer: a Write
 // that hands a chunk to the writer goroutine, or drops it when the disk is
-// behind (reported as dropped/op).
+// behind (reported as dropped/op), or discards it while paused.
 func BenchmarkRecorderWrite(b *testing.B) {
-	cfg := testConfig()
-	r, err := Create(filepath.Join(b.TempDir(), "bench.opus"), program.Headers(serial), cfg)
-	if err != nil {
-		b.Fatal(err)
+	for _, bb := range []struct {
+		name string
+		// before readies the recorder; cs[0] is written there, so the
+		// measured writes run after the pause when there is one.
+		before func(r *Recorder, first *program.Chunk)
+	}{
+		{"recording", func(*Recorder, *program.Chunk) {}},
+		{"resumed", func(r *Recorder, first *program.Chunk) {
+			// Every later page is renumbered and moved back on the
+			// writer goroutine; Write itself does the same work.
+			r.Pause()
+			r.Write(first)
+			r.Resume()
+		}},
+		{"paused", func(r *Recorder, _ *program.Chunk) { r.Pause() }},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			r, err := Create(filepath.Join(b.TempDir(), "bench.opus"), program.Headers(serial), testConfig())
+			if err != nil {
+				b.Fatal(err)
+			}
+			cs := chunks(b, 5*64, false)
+			bb.before(r, cs[0])
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				r.Write(cs[i%len(cs)])
+			}
+			b.StopTimer()
+			if err := r.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(r.Dropped())/float64(b.N), "dropped/op")
+		})
 	}
-	cs := chunks(b, 5*64, false)
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		r.Write(cs[i%len(cs)])
-	}
-	b.StopTimer()
-	if err := r.Close(); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(r.Dropped())/float64(b.N), "dropped/op")
 }

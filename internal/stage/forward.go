@@ -90,13 +90,16 @@ func (o *outSlot) owner() *speaker {
 // forward writes a copy of src's packet into the slot, rewritten onto the
 // slot's own sequence and timestamp line. A packet from a speaker that no
 // longer owns the slot (a route read just before a reassignment) is ignored.
-func (o *outSlot) forward(src *speaker, in *rtp.Packet, now time.Time) error {
+// resume says src was muted until this packet: the packets it sent meanwhile
+// were never forwarded, so the slot splices as for a new source rather than
+// show the receiver a run of lost packets.
+func (o *outSlot) forward(src *speaker, in *rtp.Packet, now time.Time, resume bool) error {
 	o.mu.Lock()
 	if o.from != src {
 		o.mu.Unlock()
 		return nil
 	}
-	if o.fresh || o.srcSSRC != in.SSRC {
+	if o.fresh || resume || o.srcSSRC != in.SSRC {
 		o.splice(in, now)
 	}
 	out := rtp.Packet{Header: in.Header, Payload: in.Payload}
@@ -147,14 +150,14 @@ func (o *outSlot) splice(in *rtp.Packet, now time.Time) {
 	o.tsOff = o.lastTS + ticks - in.Timestamp
 }
 
-// readMic is the one goroutine per speaker's microphone track: it pushes each
-// packet into the speaker's mixer source and writes a copy to the speaker's
-// slot in every other speaker's connection. It reuses one buffer and one
-// packet, so the steady state allocates nothing here.
+// readMic is the one goroutine per speaker's microphone track: it reads,
+// classifies and delivers each packet. It reuses one buffer and one packet,
+// so the steady state allocates nothing here.
 func (s *Stage) readMic(sp *speaker, track *webrtc.TrackRemote) {
 	pt := uint8(track.PayloadType())
 	buf := make([]byte, receiveMTU)
 	var pkt rtp.Packet
+	var line mixLine
 	for {
 		n, _, err := track.Read(buf)
 		if err != nil {
@@ -174,21 +177,58 @@ func (s *Stage) readMic(sp *speaker, track *webrtc.TrackRemote) {
 			s.drop(sp, reason)
 			continue
 		}
-		now := s.now()
-		sp.packetsIn.Add(1)
-		sp.bytesIn.Add(uint64(len(pkt.Payload)))
-		sp.lastPacket.Store(now.UnixNano())
-		s.stats.packetsIn.Add(1)
-		sp.source.Push(pkt.SequenceNumber, pkt.Timestamp, pkt.Payload)
-		for _, o := range *sp.routes.Load() {
-			if err := o.forward(sp, &pkt, now); err != nil {
-				// A receiver going away fails its writes until it is removed;
-				// count rather than log each one.
-				s.stats.forwardErrors.Add(1)
-				continue
-			}
-			s.stats.forwarded.Add(1)
+		s.deliver(sp, &line, &pkt)
+	}
+}
+
+// mixLine is a reader's state across mutes: the sequence numbers it hands
+// the mixer are shifted so the first packet after an unmute follows the last
+// one before, as after a DTX pause. A mute of more than half the 16-bit
+// sequence space (minutes) would otherwise look like a packet from the past,
+// and the mixer would refuse a burst of them before resyncing. Owned by the
+// reader goroutine: no lock.
+type mixLine struct {
+	wasMuted bool   // the last packet was dropped as muted
+	pushed   bool   // last means something
+	last     uint16 // the highest sequence number handed to the mixer
+	off      uint16 // added to the speaker's sequence numbers for the mixer
+}
+
+// deliver pushes one Opus packet from sp into its mixer source and writes a
+// copy to sp's slot in every other speaker's connection, unless sp is muted:
+// then it only counts it. Moderation costs the hot path one atomic load.
+func (s *Stage) deliver(sp *speaker, line *mixLine, pkt *rtp.Packet) {
+	now := s.now()
+	// A muted speaker is still alive: its last packet says so.
+	sp.lastPacket.Store(now.UnixNano())
+	if sp.muted.Load() {
+		sp.packetsMuted.Add(1)
+		s.stats.packetsMuted.Add(1)
+		line.wasMuted = true
+		return
+	}
+	resume := line.wasMuted
+	line.wasMuted = false
+	if resume && line.pushed {
+		line.off = line.last + 1 - pkt.SequenceNumber
+	}
+	seq := pkt.SequenceNumber + line.off
+	// Only forward: a reordered older packet must not pull the line back.
+	if !line.pushed || int16(seq-line.last) > 0 {
+		line.last, line.pushed = seq, true
+	}
+	sp.packetsIn.Add(1)
+	sp.bytesIn.Add(uint64(len(pkt.Payload)))
+	s.stats.packetsIn.Add(1)
+	sp.source.Push(seq, pkt.Timestamp, pkt.Payload)
+	for _, o := range *sp.routes.Load() {
+		if err := o.forward(sp, pkt, now, resume); err != nil {
+			// A receiver going away fails its writes until it is removed;
+			// count rather than log each one.
+			s.stats.forwardErrors.Add(1)
+			continue
 		}
+		s.stats.forwarded.Add(1)
 	}
 }
 

@@ -8,6 +8,12 @@
 // reader per speaker, no lock shared with anything on the listener path) and
 // a hard cap on speakers. The HTTP side of WHIP (auth, content type, body cap,
 // Location) lives in the api package, which calls Join and Leave.
+//
+// The host moderates with Mute and Remove, by speaker ID. A muted speaker
+// stays connected and keeps its slots, but its packets are counted and
+// dropped: neither mixed nor forwarded. A mute belongs to the speaker ID, not
+// the session, so it survives a reconnect or a rejoin; only Mute(id, false)
+// and Remove lift it.
 package stage
 
 import (
@@ -102,6 +108,11 @@ type SpeakerInfo struct {
 	PacketsIn uint64    // Opus packets received and passed on
 	BytesIn   uint64    // their payload bytes
 	Dropped   uint64    // packets received but not passed on (malformed, wrong payload type)
+	// Muted says the host muted the speaker: its packets are dropped.
+	Muted bool
+	// PacketsMuted counts its packets dropped because it was muted (not an
+	// error, and not in PacketsIn or Dropped).
+	PacketsMuted uint64
 	// LastPacketAt is when its last packet arrived; zero if none yet.
 	LastPacketAt time.Time
 	// Hears lists, by slot, the speaker IDs this speaker hears; "" is a free
@@ -118,7 +129,11 @@ type Stats struct {
 	Leaves       uint64 // sessions ended by Leave
 	Replaced     uint64 // sessions ended because the same speaker joined again
 	Lost         uint64 // sessions ended because the connection failed, closed or timed out
-	PacketsIn    uint64 // Opus packets received from speakers
+	Removed      uint64 // sessions ended by Remove (the host took the speaker off)
+	PacketsIn    uint64 // Opus packets received from speakers and passed on
+	// PacketsMuted counts packets from muted speakers, dropped on purpose:
+	// not an error, and not in PacketsIn.
+	PacketsMuted uint64
 	Forwarded    uint64 // packet copies written to other speakers' slots
 	// ForwardErrors counts slot writes that failed, typically to a speaker
 	// whose connection is going away.
@@ -130,8 +145,8 @@ type Stats struct {
 }
 
 type counters struct {
-	joins, joinsRefused, leaves, replaced, lost            atomic.Uint64
-	packetsIn, forwarded, forwardErrors                    atomic.Uint64
+	joins, joinsRefused, leaves, replaced, lost, removed   atomic.Uint64
+	packetsIn, packetsMuted, forwarded, forwardErrors      atomic.Uint64
 	droppedMalformed, droppedPayloadType, droppedReadError atomic.Uint64
 }
 
@@ -150,6 +165,10 @@ type Stage struct {
 	order     []*speaker // by join time: slot assignment is first come, first slot
 	bySession map[string]*speaker
 	byID      map[string]*speaker
+	// muted holds the speaker IDs the host muted, on stage or not, so a
+	// mute outlives the session: a muted speaker must not get its voice back
+	// by reloading its page. Bounded by the host's Mute calls.
+	muted map[string]bool
 
 	wg    sync.WaitGroup // removals of lost speakers
 	stats counters
@@ -167,8 +186,11 @@ type speaker struct {
 	// speaker; rebuilt under Stage.mu, read lock-free by its reader.
 	routes atomic.Pointer[[]*outSlot]
 
-	packetsIn, bytesIn, dropped atomic.Uint64
-	lastPacket                  atomic.Int64 // unix nanoseconds
+	packetsIn, bytesIn, dropped, packetsMuted atomic.Uint64
+	lastPacket                                atomic.Int64 // unix nanoseconds
+	// muted is the one thing its reader checks per packet for moderation:
+	// an atomic load, no lock. Set from Stage.muted under Stage.mu.
+	muted atomic.Bool
 
 	mu      sync.Mutex
 	closing bool
@@ -207,6 +229,7 @@ func New(cfg Config) (*Stage, error) {
 		grace:     cfg.DisconnectTimeout / 2,
 		bySession: make(map[string]*speaker),
 		byID:      make(map[string]*speaker),
+		muted:     make(map[string]bool),
 	}, nil
 }
 
@@ -290,6 +313,7 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 		return "", "", amphi.Errorf(amphi.EFull, "the stage is full (%d speakers)", s.cfg.MaxSpeakers)
 	}
 	s.pending++
+	muted := s.muted[speakerID]
 	s.mu.Unlock()
 	reserved := true
 	defer func() {
@@ -307,7 +331,7 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 		s.log.Info("stage: speaker rejoined, old session replaced", "speaker", speakerID, "session", old.session)
 	}
 
-	sp, err := s.connect(ctx, speakerID, info, offerSDP)
+	sp, err := s.connect(ctx, speakerID, muted, info, offerSDP)
 	if err != nil {
 		return "", "", err
 	}
@@ -336,6 +360,8 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 	}
 	s.pending--
 	reserved = false
+	// Again under the lock: the set may have changed while connecting.
+	sp.muted.Store(s.muted[speakerID])
 	sp.joinedAt = s.now()
 	s.bySession[sp.session] = sp
 	s.byID[speakerID] = sp
@@ -351,7 +377,7 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 // connect builds the speaker's peer connection: a mixer source, one outgoing
 // slot track per recvonly m-line, the answer and its candidates. On error
 // everything it made is released.
-func (s *Stage) connect(ctx context.Context, speakerID string, info offerInfo, offerSDP string) (sp *speaker, err error) {
+func (s *Stage) connect(ctx context.Context, speakerID string, muted bool, info offerInfo, offerSDP string) (sp *speaker, err error) {
 	session, err := newSessionID()
 	if err != nil {
 		return nil, fmt.Errorf("stage: join %q: %w", speakerID, err)
@@ -362,6 +388,9 @@ func (s *Stage) connect(ctx context.Context, speakerID string, info offerInfo, o
 	}
 	sp = &speaker{id: speakerID, session: session, source: src}
 	sp.routes.Store(&[]*outSlot{})
+	// Muted before the connection exists, so not one packet of a muted
+	// speaker's rejoin gets through.
+	sp.muted.Store(muted)
 	defer func() {
 		// Pion is big and the offer is the caller's: whatever happens in
 		// there, the server must not go down with one bad join.
@@ -479,6 +508,54 @@ func (s *Stage) Leave(sessionID string) error {
 	return nil
 }
 
+// Remove takes the speaker with the id given to Join off the stage, as Leave
+// does for its session, and lifts its mute: the host removed it, and if it
+// comes back it comes back unmuted. Its connection is closed. A speaker
+// that is not on the stage (never joined, left, or between a lost session
+// and its rejoin) is amphi.ENotFound.
+func (s *Stage) Remove(speakerID string) error {
+	s.mu.Lock()
+	sp := s.byID[speakerID]
+	if sp == nil {
+		s.mu.Unlock()
+		return amphi.Errorf(amphi.ENotFound, "no speaker %q on the stage", speakerID)
+	}
+	delete(s.muted, speakerID)
+	s.detachLocked(sp)
+	s.mu.Unlock()
+	sp.shutdown()
+	s.stats.removed.Add(1)
+	s.log.Info("stage: speaker removed", "speaker", sp.id, "session", sp.session)
+	return nil
+}
+
+// Mute mutes (muted true) or unmutes the speaker with the id given to Join.
+// A muted speaker stays connected and keeps hearing the others, but its
+// packets are neither passed to its Source nor forwarded to the other
+// speakers: they are counted in PacketsMuted, not as errors. The mute is
+// kept by speaker ID and survives the speaker leaving, losing its
+// connection or rejoining; Mute(id, false) or Remove lifts it. A speaker
+// that is not on the stage is amphi.ENotFound, and nothing changes.
+func (s *Stage) Mute(speakerID string, muted bool) error {
+	s.mu.Lock()
+	sp := s.byID[speakerID]
+	if sp == nil {
+		s.mu.Unlock()
+		return amphi.Errorf(amphi.ENotFound, "no speaker %q on the stage", speakerID)
+	}
+	if muted {
+		s.muted[speakerID] = true
+	} else {
+		delete(s.muted, speakerID)
+	}
+	was := sp.muted.Swap(muted)
+	s.mu.Unlock()
+	if was != muted {
+		s.log.Info("stage: speaker mute changed", "speaker", speakerID, "session", sp.session, "muted", muted)
+	}
+	return nil
+}
+
 // lose removes a speaker whose connection failed, closed or stayed
 // disconnected. It runs on Pion's callback goroutines, which must not close
 // their own connection, so the shutdown gets a goroutine of the stage's.
@@ -572,14 +649,16 @@ func (s *Stage) Speakers() []SpeakerInfo {
 	out := make([]SpeakerInfo, 0, len(s.order))
 	for _, sp := range s.order {
 		info := SpeakerInfo{
-			ID:        sp.id,
-			Session:   sp.session,
-			JoinedAt:  sp.joinedAt,
-			State:     sp.pc.ConnectionState().String(),
-			PacketsIn: sp.packetsIn.Load(),
-			BytesIn:   sp.bytesIn.Load(),
-			Dropped:   sp.dropped.Load(),
-			Hears:     make([]string, sp.nslots),
+			ID:           sp.id,
+			Session:      sp.session,
+			JoinedAt:     sp.joinedAt,
+			State:        sp.pc.ConnectionState().String(),
+			PacketsIn:    sp.packetsIn.Load(),
+			BytesIn:      sp.bytesIn.Load(),
+			Dropped:      sp.dropped.Load(),
+			Muted:        sp.muted.Load(),
+			PacketsMuted: sp.packetsMuted.Load(),
+			Hears:        make([]string, sp.nslots),
 		}
 		if ns := sp.lastPacket.Load(); ns != 0 {
 			info.LastPacketAt = time.Unix(0, ns)
@@ -607,7 +686,9 @@ func (s *Stage) Stats() Stats {
 		Leaves:             c.leaves.Load(),
 		Replaced:           c.replaced.Load(),
 		Lost:               c.lost.Load(),
+		Removed:            c.removed.Load(),
 		PacketsIn:          c.packetsIn.Load(),
+		PacketsMuted:       c.packetsMuted.Load(),
 		Forwarded:          c.forwarded.Load(),
 		ForwardErrors:      c.forwardErrors.Load(),
 		DroppedMalformed:   c.droppedMalformed.Load(),

@@ -40,6 +40,7 @@ type fakeMixer struct {
 type fakeSource struct {
 	mu       sync.Mutex
 	payloads [][]byte
+	seqs     []uint16
 	closed   bool
 }
 
@@ -63,13 +64,14 @@ func (m *fakeMixer) source(id string) *fakeSource {
 	return m.sources[id]
 }
 
-func (s *fakeSource) Push(_ uint16, _ uint32, payload []byte) {
+func (s *fakeSource) Push(seq uint16, _ uint32, payload []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		panic("Push after Close")
 	}
 	s.payloads = append(s.payloads, bytes.Clone(payload))
+	s.seqs = append(s.seqs, seq)
 }
 
 func (s *fakeSource) Close() {
@@ -88,6 +90,23 @@ func (s *fakeSource) all() [][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([][]byte(nil), s.payloads...)
+}
+
+// count returns how many payloads the source got that start with prefix.
+func (s *fakeSource) count(prefix string) int {
+	n := 0
+	for _, p := range s.all() {
+		if strings.HasPrefix(string(p), prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *fakeSource) sequence() []uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint16(nil), s.seqs...)
 }
 
 // testStage is a stage behind a minimal WHIP handler on loopback.

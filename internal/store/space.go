@@ -11,7 +11,7 @@ import (
 	"github.com/amphi-audio/amphi"
 )
 
-const spaceCols = `id, title, state, scheduled_at, created_at, started_at, ended_at, serial`
+const spaceCols = `id, title, state, scheduled_at, created_at, started_at, ended_at, serial, description, owner_id`
 
 const spaceSQL = `SELECT ` + spaceCols + ` FROM spaces WHERE id = ?`
 
@@ -19,6 +19,8 @@ const spaceSQL = `SELECT ` + spaceCols + ` FROM spaces WHERE id = ?`
 type SpaceFilter struct {
 	// States keeps spaces in any of these states. Nil or empty keeps all.
 	States []amphi.State
+	// OwnerID keeps the spaces created by this account. "" keeps all.
+	OwnerID string
 	// Limit caps how many spaces are returned. Zero or less means no cap.
 	Limit int
 }
@@ -69,8 +71,8 @@ func (db *DB) createSpace(ctx context.Context, s *amphi.Space) error {
 	// DO NOTHING instead of parsing the driver's constraint error: no rows
 	// affected can only mean the id is taken.
 	n, err := db.exec(ctx, `INSERT INTO spaces (`+spaceCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		s.ID, s.Title, string(s.State), scheduled, created, started, ended, int64(s.Serial))
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		s.ID, s.Title, string(s.State), scheduled, created, started, ended, int64(s.Serial), s.Description, nullString(s.OwnerID))
 	if err != nil {
 		return err
 	}
@@ -118,13 +120,21 @@ func (db *DB) spaces(ctx context.Context, f SpaceFilter) ([]*amphi.Space, error)
 	var q strings.Builder
 	var args []any
 	q.WriteString(`SELECT ` + spaceCols + ` FROM spaces`)
+	var where []string
 	if len(f.States) > 0 {
 		in, inArgs, err := stateList(f.States)
 		if err != nil {
 			return nil, err
 		}
-		q.WriteString(` WHERE state IN ` + in)
+		where = append(where, `state IN `+in)
 		args = append(args, inArgs...)
+	}
+	if f.OwnerID != "" {
+		where = append(where, `owner_id = ?`)
+		args = append(args, f.OwnerID)
+	}
+	if len(where) > 0 {
+		q.WriteString(` WHERE ` + strings.Join(where, ` AND `))
 	}
 	q.WriteString(` ORDER BY created_at DESC, id DESC`)
 	if f.Limit > 0 {
@@ -255,8 +265,9 @@ func scanSpace(row scanner) (*amphi.Space, error) {
 		created                     int64
 		scheduled, started, endedAt sql.NullInt64
 		serial                      int64
+		owner                       sql.NullString
 	)
-	if err := row.Scan(&s.ID, &s.Title, &state, &scheduled, &created, &started, &endedAt, &serial); err != nil {
+	if err := row.Scan(&s.ID, &s.Title, &state, &scheduled, &created, &started, &endedAt, &serial, &s.Description, &owner); err != nil {
 		return nil, err
 	}
 	s.State = amphi.State(state)
@@ -265,5 +276,14 @@ func scanSpace(row scanner) (*amphi.Space, error) {
 	s.StartedAt = fromNullNanos(started)
 	s.EndedAt = fromNullNanos(endedAt)
 	s.Serial = uint32(serial)
+	s.OwnerID = owner.String
 	return &s, nil
+}
+
+// nullString stores "" as NULL, for optional references.
+func nullString(v string) any {
+	if v == "" {
+		return nil
+	}
+	return v
 }

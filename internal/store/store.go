@@ -55,8 +55,8 @@ type DB struct {
 
 	// Statements on the request path, prepared once. A *sql.Stmt on a
 	// *sql.DB re-prepares itself per connection as needed.
-	tokenRole *sql.Stmt
-	space     *sql.Stmt
+	token *sql.Stmt
+	space *sql.Stmt
 }
 
 // Open opens the SQLite database at path, creating the file if needed, and
@@ -113,8 +113,8 @@ func (db *DB) open(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if db.tokenRole, err = db.db.PrepareContext(ctx, tokenRoleSQL); err != nil {
-		return fmt.Errorf("prepare token role: %w", err)
+	if db.token, err = db.db.PrepareContext(ctx, tokenSQL); err != nil {
+		return fmt.Errorf("prepare token: %w", err)
 	}
 	if db.space, err = db.db.PrepareContext(ctx, spaceSQL); err != nil {
 		return fmt.Errorf("prepare space: %w", err)
@@ -125,7 +125,7 @@ func (db *DB) open(ctx context.Context) error {
 // Close closes the database. Calls in flight finish first.
 func (db *DB) Close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{db.tokenRole, db.space} {
+	for _, s := range []*sql.Stmt{db.token, db.space} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -195,6 +195,24 @@ var migrations = [][]string{
 		) WITHOUT ROWID`,
 		`CREATE INDEX sessions_user_id ON sessions (user_id)`,
 		`CREATE INDEX sessions_expires_at ON sessions (expires_at)`,
+	},
+	// 3: what a space says and who made it; named, expiring, revocable
+	// speaker tokens; invitations to become a host or admin.
+	{
+		`ALTER TABLE spaces ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE spaces ADD COLUMN owner_id TEXT REFERENCES users (id) ON DELETE SET NULL`,
+		`CREATE INDEX spaces_owner_id ON spaces (owner_id, created_at DESC, id DESC) WHERE owner_id IS NOT NULL`,
+		`ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE tokens ADD COLUMN expires_at INTEGER`,
+		`ALTER TABLE tokens ADD COLUMN revoked_at INTEGER`,
+		`CREATE TABLE invites (
+			hash       BLOB PRIMARY KEY CHECK (length(hash) = 32),
+			role       TEXT NOT NULL CHECK (role IN ('admin', 'host')),
+			created_by TEXT REFERENCES users (id) ON DELETE SET NULL,
+			created_at INTEGER NOT NULL,
+			expires_at INTEGER NOT NULL,
+			used_at    INTEGER
+		) WITHOUT ROWID`,
 	},
 }
 

@@ -294,7 +294,7 @@ func TestTokenRole(t *testing.T) {
 		space string
 		role  amphi.Role
 	}{{hostHash, "a", amphi.RoleHost}, {spkHash, "a", amphi.RoleSpeaker}} {
-		if err := db.CreateToken(t.Context(), c.hash, c.space, c.role, t0); err != nil {
+		if err := db.CreateToken(t.Context(), &Token{Hash: c.hash, SpaceID: c.space, Role: c.role, CreatedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +324,7 @@ func TestTokenRole(t *testing.T) {
 			if h == nil {
 				h = HashToken(tt.token)
 			}
-			role, err := db.TokenRole(t.Context(), h, tt.space)
+			role, err := tokenRole(db, t.Context(), h, tt.space)
 			if tt.code != "" {
 				wantCode(t, err, tt.code)
 				return
@@ -343,7 +343,7 @@ func TestCreateTokenRefuses(t *testing.T) {
 	db, _ := openTest(t)
 	mustCreate(t, db, space("a", amphi.StateScheduled, t0))
 	_, taken := mustToken(t)
-	if err := db.CreateToken(t.Context(), taken, "a", amphi.RoleHost, t0); err != nil {
+	if err := db.CreateToken(t.Context(), &Token{Hash: taken, SpaceID: "a", Role: amphi.RoleHost, CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	_, fresh := mustToken(t)
@@ -363,11 +363,11 @@ func TestCreateTokenRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantCode(t, db.CreateToken(t.Context(), tt.hash, tt.space, tt.role, tt.created), tt.code)
+			wantCode(t, db.CreateToken(t.Context(), &Token{Hash: tt.hash, SpaceID: tt.space, Role: tt.role, CreatedAt: tt.created}), tt.code)
 		})
 	}
 	// The refused duplicate did not change the role.
-	if role, err := db.TokenRole(t.Context(), taken, "a"); err != nil || role != amphi.RoleHost {
+	if role, err := tokenRole(db, t.Context(), taken, "a"); err != nil || role != amphi.RoleHost {
 		t.Fatalf("after duplicate: role %q, err %v", role, err)
 	}
 }
@@ -450,7 +450,7 @@ func TestReopenKeepsDataAndSkipsMigrations(t *testing.T) {
 	want.StartedAt = ptr(t0.Add(time.Second))
 	mustCreate(t, db, want)
 	tok, hash := mustToken(t)
-	if err := db.CreateToken(t.Context(), hash, "kept", amphi.RoleHost, t0); err != nil {
+	if err := db.CreateToken(t.Context(), &Token{Hash: hash, SpaceID: "kept", Role: amphi.RoleHost, CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	before := migrationRows(t, db)
@@ -472,7 +472,7 @@ func TestReopenKeepsDataAndSkipsMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameSpace(t, got, want)
-		if role, err := db.TokenRole(t.Context(), HashToken(tok), "kept"); err != nil || role != amphi.RoleHost {
+		if role, err := tokenRole(db, t.Context(), HashToken(tok), "kept"); err != nil || role != amphi.RoleHost {
 			t.Fatalf("token after reopen: %q, %v", role, err)
 		}
 		if after := migrationRows(t, db); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -550,4 +550,12 @@ func TestOpenRefusesBadPaths(t *testing.T) {
 		}
 		wantCode(t, err, amphi.EInvalid)
 	}
+}
+
+func tokenRole(db *DB, ctx context.Context, hash []byte, spaceID string) (amphi.Role, error) {
+	tk, err := db.Token(ctx, hash, spaceID)
+	if err != nil {
+		return "", err
+	}
+	return tk.Role, nil
 }

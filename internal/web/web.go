@@ -1,22 +1,27 @@
-// Package web serves the pages a listener sees: the home page listing live
-// and upcoming spaces, and a space's page, which joins (solving proof of
-// work in a Web Worker and waiting in line when asked), plays the live
-// program, counts down to a scheduled start, or replays the recording; and
-// a speaker's page, which puts the browser's microphone on the stage over
-// WHIP and plays the other speakers back; and the host's pages: sign-in,
-// the first admin's setup, the host page that creates spaces, and a
-// space's console, which starts and ends it and mints speaker links.
+// Package web serves amphi's pages. For listeners: the home page listing
+// live and upcoming spaces, and a space's page, which joins (solving proof
+// of work in a Web Worker and waiting in line when asked), plays the live
+// program, shows who is on stage and speaking, the listener count and the
+// reactions (polling the cacheable GET /spaces/{id}/state), sends
+// reactions, asks to speak, counts down to a scheduled start with a
+// reminder and a calendar file, or replays the recording. For speakers: a
+// page that puts the browser's microphone on the stage over WHIP and plays
+// the other speakers back. For hosts: sign-in, setup of the first admin or
+// of an invited account, the host page that creates spaces and lists the
+// account's own, and a space's console, which starts and ends it, puts the
+// host on stage, follows the stage over server-sent events, approves
+// requests to speak, mutes and removes speakers, turns recording on and
+// off, and mints speaker links.
 //
-// A space's host token is returned once, when the space is created, and the
-// server keeps only its hash: the host page stores it in the browser's
-// localStorage, so the browser that created a space is its host key.
+// A console works with the space's host token, which the browser that
+// created the space keeps in localStorage (the server keeps only its hash),
+// or with the session of the account that created the space, or an admin's.
 //
 // The pages are plain HTML, CSS and JavaScript modules embedded in the
 // binary: no build step and no third-party CDN, so they work on a LAN with
 // no internet. They hold no data of their own; their scripts read the JSON
-// API (GET /spaces, GET /spaces/{id}, POST /spaces/{id}/join,
-// POST /spaces/{id}/whip) from the same
-// origin, so this package depends on nothing else in amphi.
+// API (docs/API.md) from the same origin, so this package depends on
+// nothing else in amphi.
 package web
 
 import (

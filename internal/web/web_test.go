@@ -43,6 +43,10 @@ func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
 		{"/static/home.js", "text/javascript; charset=utf-8", "public, max-age=300", "/spaces?state=live,scheduled", 200},
 		{"/static/space.js", "text/javascript; charset=utf-8", "public, max-age=300", "burst=10s", 200},
 		{"/static/pow-worker.js", "text/javascript; charset=utf-8", "public, max-age=300", "crypto.subtle", 200},
+		{"/static/stage.js", "text/javascript; charset=utf-8", "public, max-age=300", "/state", 200},
+		{"/static/whip.js", "text/javascript; charset=utf-8", "public, max-age=300", "application/sdp", 200},
+		{"/static/room.css", "text/css; charset=utf-8", "public, max-age=300", "speaking", 200},
+		{"/static/console.css", "text/css; charset=utf-8", "public, max-age=300", "", 200},
 		{"/static/nope.js", "", "", "", 404},
 		{"/static/index.html", "", "", "", 404}, // pages only at their own paths
 		{"/s/", "", "", "api", 418},             // not ours: the API's 404
@@ -107,7 +111,8 @@ func TestPagesLoadNothingFromElsewhere(t *testing.T) {
 	mux := mount(web.New(web.DefaultConfig()))
 	for _, p := range []string{"/", "/s/x", "/s/x/host", "/signin", "/setup", "/host",
 		"/static/app.css", "/static/home.js", "/static/space.js", "/static/pow-worker.js",
-		"/static/account.js", "/static/signin.js", "/static/setup.js", "/static/host.js", "/static/console.js"} {
+		"/static/account.js", "/static/signin.js", "/static/setup.js", "/static/host.js", "/static/console.js",
+		"/static/stage.js", "/static/whip.js", "/static/room.css", "/static/console.css"} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
 		if b := rec.Body.String(); strings.Contains(b, "http://") || strings.Contains(b, "https://") || strings.Contains(b, "//cdn") {

@@ -1,5 +1,6 @@
 // What the sign-in, setup, host and console pages share: reading API
-// errors, the status line, the CSRF cookie, and this browser's host keys.
+// errors, the status line, the CSRF cookie, the signed-in account, safe
+// ?next= paths, and this browser's host keys.
 //
 // Host keys: creating a space returns its host token once, and the server
 // keeps only its hash. The pages keep it in this browser's localStorage,
@@ -89,5 +90,27 @@ export async function copy(input) {
     input.focus();
     input.select();
     say('The link is selected: press Ctrl+C (⌘C on a Mac) to copy it.');
+  }
+}
+
+// me returns the signed-in account ({user, csrf, expires_at}), null when
+// nobody is signed in (401), and throws when the server cannot say.
+export async function me() {
+  const r = await fetch('/auth/me', {headers: {Accept: 'application/json'}});
+  if (r.status === 401) return null;
+  if (!r.ok) throw new Error(await apiError(r));
+  return r.json();
+}
+
+// localPath returns next when it is a path on this site, '' otherwise:
+// a ?next= that named another origin (or a protocol-relative //host)
+// would make the sign-in page an open redirect.
+export function localPath(next) {
+  if (!next || next[0] !== '/' || next[1] === '/' || next[1] === '\\') return '';
+  try {
+    const u = new URL(next, location.origin);
+    return u.origin === location.origin ? u.pathname + u.search + u.hash : '';
+  } catch (_) {
+    return '';
   }
 }

@@ -1,5 +1,7 @@
 // The home page: live and upcoming spaces from GET /spaces, refreshed
 // every 15 s so a space that goes on air appears without a reload.
+import {listenersText} from './stage.js';
+
 const refreshMs = 15000;
 
 function item(sp) {
@@ -18,7 +20,16 @@ function item(sp) {
     const at = sp.scheduled_at ? new Date(sp.scheduled_at) : null;
     meta.textContent = at ? 'Starts ' + at.toLocaleString([], {dateStyle: 'medium', timeStyle: 'short'}) : 'Scheduled';
   }
+  // Live spaces say how many listen when the list gives the count.
+  if (sp.state === 'live' && Number.isFinite(sp.listeners)) meta.textContent += ' · ' + listenersText(sp.listeners);
   a.append(title, meta);
+  if (sp.description) {
+    // Clipped to two lines by room.css; the space's page has all of it.
+    const desc = document.createElement('span');
+    desc.className = 'desc';
+    desc.textContent = sp.description;
+    a.append(desc);
+  }
   li.append(a);
   return li;
 }
@@ -48,4 +59,6 @@ async function load() {
 }
 
 load();
-setInterval(load, refreshMs);
+// A hidden tab skips its rounds and catches up when it shows again.
+setInterval(() => { if (!document.hidden) load(); }, refreshMs);
+document.addEventListener('visibilitychange', () => { if (!document.hidden) load(); });

@@ -1,6 +1,9 @@
 // The sign-in page: posts the form to POST /auth/signin, which sets the
-// session and CSRF cookies, then goes to the host page.
-import {$, say, apiError, retryAfter} from './account.js';
+// session and CSRF cookies, then goes to the host page, or to ?next= when
+// that is a path on this site (a console sends people here that way).
+import {$, say, apiError, retryAfter, localPath} from './account.js';
+
+const next = localPath(new URLSearchParams(location.search).get('next') || '');
 
 $('form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -20,8 +23,8 @@ $('form').addEventListener('submit', async (e) => {
       body: JSON.stringify({email, password}),
     });
     if (r.ok) {
-      say('Signed in. Opening your spaces…');
-      location.assign('/host');
+      say(next ? 'Signed in. Going back…' : 'Signed in. Opening your spaces…');
+      location.assign(next || '/host');
       return;
     }
     if (r.status === 401) {

@@ -1,8 +1,11 @@
 // A space's page: what a listener sees of one space, by its state.
 //   live:      a Listen button that joins (proof of work, waiting room) and
-//              plays the ticketed stream in an <audio> element;
+//              plays the ticketed stream in an <audio> element; the room's
+//              live state (stage, listeners, reactions), reaction buttons
+//              and a request to speak;
 //   scheduled: a countdown that polls the space and listens once it is on
-//              air if the listener asked to;
+//              air if the listener asked to, a reminder notification and a
+//              calendar file;
 //   ended:     the recording.
 //
 // Playback is a plain <audio> element, the simplest thing that works in
@@ -13,18 +16,27 @@
 // Chromium played ~1 s after the click (cmd/amphi/web_test.go). Sub-second listening needs amphi's own player (fetch, Ogg
 // demux, WebCodecs AudioDecoder, AudioWorklet): the next step.
 
+import {apiProblem, listenersText, pollState, reactionKinds, renderReactions, renderStage, sentence} from './stage.js';
+
 const streamParams = 'burst=10s&flush=200ms';
-const statePollMs = 5000;   // how often a scheduled or live page re-reads its space
 const maxRetryMs = 30000;
+const reactEveryMs = 2000;     // docs/API.md: at most one reaction request every 2 s
+const maxReactionBatch = 20;   // the API's largest count; more taps than that in 2 s are dropped
+const requestPollMs = 2000;    // docs/API.md: poll a request to speak every 2 s
+const requestHiddenPollMs = 5000; // slower when hidden, well inside the 30 s after which the server drops it
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
 const $ = (x) => document.getElementById(x);
 const spaceURL = '/spaces/' + encodeURIComponent(id);
+const requestKey = 'amphi.request.' + id;
 
 let space = null;
 let armed = false;      // the listener asked to listen once the space starts
+let reminding = false;  // the listener asked to be told when it starts
 let listening = false;  // a join or a stream is under way
 let countdownTimer = 0;
+let poller = null;
+let room = null;        // the last live state, for redrawing the chips on a tap
 
 function say(text, error = false) {
   const s = $('status');
@@ -42,11 +54,7 @@ function sameOrigin(u) {
 }
 
 async function apiError(r) {
-  try {
-    const body = await r.json();
-    if (body && body.error && body.error.message) return body.error.message;
-  } catch (_) { /* not JSON */ }
-  return 'the server answered ' + r.status;
+  return (await apiProblem(r)).message;
 }
 
 function fmtDuration(s) {
@@ -61,12 +69,17 @@ function fmtDuration(s) {
 function render() {
   document.title = space.title + ' · amphi';
   $('title').textContent = space.title;
+  const desc = $('description');
+  desc.textContent = space.description || '';
+  desc.hidden = !space.description;
   const badge = $('state');
   badge.dataset.state = space.state;
   badge.textContent = {live: 'On air', scheduled: 'Scheduled', ended: 'Ended'}[space.state] || space.state;
   $('live-panel').hidden = space.state !== 'live';
   $('scheduled-panel').hidden = space.state !== 'scheduled';
   $('ended-panel').hidden = space.state !== 'ended';
+  $('room').hidden = space.state !== 'live';
+  if (space.state !== 'live') $('room-stats').hidden = true;
   clearInterval(countdownTimer);
   const when = $('when');
   if (space.state === 'scheduled') {
@@ -78,6 +91,9 @@ function render() {
     };
     tick();
     countdownTimer = setInterval(tick, 1000);
+    const cal = $('calendar');
+    cal.href = spaceURL + '/calendar.ics';
+    cal.hidden = !at; // the API has no calendar event for a space with no start time
   } else if (space.state === 'live') {
     when.textContent = space.started_at ? 'On air since ' + new Date(space.started_at).toLocaleTimeString() : '';
   } else if (space.state === 'ended') {
@@ -103,20 +119,349 @@ async function loadSpace() {
   render();
   if (prev === 'scheduled' && space.state === 'live') {
     say(armed ? 'The space is on air. Joining…' : 'The space is on air.');
+    if (reminding) notifyLive();
     if (armed) listen();
   }
-  if (space.state === 'ended' && prev && prev !== 'ended') say('The space has ended. Its recording is below.');
+  if (space.state === 'live') resumeRequest();
+  if (space.state === 'ended') {
+    if (prev && prev !== 'ended') say('The space has ended. Its recording is below.');
+    endRequest('');
+    if (poller) poller.stop();
+  }
   return true;
 }
 
-// poll re-reads the space until it ends: a scheduled space's start and a
-// live one's end change the page.
-async function poll() {
-  for (;;) {
-    await sleep(statePollMs);
-    if (space && space.state === 'ended') return;
-    try { await loadSpace(); } catch (_) { /* try again on the next round */ }
+// onState takes one answer of GET /spaces/{id}/state. A change of state
+// (started, ended) re-reads the space itself, which has the start time and
+// the recording's address the state leaves out.
+async function onState(st) {
+  if (!space) return;
+  if (st.state && st.state !== space.state) await loadSpace();
+  if (space.state !== 'live') return;
+  room = st;
+  const stats = $('room-stats');
+  stats.hidden = false;
+  let text = listenersText(st.listeners);
+  if (st.waiting > 0) text += ', ' + st.waiting.toLocaleString() + ' waiting to get in';
+  $('listeners').textContent = text;
+  const rec = $('recording');
+  rec.dataset.on = String(!!st.recording);
+  rec.textContent = st.recording ? 'Recording' : 'Not recorded';
+  renderStage($('stage'), $('stage-empty'), st.speakers);
+  drawReactions();
+}
+
+// onStateError falls back to the space itself, which knows whether it
+// started or ended, when the state cannot be had.
+async function onStateError() {
+  await loadSpace();
+}
+
+// ---- Reactions ----
+//
+// Taps are counted per kind and sent in batches, one request at most every
+// 2 s, rotating over the kinds tapped. What the chips show is the server's
+// count of the last 10 s plus this page's unsent taps, and never less than
+// this page's own taps of the last 10 s, so a tap shows at once and does
+// not vanish before the server has counted it.
+
+const pending = {};   // kind → taps not sent yet
+let mine = [];        // {kind, at} of this page's taps, for the last window
+let lastSent = 0;
+let sendTimer = 0;
+let nextKind = 0;
+
+function drawReactions() {
+  const windowMs = ((room && room.reactions_window_s) || 10) * 1000;
+  const now = Date.now();
+  mine = mine.filter((t) => now - t.at < windowMs);
+  const server = (room && room.reactions) || {};
+  const counts = {};
+  for (const {kind} of reactionKinds) {
+    const own = mine.filter((t) => t.kind === kind).length;
+    counts[kind] = Math.max((server[kind] || 0) + (pending[kind] || 0), own);
   }
+  renderReactions($('reactions-live'), counts);
+}
+
+function tap(e) {
+  const b = e.currentTarget;
+  const kind = b.dataset.kind;
+  pending[kind] = Math.min((pending[kind] || 0) + 1, maxReactionBatch);
+  mine.push({kind, at: Date.now()});
+  b.classList.remove('tapped');
+  void b.offsetWidth; // restart the animation on every tap
+  b.classList.add('tapped');
+  drawReactions();
+  scheduleReactions(0);
+}
+
+function scheduleReactions(delay) {
+  if (sendTimer) return;
+  const wait = Math.max(delay, lastSent + reactEveryMs - Date.now(), 0);
+  sendTimer = setTimeout(sendReactions, wait);
+}
+
+async function sendReactions() {
+  sendTimer = 0;
+  if (!space || space.state !== 'live') return;
+  let kind = '';
+  for (let i = 0; i < reactionKinds.length && !kind; i++) {
+    const k = reactionKinds[(nextKind + i) % reactionKinds.length].kind;
+    if (pending[k] > 0) {
+      kind = k;
+      nextKind = (nextKind + i + 1) % reactionKinds.length;
+    }
+  }
+  if (!kind) return;
+  const n = pending[kind];
+  pending[kind] = 0;
+  lastSent = Date.now();
+  let retry = 0;
+  try {
+    const r = await fetch(spaceURL + '/reactions', {
+      method: 'POST',
+      headers: {'Content-Type': 'application/json', Accept: 'application/json'},
+      body: JSON.stringify({kind, count: n}),
+    });
+    // Too many: keep the taps and send them later, without a word: a
+    // reaction is not worth an error message. Any other refusal (the
+    // space ended) drops them.
+    if (r.status === 429) {
+      pending[kind] = Math.min(pending[kind] + n, maxReactionBatch);
+      retry = (Number(r.headers.get('Retry-After')) || 2) * 1000;
+    }
+  } catch (_) {
+    pending[kind] = Math.min(pending[kind] + n, maxReactionBatch);
+    retry = reactEveryMs;
+  }
+  if (Object.values(pending).some((v) => v > 0)) scheduleReactions(retry);
+}
+
+// ---- Requests to speak ----
+//
+// The request's id and secret stay in sessionStorage, so a reload keeps
+// the place in line, and leave it once the request is answered.
+
+let request = null;   // {id, secret, name} while a request is pending
+let requestTimer = 0;
+
+function requestSay(text, error = false) {
+  const s = $('request-status');
+  if (s.textContent !== text) s.textContent = text; // the same words again would be read again
+  s.classList.toggle('error', error);
+}
+
+function storeRequest(r) {
+  try {
+    if (r) sessionStorage.setItem(requestKey, JSON.stringify(r));
+    else sessionStorage.removeItem(requestKey);
+  } catch (_) { /* storage off: the request lasts as long as the page */ }
+}
+
+function storedRequest() {
+  try {
+    const r = JSON.parse(sessionStorage.getItem(requestKey) || 'null');
+    if (r && typeof r.id === 'string' && typeof r.secret === 'string') return r;
+  } catch (_) { /* unreadable: as good as none */ }
+  return null;
+}
+
+function showRequest(waiting) {
+  $('request-form').hidden = waiting;
+  $('request-waiting').hidden = !waiting;
+}
+
+// requestProblem says why a request to speak was refused, in a sentence.
+async function requestProblem(r) {
+  const p = await apiProblem(r);
+  const after = Number(r.headers.get('Retry-After'));
+  const again = after > 0 ? ` Try again in ${Math.ceil(after)} s.` : ' Try again in a little while.';
+  if (r.status === 429) return 'Too many requests to speak came from your network.' + again;
+  if (r.status === 503 && p.code === 'full') return 'Too many people are already waiting to speak.' + again;
+  if (r.status === 409) return 'This space is not on air, so nobody can ask to speak.';
+  return sentence(p.message);
+}
+
+async function submitRequest(e) {
+  e.preventDefault();
+  const input = $('request-name');
+  const name = input.value.trim();
+  const chars = [...name].length;
+  if (chars < 1 || chars > 60) {
+    input.setAttribute('aria-invalid', 'true');
+    requestSay(chars < 1 ? 'Type your name first: the host and the listeners see it.' : 'Your name can have at most 60 characters.', true);
+    input.focus();
+    return;
+  }
+  input.removeAttribute('aria-invalid');
+  const button = $('request-submit');
+  button.disabled = true;
+  requestSay('Sending your request…');
+  try {
+    const r = await fetch(spaceURL + '/requests', {
+      method: 'POST',
+      headers: {'Content-Type': 'application/json', Accept: 'application/json'},
+      body: JSON.stringify({name}),
+    });
+    if (!r.ok) {
+      requestSay(await requestProblem(r), true);
+      return;
+    }
+    const j = await r.json();
+    request = {id: j.id, secret: j.secret, name: j.name || name};
+    storeRequest(request);
+    showRequest(true);
+    requestSay('Waiting for the host to approve…');
+    $('request-withdraw').focus();
+    clearTimeout(requestTimer);
+    requestTimer = setTimeout(checkRequest, requestPollMs);
+  } catch (err) {
+    requestSay('Could not send your request: ' + err.message + '. Try again.', true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// endRequest forgets the request and shows the form again, with why.
+function endRequest(text, error = false) {
+  clearTimeout(requestTimer);
+  const had = !!request;
+  request = null;
+  storeRequest(null);
+  showRequest(false);
+  if (had || text) requestSay(text, error);
+}
+
+// resumeRequest picks up a request made before a reload.
+function resumeRequest() {
+  if (request) return;
+  request = storedRequest();
+  if (!request) return;
+  if (request.name) $('request-name').value = request.name;
+  showRequest(true);
+  requestSay('Waiting for the host to approve…');
+  checkRequest();
+}
+
+async function checkRequest() {
+  clearTimeout(requestTimer);
+  const req = request;
+  if (!req) return;
+  try {
+    const r = await fetch(spaceURL + '/requests/' + encodeURIComponent(req.id), {
+      headers: {Authorization: 'Bearer ' + req.secret, Accept: 'application/json'},
+      cache: 'no-store',
+    });
+    if (request !== req) return; // withdrawn meanwhile
+    if (r.status === 404) return endRequest('Your request to speak is gone: it expired or was withdrawn. You can ask again.', true);
+    if (r.status === 401) return endRequest('Your request to speak is no longer valid. You can ask again.', true);
+    if (r.ok) {
+      const j = await r.json();
+      if (j.status === 'declined') return endRequest('The host declined your request to speak.');
+      if (j.status === 'approved') return goSpeak(j, req);
+      requestSay('Waiting for the host to approve…');
+    } else if (r.status !== 429) {
+      requestSay(sentence((await apiProblem(r)).message) + ' Still trying…', true);
+    }
+  } catch (_) {
+    requestSay('Cannot reach the server. Still trying…', true);
+  }
+  if (request === req) requestTimer = setTimeout(checkRequest, document.hidden ? requestHiddenPollMs : requestPollMs);
+}
+
+// goSpeak opens the speaker page with the approved request's token in the
+// fragment, which never reaches a server. speak_url is followed for its
+// path only, and only if it is this space's speaker page.
+function goSpeak(j, req) {
+  let path = '/s/' + encodeURIComponent(id) + '/speak';
+  let token = j.token || '';
+  if (j.speak_url) {
+    try {
+      const u = new URL(j.speak_url, location.href);
+      if (/^\/s\/[^/]+\/speak$/.test(u.pathname)) path = u.pathname;
+      if (!token) token = new URLSearchParams(u.hash.slice(1)).get('token') || '';
+    } catch (_) { /* not a URL: the default path */ }
+  }
+  if (!token) return endRequest('The host approved your request, but no speaker link came with it. Ask again.', true);
+  clearTimeout(requestTimer);
+  request = null;
+  storeRequest(null);
+  requestSay('Approved! Taking you to the stage…');
+  location.assign(path + '#token=' + encodeURIComponent(token) + '&name=' + encodeURIComponent(j.name || req.name || ''));
+}
+
+async function withdraw() {
+  const req = request;
+  if (!req) return;
+  const button = $('request-withdraw');
+  button.disabled = true;
+  try {
+    const r = await fetch(spaceURL + '/requests/' + encodeURIComponent(req.id), {
+      method: 'DELETE',
+      headers: {Authorization: 'Bearer ' + req.secret},
+    });
+    // Gone already is as good as withdrawn.
+    if (r.ok || r.status === 404 || r.status === 401) {
+      endRequest('You withdrew your request to speak.');
+      $('request-submit').focus();
+    } else {
+      requestSay('Could not withdraw your request: ' + sentence((await apiProblem(r)).message), true);
+    }
+  } catch (err) {
+    requestSay('Could not withdraw your request: ' + err.message + '. Try again.', true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- Reminder ----
+//
+// A notification while this page stays open: the page already polls, so
+// it needs no push service or service worker. Where notifications are
+// refused or missing, the page's own status line still says it started.
+
+async function remind() {
+  const b = $('remind');
+  if (reminding) {
+    reminding = false;
+    b.setAttribute('aria-pressed', 'false');
+    b.textContent = 'Remind me';
+    $('remind-status').textContent = 'No reminder.';
+    return;
+  }
+  reminding = true;
+  b.setAttribute('aria-pressed', 'true');
+  b.textContent = 'Reminder on (cancel)';
+  const s = $('remind-status');
+  let perm = 'unsupported';
+  if ('Notification' in window) {
+    try {
+      perm = Notification.permission === 'default' ? await Notification.requestPermission() : Notification.permission;
+    } catch (_) {
+      perm = 'denied';
+    }
+  }
+  if (perm === 'granted') {
+    s.textContent = 'You will get a notification when the space starts, as long as this page stays open.';
+  } else if (perm === 'unsupported') {
+    s.textContent = 'This browser cannot show notifications. Keep this page open: it will say here when the space starts.';
+  } else {
+    s.textContent = 'Notifications are blocked for this site. Keep this page open: it will say here when the space starts.';
+  }
+}
+
+function notifyLive() {
+  $('remind-status').textContent = 'The space is on air.';
+  document.title = 'On air: ' + space.title + ' · amphi';
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification(space.title + ' is on air', {
+      body: armed ? 'Listening now.' : 'Open the page to listen.',
+      tag: 'amphi-' + id,
+    });
+    n.addEventListener('click', () => { window.focus(); n.close(); });
+  } catch (_) { /* Android wants a service worker for notifications: the page's status says it */ }
 }
 
 // solve runs the proof of work in a worker, showing progress against the
@@ -236,10 +581,14 @@ $('arm').addEventListener('click', () => {
   b.textContent = armed ? 'Will listen when it starts (cancel)' : 'Listen when it starts';
   say(armed ? 'This page will start listening when the space goes on air. Keep it open.' : '');
 });
+$('remind').addEventListener('click', remind);
+for (const b of document.querySelectorAll('#react button.react')) b.addEventListener('click', tap);
+$('request-form').addEventListener('submit', submitRequest);
+$('request-withdraw').addEventListener('click', withdraw);
 
 (async () => {
   try {
-    if (await loadSpace()) poll();
+    if (await loadSpace() && space.state !== 'ended') poller = pollState(spaceURL, onState, onStateError);
   } catch (e) {
     $('title').textContent = 'Could not load the space';
     say(e.message, true);

@@ -12,13 +12,25 @@
 // The offer is non-trickle: one sendonly m-line for the microphone and
 // twelve recvonly ones, the slots on which the server sends the other
 // speakers, with every ICE candidate gathered before it is posted.
+//
+// The page also polls the room's state, as a listener's page does, to show
+// the stage. It cannot tell which entry is this speaker, so being taken off
+// the stage shows as the connection ending: the page then joins once more,
+// and a refusal saying the host removed this speaker says so. For tests,
+// window.amphiSpeak.state is 'idle', 'joining', 'on stage', 'left',
+// 'removed' or 'ended'.
+
+import {apiProblem, listenersText, pollState, renderReactions, renderStage, sentence} from './stage.js';
 
 const slots = 12;
 const gatherTimeoutMs = 5000;
 const heardPollMs = 1000;
+const rejoinAfterMs = 30000; // one automatic rejoin per this long, so a broken network cannot loop
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
-const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
+const fragment = new URLSearchParams(location.hash.slice(1));
+const token = fragment.get('token') || '';
+const speakerName = (fragment.get('name') || '').slice(0, 60);
 const raw = new URLSearchParams(location.search).get('raw') === '1';
 const spaceURL = '/spaces/' + encodeURIComponent(id);
 const $ = (x) => document.getElementById(x);
@@ -28,6 +40,13 @@ let mic = null;       // the microphone's MediaStream
 let session = '';     // the WHIP session's URL, to leave with
 let heardTimer = 0;
 let joining = false;
+let losing = false;   // lost() is tidying up after a dropped connection
+let rejoinedAt = 0;   // when the page last joined again by itself
+let ended = false;    // the space is over: nothing more to join
+let poller = null;
+
+window.amphiSpeak = {state: 'idle'};
+const phase = (p) => { window.amphiSpeak.state = p; };
 
 function say(text, error = false) {
   const s = $('status');
@@ -36,11 +55,7 @@ function say(text, error = false) {
 }
 
 async function apiError(r) {
-  try {
-    const body = await r.json();
-    if (body && body.error && body.error.message) return body.error.message;
-  } catch (_) { /* not JSON */ }
-  return 'the server answered ' + r.status;
+  return (await apiProblem(r)).message;
 }
 
 // sameOrigin keeps a URL's path and query only: the server may build
@@ -99,12 +114,13 @@ function countHeard() {
 }
 
 async function join() {
-  if (joining || pc) return;
+  if (joining || pc || ended) return;
   if (!token) {
     say('This link has no speaker token. Ask the host for a speaker link: it ends in #token=…', true);
     return;
   }
   joining = true;
+  phase('joining');
   $('join').disabled = true;
   try {
     say('Asking for the microphone…');
@@ -126,35 +142,132 @@ async function join() {
       headers: {'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token},
       body: pc.localDescription.sdp,
     });
-    if (r.status !== 201) throw new Error(await apiError(r));
+    if (r.status !== 201) {
+      const p = await apiProblem(r);
+      throw Object.assign(new Error(p.message), {status: r.status, code: p.code});
+    }
     const loc = r.headers.get('Location');
     if (loc) session = sameOrigin(new URL(loc, new URL(whip, location.href)).href);
     await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
+    // The server closing DTLS (the host removed this speaker, or the space
+    // ended) shows here at once; the peer connection would take up to
+    // 30 s of failed consent checks to call itself failed.
+    const dtls = pc.getSenders()[0] && pc.getSenders()[0].transport;
+    if (dtls) {
+      const own = pc; // an old connection's late event must not end a new one
+      dtls.addEventListener('statechange', () => {
+        if (pc === own && (dtls.state === 'closed' || dtls.state === 'failed')) lost();
+      });
+    }
     say('Connecting to the stage…');
     $('join').hidden = true;
     $('controls').hidden = false;
     countHeard();
   } catch (e) {
     await leave(false);
-    say('Could not join the stage: ' + (e.message || e.name) + '. Press Join to try again.', true);
+    refused(e);
   } finally {
     joining = false;
   }
 }
 
-function onState() {
-  if (!pc) return;
+// refused says why joining failed, in a sentence, and whether to try again.
+function refused(e) {
+  if (ended) return; // the page already says the space ended
+  phase('idle');
+  const msg = e.message || e.name;
+  if (e.status === 401 && /remov/i.test(msg)) {
+    phase('removed');
+    $('join').disabled = true;
+    say('You were removed from the stage by the host.', true);
+  } else if (e.status === 401) {
+    say(sentence(msg) + ' Ask the host for a new speaker link.', true);
+  } else if (e.status === 409 || e.status === 410) {
+    // Not on air: the state says whether it ended or has yet to start.
+    say(sentence(msg) + ' Press Join once the space is on air.', true);
+    if (poller) poller.now();
+  } else if (e.status === 503 && e.code === 'full') {
+    say('The stage is full: it has room for 13 speakers. Press Join to try again when someone leaves.', true);
+  } else {
+    say('Could not join the stage: ' + msg + '. Press Join to try again.', true);
+  }
+}
+
+function onState(e) {
+  if (!pc || e.target !== pc) return;
   switch (pc.connectionState) {
   case 'connected':
+    phase('on stage');
     say(muted() ? 'On the stage, muted.' : 'On the stage. Everyone hears you.');
     break;
   case 'disconnected':
     say('The connection is unsteady. Trying to keep it…', true);
     break;
   case 'failed':
-    leave(false).then(() => say('The connection to the stage failed. Press Join to try again.', true));
+  case 'closed':
+    lost();
     break;
   }
+}
+
+// lost handles a connection that ended without Leave: the space ended, the
+// host removed this speaker, or the network failed. Joining again tells
+// the last two apart: a removed speaker's token is refused.
+async function lost() {
+  if (!pc || losing) return;
+  losing = true;
+  try {
+    await leave(false);
+  } finally {
+    losing = false;
+  }
+  phase('left');
+  let st = null;
+  try {
+    const r = await fetch(spaceURL + '/state', {headers: {Accept: 'application/json'}, cache: 'no-store'});
+    if (r.ok) st = await r.json();
+  } catch (_) { /* unknown: try joining */ }
+  if (st && st.state === 'ended') return spaceEnded();
+  if (Date.now() - rejoinedAt < rejoinAfterMs) {
+    say('The connection to the stage failed. Press Join to try again.', true);
+    return;
+  }
+  rejoinedAt = Date.now();
+  say('The connection to the stage was lost. Joining again…', true);
+  join();
+}
+
+// spaceEnded takes the page off a stage that is no more.
+async function spaceEnded() {
+  if (ended) return;
+  ended = true;
+  if (poller) poller.stop();
+  if (pc || session) await leave(false);
+  phase('ended');
+  const j = $('join');
+  j.hidden = false;
+  j.disabled = true;
+  const badge = $('badge');
+  badge.dataset.state = 'ended';
+  badge.textContent = 'Ended';
+  $('room').hidden = true;
+  say('The space has ended. Thank you for speaking.');
+}
+
+// onRoom draws the stage from one answer of GET /spaces/{id}/state.
+function onRoom(st) {
+  if (st.state === 'ended') return spaceEnded();
+  const badge = $('badge');
+  badge.dataset.state = st.state;
+  badge.textContent = {live: 'On air', scheduled: 'Scheduled'}[st.state] || st.state;
+  $('room').hidden = st.state !== 'live';
+  if (st.state !== 'live') return;
+  $('listeners').textContent = listenersText(st.listeners);
+  const rec = $('recording');
+  rec.dataset.on = String(!!st.recording);
+  rec.textContent = st.recording ? 'Recording' : 'Not recorded';
+  renderStage($('stage'), $('stage-empty'), st.speakers);
+  renderReactions($('reactions-live'), st.reactions);
 }
 
 const muted = () => !!mic && !mic.getAudioTracks().some((t) => t.enabled);
@@ -173,6 +286,10 @@ function toggleMute() {
 // connection fails, after about 5 s) and releases the microphone.
 async function leave(tell = true) {
   clearInterval(heardTimer);
+  // Off the stage from here on: the server closing the connection in
+  // answer to the DELETE must not read as a lost connection to rejoin.
+  const p = pc;
+  pc = null;
   const s = session;
   session = '';
   if (s) {
@@ -180,8 +297,7 @@ async function leave(tell = true) {
       await fetch(s, {method: 'DELETE', headers: {Authorization: 'Bearer ' + token}});
     } catch (_) { /* the server drops it once the connection fails */ }
   }
-  if (pc) pc.close();
-  pc = null;
+  if (p) p.close();
   if (mic) for (const t of mic.getTracks()) t.stop();
   mic = null;
   $('players').replaceChildren();
@@ -194,6 +310,7 @@ async function leave(tell = true) {
   m.textContent = 'Mute';
   $('heard').textContent = '0';
   if (tell) {
+    phase('left');
     say('You left the stage.');
     j.focus();
   }
@@ -209,6 +326,10 @@ window.addEventListener('pagehide', () => {
 
 (async () => {
   $('space-link').href = '/s/' + encodeURIComponent(id);
+  if (speakerName) {
+    $('speaker-name-text').textContent = speakerName;
+    $('speaker-name').hidden = false;
+  }
   if (!token) say('This link has no speaker token. Ask the host for a speaker link: it ends in #token=…', true);
   try {
     const r = await fetch(spaceURL, {headers: {Accept: 'application/json'}});
@@ -226,6 +347,14 @@ window.addEventListener('pagehide', () => {
     const badge = $('badge');
     badge.dataset.state = space.state;
     badge.textContent = {live: 'On air', scheduled: 'Scheduled', ended: 'Ended'}[space.state] || space.state;
+    if (space.state === 'ended') {
+      ended = true;
+      phase('ended');
+      $('join').disabled = true;
+      say('This space has ended: there is no stage to join.');
+      return;
+    }
+    poller = pollState(spaceURL, onRoom);
   } catch (e) {
     say('Could not load the space: ' + e.message, true);
   }
