@@ -36,16 +36,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if *email == "" {
 		return fmt.Errorf("admin create: --email is required")
 	}
-	var src io.Reader = stdin
-	if *pwFile != "" {
-		f, err := os.Open(*pwFile)
-		if err != nil {
-			return fmt.Errorf("admin create: %w", err)
-		}
-		defer f.Close()
-		src = f
-	}
-	password, err := readPassword(src)
+	password, err := passwordFrom(*pwFile, stdin)
 	if err != nil {
 		return fmt.Errorf("admin create: %w", err)
 	}
@@ -71,6 +62,20 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	fmt.Fprintf(stdout, "created admin %s (id %s)\n", u.Email, u.ID)
 	return nil
+}
+
+// passwordFrom reads a password from the file at path, or from stdin if
+// path is "".
+func passwordFrom(path string, stdin io.Reader) (string, error) {
+	if path == "" {
+		return readPassword(stdin)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return readPassword(f)
 }
 
 // readPassword reads the first line of r, without its line ending, so that

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -324,11 +325,52 @@ func TestRequireAccountsRefusesAnonymousCreation(t *testing.T) {
 	if resp, body := call(t, "POST", m.URL()+"/spaces", title, s.headers(true)); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("signed-in create: %d %v, want 201", resp.StatusCode, body)
 	}
+
+	// The CLI signs in when given an account.
+	pw := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(pw, []byte(adminPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"create", "--server", m.URL(), "--title", "From the shell", "--description", "Made by the CLI"}
+	if err := run(t.Context(), args); err == nil || !strings.Contains(err.Error(), "sign in as a host") {
+		t.Fatalf("anonymous amphi create: %v", err)
+	}
+	out := captureStdout(t, func() error {
+		return run(t.Context(), append(args, "--email", "admin@example.org", "--password-file", pw))
+	})
+	var created map[string]any
+	if err := json.Unmarshal(out, &created); err != nil || created["host_token"] == "" || created["description"] != "Made by the CLI" {
+		t.Fatalf("amphi create printed %s (%v)", out, err)
+	}
+	resp, body = call(t, "GET", m.URL()+"/spaces?mine=true", nil, s.headers(false))
+	if resp.StatusCode != 200 || !strings.Contains(fmt.Sprint(body), created["id"].(string)) {
+		t.Errorf("the CLI's space is not the admin's own: %v", body)
+	}
 }
 
-// TestOnlyTheHostTokenReachesHostActions runs every host action with every
-// kind of caller. A signed-in account is not a host of a space it holds no
-// token for, and a listener holds nothing at all.
+// captureStdout runs f with os.Stdout going to a file and returns what it
+// wrote there.
+func captureStdout(t *testing.T, f func() error) []byte {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	old := os.Stdout
+	os.Stdout = out
+	err = f()
+	os.Stdout = old
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestFirstStartLinkCreatesTheFirstAdminOnce(t *testing.T) {
 	clk := &clock{}
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {

@@ -26,7 +26,10 @@ func runCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("amphi create", flag.ContinueOnError)
 	server := fs.String("server", defaultServer, "amphi server URL")
 	title := fs.String("title", "", "the space's title (required)")
+	description := fs.String("description", "", "what the space is about")
 	at := fs.String("at", "", "scheduled start, RFC 3339; empty means live now")
+	email := fs.String("email", "", "sign in as this host or admin first: the space is theirs (needed with serve --require-accounts)")
+	passwordFile := fs.String("password-file", "", "with --email: a file holding the password (default: read it from standard input)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -43,7 +46,17 @@ func runCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	sp, err := client.New(*server).Create(ctx, *title, when)
+	c := client.New(*server)
+	if *email != "" {
+		password, err := passwordFrom(*passwordFile, os.Stdin)
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		if err := c.SignIn(ctx, *email, password); err != nil {
+			return fmt.Errorf("create: signing in: %w", err)
+		}
+	}
+	sp, err := c.CreateSpace(ctx, client.NewSpace{Title: *title, Description: *description, At: when})
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}

@@ -17,7 +17,7 @@ const usage = `amphi: live audio rooms
 
 Usage:
   amphi serve  [--addr 127.0.0.1:8080] [--data ./amphi-data] [--nats URL]
-  amphi create --server URL --title T [--at RFC3339]
+  amphi create --server URL --title T [--description D] [--at RFC3339] [--email E [--password-file F]]
   amphi start  --server URL --space ID --token HOST_TOKEN
   amphi end    --server URL --space ID --token HOST_TOKEN
   amphi speak  --server URL --space ID --token T FILE [--loop]

@@ -120,6 +120,7 @@ func TestEveryHostActionRefusesEveryoneElse(t *testing.T) {
 		{"recording off", "POST", func(fixture) string { return "/recording" }, map[string]bool{"on": false}, true, http.StatusOK, false},
 		// A garbage offer: allowed callers get as far as parsing it.
 		{"join the stage", "POST", func(fixture) string { return "/whip" }, nil, true, http.StatusUnsupportedMediaType, true},
+		{"follow the stage's events", "GET", func(fixture) string { return "/events" }, nil, true, http.StatusOK, true},
 	}
 	roles := []struct {
 		name string

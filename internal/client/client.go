@@ -24,6 +24,32 @@ type Client struct {
 	// timeout, since live streams run as long as the space does; API calls
 	// are bounded by their contexts.
 	HTTP *http.Client
+
+	// session and csrf are the account SignIn signed in, sent with requests
+	// that carry no bearer token.
+	session, csrf string
+}
+
+// SignIn signs in to a host's or admin's account: later requests without a
+// bearer token act as that account.
+func (c *Client) SignIn(ctx context.Context, email, password string) error {
+	var out struct {
+		CSRF string `json:"csrf"`
+	}
+	resp, err := c.send(ctx, http.MethodPost, "/auth/signin", "", map[string]string{"email": email, "password": password}, &out)
+	if err != nil {
+		return err
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "amphi_session" {
+			c.session = ck.Value
+		}
+	}
+	if c.session == "" {
+		return fmt.Errorf("sign in: the server set no session cookie")
+	}
+	c.csrf = out.CSRF
+	return nil
 }
 
 // New returns a client of the server at baseURL.
@@ -62,9 +88,24 @@ type Created struct {
 // Create creates a space, live at once unless at is set, and mints one
 // speaker token for it.
 func (c *Client) Create(ctx context.Context, title string, at *time.Time) (*Created, error) {
-	req := map[string]any{"title": title}
-	if at != nil {
-		req["scheduled_at"] = at.Format(time.RFC3339)
+	return c.CreateSpace(ctx, NewSpace{Title: title, At: at})
+}
+
+// NewSpace is what a host says of a space they create.
+type NewSpace struct {
+	Title, Description string
+	// At is the scheduled start; nil means live now.
+	At *time.Time
+}
+
+// CreateSpace is Create with every field a space may have.
+func (c *Client) CreateSpace(ctx context.Context, ns NewSpace) (*Created, error) {
+	req := map[string]any{"title": ns.Title}
+	if ns.Description != "" {
+		req["description"] = ns.Description
+	}
+	if ns.At != nil {
+		req["scheduled_at"] = ns.At.Format(time.RFC3339)
 	}
 	var out Created
 	if err := c.do(ctx, http.MethodPost, "/spaces", "", req, &out); err != nil {
@@ -114,36 +155,47 @@ func (c *Client) RecordingURL(spaceID string) string {
 }
 
 func (c *Client) do(ctx context.Context, method, path, token string, in, out any) error {
+	_, err := c.send(ctx, method, path, token, in, out)
+	return err
+}
+
+// send is do, also returning the response (its body closed) for its
+// headers.
+func (c *Client) send(ctx context.Context, method, path, token string, in, out any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if token != "" {
+	switch {
+	case token != "":
 		req.Header.Set("Authorization", "Bearer "+token)
+	case c.session != "":
+		req.AddCookie(&http.Cookie{Name: "amphi_session", Value: c.session})
+		req.Header.Set("X-CSRF-Token", c.csrf)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return ResponseError(resp)
+		return resp, ResponseError(resp)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+		return resp, fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
 	}
-	return nil
+	return resp, nil
 }
 
 // ResponseError reads an amphi error body into an *Error.

@@ -15,14 +15,13 @@
 // polling; ?raw=1 turns off the microphone's echo cancellation, noise
 // suppression and gain control (tests feed a pure tone).
 import {$, say, apiError, hostKey, copy, me} from './account.js';
-import {join as joinStage, WHIPError} from './whip.js';
+import {join as joinStage, playTrack, WHIPError} from './whip.js';
 
 const refreshMs = 5000;         // GET /spaces/{id} and /ops
 const pollMs = 2000;            // the fallback's GET state and requests
 const streamIdleMs = 45000;     // the server pings every 15 s: silence this long means a dead stream
 const failuresBeforePolling = 3;
 const streamRetryMs = 30000;    // while polling, try the stream again this often
-const heardPollMs = 1000;
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
 const spaceURL = '/spaces/' + encodeURIComponent(id);
@@ -634,18 +633,13 @@ async function poll() {
 
 let stage = null;
 let joining = false;
-let heardTimer = 0;
 
 function setStage(s) {
   $('host-stage').dataset.stage = s;
 }
 
 function play(track) {
-  const a = document.createElement('audio');
-  a.autoplay = true;
-  a.srcObject = new MediaStream([track]);
-  $('host-players').append(a);
-  a.play().catch(() => say('On the stage. Press anywhere on the page to hear the other speakers.'));
+  playTrack(track, $('host-players'), () => say('On the stage. Press anywhere on the page to hear the other speakers.'));
 }
 
 function onStageState(st) {
@@ -685,14 +679,12 @@ async function speak() {
   try {
     stage = await joinStage({
       whipURL: spaceURL + '/whip', headers: headers('POST'), raw, onTrack: play, onState: onStageState,
+      onHeard: (n) => { $('host-heard').textContent = String(n); },
     });
     setStage('connecting');
     say('Connecting to the stage…');
     $('host-speak').hidden = true;
     $('host-controls').hidden = false;
-    heardTimer = setInterval(async () => {
-      if (stage) $('host-heard').textContent = String(await stage.heard().catch(() => 0));
-    }, heardPollMs);
     $('host-mute').focus();
   } catch (e) {
     setStage('off');
@@ -712,7 +704,6 @@ function toggleMic() {
 }
 
 async function leaveStage(tell = true) {
-  clearInterval(heardTimer);
   const s = stage;
   stage = null;
   if (s) await s.leave();

@@ -1,17 +1,11 @@
 // A space's speaker page: puts this browser's microphone on the stage over
-// WHIP (docs/API.md, "Stage: WHIP") and plays the other speakers back.
+// WHIP (whip.js, shared with the host console) and plays the other
+// speakers back.
 //
 // The speaker token comes in the URL fragment (#token=…), which browsers
 // never send to a server, so it stays out of access logs and Referer
-// headers. The page keeps it in memory only.
-//
-// Echo cancellation, noise suppression and automatic gain are on, as a
-// speaker on laptop speakers needs. ?raw=1 turns them off: a test tone
-// through them comes out mangled, and music sounds better without them.
-//
-// The offer is non-trickle: one sendonly m-line for the microphone and
-// twelve recvonly ones, the slots on which the server sends the other
-// speakers, with every ICE candidate gathered before it is posted.
+// headers. The page keeps it in memory only. ?raw=1 turns the microphone's
+// echo cancellation, noise suppression and automatic gain off.
 //
 // The page also polls the room's state, as a listener's page does, to show
 // the stage. It cannot tell which entry is this speaker, so being taken off
@@ -21,10 +15,8 @@
 // 'removed' or 'ended'.
 
 import {apiProblem, listenersText, pollState, renderReactions, renderStage, sentence} from './stage.js';
+import {join as joinStage, playTrack} from './whip.js';
 
-const slots = 12;
-const gatherTimeoutMs = 5000;
-const heardPollMs = 1000;
 const rejoinAfterMs = 30000; // one automatic rejoin per this long, so a broken network cannot loop
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
@@ -35,10 +27,7 @@ const raw = new URLSearchParams(location.search).get('raw') === '1';
 const spaceURL = '/spaces/' + encodeURIComponent(id);
 const $ = (x) => document.getElementById(x);
 
-let pc = null;        // the peer connection while on the stage
-let mic = null;       // the microphone's MediaStream
-let session = '';     // the WHIP session's URL, to leave with
-let heardTimer = 0;
+let stage = null;     // the WHIP session (whip.js) while on the stage
 let joining = false;
 let losing = false;   // lost() is tidying up after a dropped connection
 let rejoinedAt = 0;   // when the page last joined again by itself
@@ -58,63 +47,12 @@ async function apiError(r) {
   return (await apiProblem(r)).message;
 }
 
-// sameOrigin keeps a URL's path and query only: the server may build
-// absolute URLs from the Host it was asked on, which behind a TLS proxy
-// says http.
-function sameOrigin(u) {
-  const x = new URL(u, location.href);
-  return x.pathname + x.search;
-}
-
-// gathered resolves once ICE gathering completes, or after the timeout
-// with what was gathered by then: a host with many interfaces can take
-// long over the last candidates, and the ones at hand usually suffice.
-function gathered(pc) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState !== 'complete') return;
-      pc.removeEventListener('icegatheringstatechange', done);
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      pc.removeEventListener('icegatheringstatechange', done);
-      resolve();
-    }, gatherTimeoutMs);
-    pc.addEventListener('icegatheringstatechange', done);
-  });
-}
-
-// play gives each received track a hidden, autoplaying <audio> element.
-// Silent slots play silence, which costs nothing worth saving.
 function play(track) {
-  const a = document.createElement('audio');
-  a.autoplay = true;
-  a.srcObject = new MediaStream([track]);
-  $('players').append(a);
-  a.play().catch(() => say('On the stage. Press anywhere on the page to hear the others.'));
-}
-
-// countHeard shows how many slots carry audio: every slot has a track from
-// the start, so only the packets tell a speaking one from an empty one.
-function countHeard() {
-  const last = new Map();
-  heardTimer = setInterval(async () => {
-    if (!pc) return;
-    let n = 0;
-    const stats = await pc.getStats();
-    stats.forEach((s) => {
-      if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
-      if ((s.packetsReceived || 0) > (last.get(s.id) || 0)) n++;
-      last.set(s.id, s.packetsReceived || 0);
-    });
-    $('heard').textContent = String(n);
-  }, heardPollMs);
+  playTrack(track, $('players'), () => say('On the stage. Press anywhere on the page to hear the others.'));
 }
 
 async function join() {
-  if (joining || pc || ended) return;
+  if (joining || stage || ended) return;
   if (!token) {
     say('This link has no speaker token. Ask the host for a speaker link: it ends in #token=…', true);
     return;
@@ -124,45 +62,26 @@ async function join() {
   $('join').disabled = true;
   try {
     say('Asking for the microphone…');
-    mic = await navigator.mediaDevices.getUserMedia({audio: raw
-      ? {echoCancellation: false, noiseSuppression: false, autoGainControl: false}
-      : {echoCancellation: true, noiseSuppression: true, autoGainControl: true}});
-    say('Connecting to the stage…');
-    pc = new RTCPeerConnection();
-    const [track] = mic.getAudioTracks();
-    pc.addTransceiver(track, {direction: 'sendonly', streams: [mic]});
-    for (let i = 0; i < slots; i++) pc.addTransceiver('audio', {direction: 'recvonly'});
-    pc.addEventListener('track', (e) => play(e.track));
-    pc.addEventListener('connectionstatechange', onState);
-    await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
-    const whip = spaceURL + '/whip';
-    const r = await fetch(whip, {
-      method: 'POST',
-      headers: {'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token},
-      body: pc.localDescription.sdp,
+    const s = await joinStage({
+      whipURL: spaceURL + '/whip',
+      headers: {Authorization: 'Bearer ' + token},
+      raw,
+      onMicrophone: () => say('Connecting to the stage…'),
+      onTrack: play,
+      onState,
+      onHeard: (n) => { $('heard').textContent = String(n); },
+      onEnd: lost,
     });
-    if (r.status !== 201) {
-      const p = await apiProblem(r);
-      throw Object.assign(new Error(p.message), {status: r.status, code: p.code});
+    if (ended) {
+      // The space ended while this was joining: nothing to stay on.
+      await s.leave();
+      $('players').replaceChildren();
+      return;
     }
-    const loc = r.headers.get('Location');
-    if (loc) session = sameOrigin(new URL(loc, new URL(whip, location.href)).href);
-    await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
-    // The server closing DTLS (the host removed this speaker, or the space
-    // ended) shows here at once; the peer connection would take up to
-    // 30 s of failed consent checks to call itself failed.
-    const dtls = pc.getSenders()[0] && pc.getSenders()[0].transport;
-    if (dtls) {
-      const own = pc; // an old connection's late event must not end a new one
-      dtls.addEventListener('statechange', () => {
-        if (pc === own && (dtls.state === 'closed' || dtls.state === 'failed')) lost();
-      });
-    }
+    stage = s;
     say('Connecting to the stage…');
     $('join').hidden = true;
     $('controls').hidden = false;
-    countHeard();
   } catch (e) {
     await leave(false);
     refused(e);
@@ -193,20 +112,14 @@ function refused(e) {
   }
 }
 
-function onState(e) {
-  if (!pc || e.target !== pc) return;
-  switch (pc.connectionState) {
-  case 'connected':
+// onState follows the connection; its end is lost()'s to handle.
+function onState(st) {
+  if (!stage) return;
+  if (st === 'connected') {
     phase('on stage');
-    say(muted() ? 'On the stage, muted.' : 'On the stage. Everyone hears you.');
-    break;
-  case 'disconnected':
+    say(stage.muted ? 'On the stage, muted.' : 'On the stage. Everyone hears you.');
+  } else if (st === 'disconnected') {
     say('The connection is unsteady. Trying to keep it…', true);
-    break;
-  case 'failed':
-  case 'closed':
-    lost();
-    break;
   }
 }
 
@@ -214,7 +127,7 @@ function onState(e) {
 // host removed this speaker, or the network failed. Joining again tells
 // the last two apart: a removed speaker's token is refused.
 async function lost() {
-  if (!pc || losing) return;
+  if (!stage || losing) return;
   losing = true;
   try {
     await leave(false);
@@ -242,7 +155,7 @@ async function spaceEnded() {
   if (ended) return;
   ended = true;
   if (poller) poller.stop();
-  if (pc || session) await leave(false);
+  if (stage) await leave(false);
   phase('ended');
   const j = $('join');
   j.hidden = false;
@@ -270,41 +183,29 @@ function onRoom(st) {
   renderReactions($('reactions-live'), st.reactions);
 }
 
-const muted = () => !!mic && !mic.getAudioTracks().some((t) => t.enabled);
-
 function toggleMute() {
-  if (!mic) return;
-  const m = !muted();
-  for (const t of mic.getAudioTracks()) t.enabled = !m;
+  if (!stage) return;
+  const m = !stage.muted;
+  stage.setMuted(m);
   const b = $('mute');
   b.setAttribute('aria-pressed', String(m));
   b.textContent = m ? 'Unmute' : 'Mute';
   say(m ? 'Muted. Nobody hears you.' : 'On the stage. Everyone hears you.');
 }
 
-// leave ends the WHIP session (the server would drop it anyway once the
-// connection fails, after about 5 s) and releases the microphone.
+// leave ends the WHIP session, if any, and puts the page back as it was
+// before Join.
 async function leave(tell = true) {
-  clearInterval(heardTimer);
   // Off the stage from here on: the server closing the connection in
   // answer to the DELETE must not read as a lost connection to rejoin.
-  const p = pc;
-  pc = null;
-  const s = session;
-  session = '';
-  if (s) {
-    try {
-      await fetch(s, {method: 'DELETE', headers: {Authorization: 'Bearer ' + token}});
-    } catch (_) { /* the server drops it once the connection fails */ }
-  }
-  if (p) p.close();
-  if (mic) for (const t of mic.getTracks()) t.stop();
-  mic = null;
+  const s = stage;
+  stage = null;
+  if (s) await s.leave();
   $('players').replaceChildren();
   $('controls').hidden = true;
   const j = $('join');
   j.hidden = false;
-  j.disabled = false;
+  j.disabled = ended; // a join that failed as the space ended stays off
   const m = $('mute');
   m.setAttribute('aria-pressed', 'false');
   m.textContent = 'Mute';
@@ -321,7 +222,7 @@ $('mute').addEventListener('click', toggleMute);
 $('leave').addEventListener('click', () => leave());
 // A page closed without Leave: keepalive lets the DELETE outlive it.
 window.addEventListener('pagehide', () => {
-  if (session) fetch(session, {method: 'DELETE', keepalive: true, headers: {Authorization: 'Bearer ' + token}});
+  if (stage) stage.leave(true);
 });
 
 (async () => {

@@ -1,5 +1,6 @@
 // Putting this browser's microphone on a space's stage over WHIP
-// (docs/API.md, "Stage: WHIP"), and hearing the other speakers back.
+// (docs/API.md, "Stage: WHIP"), and hearing the other speakers back. The
+// host console and the speaker page both speak through it.
 //
 // The offer is non-trickle: one sendonly m-line for the microphone and
 // twelve recvonly ones, the slots on which the server sends the other
@@ -15,22 +16,24 @@
 
 export const slots = 12;
 const gatherTimeoutMs = 5000;
+const heardPollMs = 1000;
 
-// WHIPError is a refusal from the server, with its status so callers can
-// word 401, 403 and 503 for people.
+// WHIPError is a refusal from the server, with its status and the API's
+// error code ('full', …) so callers can word 401, 403 and 503 for people.
 export class WHIPError extends Error {
-  constructor(status, message) {
+  constructor(status, message, code = '') {
     super(message);
     this.status = status;
+    this.code = code;
   }
 }
 
-async function apiError(r) {
+async function refusal(r) {
   try {
     const body = await r.json();
-    if (body && body.error && body.error.message) return body.error.message;
+    if (body && body.error && body.error.message) return new WHIPError(r.status, body.error.message, body.error.code || '');
   } catch (_) { /* not JSON */ }
-  return 'the server answered ' + r.status;
+  return new WHIPError(r.status, 'the server answered ' + r.status);
 }
 
 // sameOrigin keeps a URL's path and query only: the server may build
@@ -67,6 +70,18 @@ export function micConstraints(raw) {
   return {audio: {echoCancellation: on, noiseSuppression: on, autoGainControl: on}};
 }
 
+// playTrack gives a received track a hidden, autoplaying <audio> element
+// in the given container. Silent slots play silence, which costs nothing
+// worth saving. onBlocked runs when the browser holds autoplay back until
+// the person interacts with the page.
+export function playTrack(track, into, onBlocked = () => {}) {
+  const a = document.createElement('audio');
+  a.autoplay = true;
+  a.srcObject = new MediaStream([track]);
+  into.append(a);
+  a.play().catch(() => onBlocked());
+}
+
 // Stage is one WHIP session: the peer connection, the microphone and the
 // session's URL, which DELETE ends.
 export class Stage {
@@ -76,6 +91,17 @@ export class Stage {
     this.session = session;
     this.headers = headers;
     this.lastPackets = new Map();
+    this.left = false; // leave() was called: later events are not news
+    this.heardTimer = 0;
+  }
+
+  // countHeard calls onHeard with heard() every second until leave().
+  countHeard(onHeard) {
+    clearInterval(this.heardTimer);
+    this.heardTimer = setInterval(async () => {
+      const n = await this.heard().catch(() => 0);
+      if (!this.left) onHeard(n);
+    }, heardPollMs);
   }
 
   // muted says whether no microphone track is sending.
@@ -105,8 +131,12 @@ export class Stage {
 
   // leave ends the WHIP session (the server would drop it anyway once the
   // connection fails, after about 5 s) and releases the microphone.
-  // keepalive lets the DELETE outlive a page being closed.
+  // keepalive lets the DELETE outlive a page being closed. From here on
+  // neither onState nor onEnd is called: the server closing the
+  // connection in answer to the DELETE is no loss.
   async leave(keepalive = false) {
+    this.left = true;
+    clearInterval(this.heardTimer);
     const s = this.session;
     this.session = '';
     const req = s ? fetch(s, {method: 'DELETE', keepalive, headers: this.headers}).catch(() => {}) : null;
@@ -117,21 +147,44 @@ export class Stage {
 }
 
 // join asks for the microphone, offers it and the receiving slots to
-// whipURL and returns the Stage once the answer is applied. onTrack gets
-// each received track; onState the peer connection's connectionState.
+// whipURL and returns the Stage once the answer is applied.
+//
+// onMicrophone runs once the microphone is granted, before connecting;
+// onTrack gets each received track; onState the peer connection's
+// connectionState; onHeard, every second once on stage, how many slots
+// carry audio (Stage.heard). onEnd runs once when the session ends without leave():
+// the connection failed or closed, or the server closed DTLS (the host
+// removed this speaker, or the space ended), which shows at once where
+// the peer connection would take up to 30 s of failed consent checks to
+// call itself failed.
+//
 // On failure it releases everything and throws (a WHIPError for a
 // refusal, a DOMException for a denied microphone).
-export async function join({whipURL, headers = {}, raw = false, onTrack = () => {}, onState = () => {}}) {
+export async function join({
+  whipURL, headers = {}, raw = false,
+  onMicrophone = () => {}, onTrack = () => {}, onState = () => {}, onHeard = null, onEnd = () => {},
+}) {
   const mic = await navigator.mediaDevices.getUserMedia(micConstraints(raw));
-  let pc = null;
+  let stage = null;
   try {
-    pc = new RTCPeerConnection();
+    onMicrophone();
+    const pc = new RTCPeerConnection();
+    stage = new Stage(pc, mic, '', headers);
+    let over = false;
+    const end = () => {
+      if (over || stage.left) return;
+      over = true;
+      onEnd();
+    };
     const [track] = mic.getAudioTracks();
     pc.addTransceiver(track, {direction: 'sendonly', streams: [mic]});
     for (let i = 0; i < slots; i++) pc.addTransceiver('audio', {direction: 'recvonly'});
     pc.addEventListener('track', (e) => onTrack(e.track));
-    const p = pc;
-    pc.addEventListener('connectionstatechange', () => onState(p.connectionState));
+    pc.addEventListener('connectionstatechange', () => {
+      if (stage.left) return;
+      onState(pc.connectionState);
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') end();
+    });
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     const r = await fetch(whipURL, {
@@ -139,20 +192,21 @@ export async function join({whipURL, headers = {}, raw = false, onTrack = () => 
       headers: {...headers, 'Content-Type': 'application/sdp'},
       body: pc.localDescription.sdp,
     });
-    if (r.status !== 201) throw new WHIPError(r.status, await apiError(r));
+    if (r.status !== 201) throw await refusal(r);
     const loc = r.headers.get('Location');
-    const session = loc ? sameOrigin(new URL(loc, new URL(whipURL, location.href)).href) : '';
-    const stage = new Stage(pc, mic, session, headers);
-    try {
-      await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
-    } catch (e) {
-      await stage.leave();
-      throw e;
+    stage.session = loc ? sameOrigin(new URL(loc, new URL(whipURL, location.href)).href) : '';
+    await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
+    const dtls = pc.getSenders()[0] && pc.getSenders()[0].transport;
+    if (dtls) {
+      dtls.addEventListener('statechange', () => {
+        if (dtls.state === 'closed' || dtls.state === 'failed') end();
+      });
     }
+    if (onHeard) stage.countHeard(onHeard);
     return stage;
   } catch (e) {
-    if (pc) pc.close();
-    for (const t of mic.getTracks()) t.stop();
+    if (stage) await stage.leave();
+    else for (const t of mic.getTracks()) t.stop();
     throw e;
   }
 }
