@@ -41,9 +41,15 @@ var viewports = []viewport{
 
 // shoot renders the current page at each viewport, saves a screenshot of
 // it named for page and viewport, and fails the test if the page scrolls
-// sideways at that width. It leaves the desktop viewport set.
+// sideways at that width or a control has no name a screen reader can say.
+// It leaves the desktop viewport set.
 func shoot(t *testing.T, ctx context.Context, dir, page string) {
 	t.Helper()
+	if bad, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](a11yJS)); err != nil {
+		t.Fatalf("%s page: accessibility check: %v", page, err)
+	} else if len(bad) > 0 {
+		t.Errorf("%s page: %s", page, strings.Join(bad, "; "))
+	}
 	for _, vp := range append(viewports[1:], viewports[0]) {
 		var opts []chromedp.EmulateViewportOption
 		if vp.mobile {
@@ -75,6 +81,24 @@ func shoot(t *testing.T, ctx context.Context, dir, page string) {
 		t.Logf("screenshot: %s", path)
 	}
 }
+
+// a11yJS lists what a screen reader could not name on the page: visible
+// form fields without a label, buttons and links without text or
+// aria-label, images without alt, and a page without a language.
+const a11yJS = `(() => {
+	const bad = [];
+	const shown = el => el.getClientRects().length > 0;
+	const id = el => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '');
+	for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+		if (shown(el) && !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby')) bad.push('unlabelled ' + id(el));
+	}
+	for (const el of document.querySelectorAll('button, a[href]')) {
+		if (shown(el) && !(el.getAttribute('aria-label') || el.textContent || el.title || '').trim()) bad.push('nameless ' + id(el));
+	}
+	for (const el of document.querySelectorAll('img:not([alt])')) bad.push('no alt on ' + id(el));
+	if (!document.documentElement.lang) bad.push('no lang on html');
+	return bad;
+})()`
 
 // browserFor starts Chromium with its actions bounded by ctx's deadline.
 func browserFor(t *testing.T, ctx context.Context) context.Context {

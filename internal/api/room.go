@@ -562,7 +562,7 @@ func (s *Server) handleRequestGet(w http.ResponseWriter, r *http.Request) {
 	*v.speakRequest = *q
 	rm.mu.Unlock()
 	if v.Status == requestApproved {
-		v.Token = q.token
+		v.Token = v.token
 		v.SpeakURL = "/s/" + r.PathValue("id") + "/speak#token=" + v.Token
 	}
 	writeJSON(w, http.StatusOK, &v)
