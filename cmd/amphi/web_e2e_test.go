@@ -27,8 +27,9 @@ const (
 // and must decode 440 Hz from its audio element, sees the host speaking on
 // stage and reacts; it asks to speak under a name, the host approves in the
 // console, and the new speaker's 1 000 Hz must be heard in the host's
-// browser; the host ends the space and the listener's page replays the
-// recording, in which both voices are found. Every page is photographed at
+// browser; the host turns recording off and on and removes the speaker,
+// whose page shows each; the host ends the space and the listener's page
+// replays the recording, in which both voices are found. Every page is photographed at
 // desktop and phone width.
 func TestWebEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
@@ -105,12 +106,7 @@ func TestWebEndToEnd(t *testing.T) {
 	shoot(t, listenerB, dir, "e2e-space")
 
 	// What the listener's audio element plays is the host's tone.
-	spec, err := chromedp.Run(listenerB, chromedp.Evaluate[spectrum](spectrumOfJS("#live"), chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("measure the listener's audio: %v", err)
-	}
-	t.Logf("the listener's page plays a peak at %.1f Hz, %.1f dB", spec.PeakHz, spec.PeakDB)
-	assertPeak(t, "the listener's page", spec, hostHz)
+	assertTonePlays(t, listenerB, "the listener's page", spectrumOfJS("#live"), hostHz)
 
 	// The listener asks to speak; the host approves.
 	run(listenerB, "request to speak",
@@ -148,18 +144,26 @@ func TestWebEndToEnd(t *testing.T) {
 
 	// The host hears the new speaker.
 	poll(hostB, "the host hears a speaker", `document.querySelectorAll('#host-players audio').length > 0`)
-	heard, err := chromedp.Run(hostB, chromedp.Evaluate[spectrum](hostSlotsSpectrumJS, chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("measure the host's slots: %v", err)
-	}
-	t.Logf("the host's browser hears a peak at %.1f Hz, %.1f dB", heard.PeakHz, heard.PeakDB)
-	assertPeak(t, "the host's browser", heard, listenerHz)
+	assertTonePlays(t, hostB, "the host's browser", hostSlotsSpectrumJS, listenerHz)
 	shoot(t, hostB, dir, "e2e-console-live")
 
-	// The host ends the space; the listener's page replays it.
+	// Recording off, then on again: the speaker's page shows each. Then
+	// the host removes the speaker, whose page says so.
 	if _, err := chromedp.Run(hostB, chromedp.Evaluate[bool](`window.confirm = () => true; true`)); err != nil {
 		t.Fatal(err)
 	}
+	for _, on := range []string{"false", "true"} {
+		run(hostB, "recording "+on, chromedp.Click(`#recording`))
+		poll(hostB, "the console's recording "+on, `document.getElementById('recording').getAttribute('aria-pressed') === '`+on+`'`)
+		poll(listenerB, "the speaker sees recording "+on, `document.getElementById('recording').dataset.on === '`+on+`'`)
+	}
+	run(hostB, "remove the speaker", chromedp.Click(`#stage li[data-host="false"] button[data-remove]`))
+	poll(listenerB, "the removed speaker is told", `window.amphiSpeak && window.amphiSpeak.state === 'removed'`)
+	if s := pageStatus(listenerB); !strings.Contains(s, "removed from the stage") {
+		t.Errorf("the removed speaker's page says %q", s)
+	}
+
+	// The host ends the space; the listener's page replays it.
 	run(hostB, "end", chromedp.Click(`#end`))
 	poll(hostB, "ended", `document.getElementById('state').dataset.state === 'ended'`)
 	run(listenerB, "replay page", chromedp.Navigate(base+"/s/"+id), chromedp.WaitVisible(`#replay`))
@@ -168,12 +172,7 @@ func TestWebEndToEnd(t *testing.T) {
 	}
 	poll(listenerB, "the replay plays", `document.getElementById('replay').currentTime > 0.5`)
 	shoot(t, listenerB, dir, "e2e-replay")
-	rspec, err := chromedp.Run(listenerB, chromedp.Evaluate[spectrum](spectrumOfJS("#replay"), chromedp.EvalAwaitPromise))
-	if err != nil {
-		t.Fatalf("measure the replay: %v", err)
-	}
-	t.Logf("the replay plays a peak at %.1f Hz, %.1f dB", rspec.PeakHz, rspec.PeakDB)
-	assertPeak(t, "the replay", rspec, hostHz)
+	assertTonePlays(t, listenerB, "the replay", spectrumOfJS("#replay"), hostHz)
 
 	// The recording holds both voices: the host's throughout, the new
 	// speaker's over it once on stage. Each is measured against a
@@ -195,10 +194,15 @@ func TestWebEndToEnd(t *testing.T) {
 	}
 }
 
-// assertPeak fails unless the spectrum peaks within two bins of hz, above
-// -60 dB.
-func assertPeak(t *testing.T, what string, s spectrum, hz float64) {
+// assertTonePlays measures the page's audio with js (a spectrum script)
+// and fails unless it peaks within two bins of hz, above -60 dB.
+func assertTonePlays(t *testing.T, b context.Context, what, js string, hz float64) {
 	t.Helper()
+	s, err := chromedp.Run(b, chromedp.Evaluate[spectrum](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("measure %s: %v", what, err)
+	}
+	t.Logf("%s plays a peak at %.1f Hz, %.1f dB", what, s.PeakHz, s.PeakDB)
 	bin := float64(s.SampleRate) / float64(s.FFTSize)
 	if s.PeakDB < -60 || s.PeakHz < hz-2*bin || s.PeakHz > hz+2*bin {
 		t.Errorf("%s peaks at %.1f Hz, %.1f dB: want %.0f Hz above -60 dB", what, s.PeakHz, s.PeakDB, hz)

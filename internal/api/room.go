@@ -439,14 +439,20 @@ type reactionRequest struct {
 	Count int    `json:"count"`
 }
 
+// limitedJSON applies a per-source limit to a listener's request, then
+// reads its JSON body into v: what listeners may send without credentials
+// costs a flood no more than a bucket check.
+func (s *Server) limitedJSON(w http.ResponseWriter, r *http.Request, l *gate.SourceLimiter, now time.Time, v any) error {
+	if err := s.gate.limit(l, s.gate.clientAddr(r), now); err != nil {
+		return err
+	}
+	return s.decodeJSON(w, r, v)
+}
+
 func (s *Server) handleReaction(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
-	if err := s.gate.limit(s.reactLimit, s.gate.clientAddr(r), now); err != nil {
-		s.error(w, r, err)
-		return
-	}
 	var req reactionRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	if err := s.limitedJSON(w, r, s.reactLimit, now, &req); err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -483,12 +489,8 @@ type requestView struct {
 
 func (s *Server) handleRequestCreate(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
-	if err := s.gate.limit(s.requestLimit, s.gate.clientAddr(r), now); err != nil {
-		s.error(w, r, err)
-		return
-	}
 	var body speakRequestBody
-	if err := s.decodeJSON(w, r, &body); err != nil {
+	if err := s.limitedJSON(w, r, s.requestLimit, now, &body); err != nil {
 		s.error(w, r, err)
 		return
 	}
