@@ -377,9 +377,26 @@ func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
 			t.Errorf("state recording %v, want %v", st["recording"], on)
 		}
 	}
-	if resp, body := call(t, "GET", base+"/spaces/nosuch/state", nil, nil); resp.StatusCode != 404 {
-		t.Errorf("state of no space: %d %v", resp.StatusCode, body)
+	// Polls of made-up spaces are refused and counted for the ops verdict.
+	for range 5 {
+		if resp, body := call(t, "GET", base+"/spaces/nosuch/state", nil, nil); resp.StatusCode != 404 {
+			t.Fatalf("state of no space: %d %v", resp.StatusCode, body)
+		}
 	}
+	if metrics := string(fetch(t, ctx, base+"/metrics")); !strings.Contains(metrics, `amphi_refusals_total{reason="not_found"} 5`) {
+		t.Errorf("metrics do not count 5 not_found refusals:\n%s", grepLines(metrics, "amphi_refusals_total"))
+	}
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func TestHostMutesAndRemovesASpeaker(t *testing.T) {

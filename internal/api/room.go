@@ -15,6 +15,7 @@ import (
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -319,6 +320,11 @@ func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cache
 func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 	st, err := s.state(r, r.PathValue("id"), stateMaxAge)
 	if err != nil {
+		if amphi.ErrorCode(err) == amphi.ENotFound {
+			// Polls of spaces that do not exist are what a flood of
+			// made-up URLs looks like: the ops verdict counts them.
+			s.gate.refuse(ops.RefusalNotFound, s.gate.clientAddr(r))
+		}
 		s.error(w, r, err)
 		return
 	}

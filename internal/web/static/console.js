@@ -680,6 +680,9 @@ async function speak() {
     stage = await joinStage({
       whipURL: spaceURL + '/whip', headers: headers('POST'), raw, onTrack: play, onState: onStageState,
       onHeard: (n) => { $('host-heard').textContent = String(n); },
+      // The server closed the session (the space ended, or this host's
+      // stage place went to another tab): say so at once.
+      onEnd: () => leaveStage(false).then(() => say('You are no longer on the stage from this browser. Press Speak to go back on.', true)),
     });
     setStage('connecting');
     say('Connecting to the stage…');
