@@ -352,6 +352,9 @@ func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
 	if s := speakers[0].(map[string]any); s["speaking"] != true || s["host"] != true || s["name"] != "Host" {
 		t.Fatalf("host on stage: %v", s)
 	}
+	if _, got := call(t, "GET", base+"/spaces/"+sp.ID, nil, nil); got["listeners"] != 1.0 || got["speakers"] != 1.0 {
+		t.Errorf("the space counts %v listeners and %v speakers, want 1 and 1", got["listeners"], got["speakers"])
+	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "public, max-age=1" || resp.Header.Get("ETag") == "" {
 		t.Fatalf("Cache-Control %q, ETag %q", cc, resp.Header.Get("ETag"))
 	}

@@ -100,6 +100,32 @@ const a11yJS = `(() => {
 	return bad;
 })()`
 
+// pressWithKeyboard tabs through the page from its top until the element
+// with the id has the focus, then presses Enter on it: what someone who
+// cannot use a mouse does. It fails if 30 tabs do not reach it.
+func pressWithKeyboard(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); true`)); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+			t.Fatal(err)
+		}
+		focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement ? document.activeElement.id : ''`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if focused == id {
+			if err := chromedp.Do(ctx, chromedp.KeyEvent("\r")); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("30 tabs did not reach #%s", id)
+}
+
 // browserFor starts Chromium with its actions bounded by ctx's deadline.
 func browserFor(t *testing.T, ctx context.Context) context.Context {
 	t.Helper()
@@ -123,9 +149,10 @@ const srcLogJS = `(() => {
 // TestWebListenerHearsALiveSpaceFromItsPage walks a listener's path through
 // the web app: the home page lists a live and a scheduled space; the
 // scheduled space's page, armed, joins by itself once the host starts it,
-// and offers the recording once it ends; the live space's page joins on a
-// click and its audio element plays the program. Every page is
-// photographed at desktop and phone width and must not scroll sideways.
+// and offers the recording once it ends; the live space's page joins when
+// Listen is reached and pressed from the keyboard alone, and its audio
+// element plays the program. Every page is photographed at desktop and
+// phone width and must not scroll sideways.
 func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -228,9 +255,7 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 		time.Sleep(wait)
 	}
 	clicked := time.Now()
-	if err := chromedp.Do(bctx, chromedp.Click(`#listen`)); err != nil {
-		t.Fatalf("click Listen: %v", err)
-	}
+	pressWithKeyboard(t, bctx, "listen")
 	const haveCurrentData = 2
 	startPos := -1.0
 	var st *mediaState
@@ -252,7 +277,7 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 		}
 		<-tick.C
 	}
-	t.Logf("from the click, playing after %v: %+v", time.Since(clicked).Round(time.Millisecond), *st)
+	t.Logf("from pressing Listen, playing after %v: %+v", time.Since(clicked).Round(time.Millisecond), *st)
 	srcs, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`window.srcs`))
 	if err != nil || len(srcs) != 1 || !strings.Contains(srcs[0], "ticket=") || !strings.Contains(srcs[0], "burst=10s") {
 		t.Errorf("the page played %q (%v): want one ticketed URL with burst=10s", srcs, err)

@@ -45,7 +45,10 @@ type spaceView struct {
 	JoinURL      string `json:"join_url"`
 	RecordingURL string `json:"recording_url"`
 	WHIPURL      string `json:"whip_url"`
-	Speakers     *int   `json:"speakers,omitempty"`
+	// Speakers and Listeners are present while the space is on air on
+	// this server, and count only this server's.
+	Speakers  *int `json:"speakers,omitempty"`
+	Listeners *int `json:"listeners,omitempty"`
 }
 
 func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
@@ -54,6 +57,10 @@ func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
 	if sess := s.live.Session(sp.ID); sess != nil {
 		n := len(sess.Stage().Speakers())
 		v.Speakers = &n
+		if gr := s.gate.room(sp.ID); gr != nil {
+			l := gr.Stats(s.cfg.Now()).Connected
+			v.Listeners = &l
+		}
 	}
 	return v
 }
