@@ -173,8 +173,10 @@ func (rm *room) sweepLocked(now time.Time) {
 	}
 }
 
+// pendingLocked lists the pending requests, oldest first; never nil, so it
+// encodes as [].
 func (rm *room) pendingLocked() []*speakRequest {
-	var out []*speakRequest
+	out := []*speakRequest{}
 	for _, q := range rm.requests {
 		if q.Status == requestPending {
 			out = append(out, q)
@@ -268,7 +270,6 @@ type cachedState struct {
 	body []byte
 	etag string
 	at   time.Time
-	live bool
 }
 
 // stateCache keeps each space's encoded state for stateMaxAge, so a
@@ -307,7 +308,7 @@ func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cache
 		return nil, err
 	}
 	sum := sha256.Sum256(body)
-	st := &cachedState{body: body, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, at: now, live: v.State == amphi.StateLive}
+	st := &cachedState{body: body, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, at: now}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxCachedStates {
 		c.m = map[string]*cachedState{}
@@ -393,7 +394,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			lastReq = rm.reqChange
 			var body []byte
 			if changed {
-				body, _ = json.Marshal(map[string]any{"requests": nonNil(rm.pendingLocked())})
+				body, _ = json.Marshal(map[string]any{"requests": rm.pendingLocked()})
 			}
 			rm.mu.Unlock()
 			if changed {
@@ -431,13 +432,6 @@ func writeEvent(buf *bytes.Buffer, event string, data []byte) {
 	buf.WriteString("event: " + event + "\ndata: ")
 	buf.Write(data) // compact JSON: one line
 	buf.WriteString("\n\n")
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }
 
 type reactionRequest struct {
