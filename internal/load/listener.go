@@ -91,6 +91,9 @@ type shareRun struct {
 	prevJoins int64
 	// sampled is how many of the share's first listeners measure latency.
 	sampled int
+	// polls polls the state for the listeners' pages; nil when the
+	// scenario's pages do not poll.
+	polls *poller
 
 	mu     sync.Mutex
 	report Report
@@ -147,6 +150,10 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 
 	var sampler sync.WaitGroup
 	sampler.Go(func() { r.sample(ctx, onSample) })
+	if sc.PollState > 0 && n > 0 {
+		r.polls = newPoller(&sh, n, "http://"+u.Host+space+"/state")
+		sampler.Go(func() { r.polls.run(ctx) })
+	}
 
 	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
@@ -172,7 +179,7 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 			}
 		}
 		wg.Go(func() {
-			o := r.listen(ctx, time.Now(), e)
+			o := r.listen(ctx, k, time.Now(), e)
 			r.record(o)
 			if e != nil {
 				r.recordEar(o, e)
@@ -193,6 +200,9 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	rep.Timeline = append(rep.Timeline, last)
 	if onSample != nil {
 		onSample(last)
+	}
+	if r.polls != nil {
+		rep.State = r.polls.report()
 	}
 	rep.summarize()
 	return rep, nil
@@ -327,11 +337,13 @@ var (
 	http11    = []byte("HTTP/1.")
 )
 
-// listen is one listener: it connects, asks for the stream and reads it as
-// a player would, until the stream ends or ctx is done. A sampled listener
+// listen is the share's k-th listener: it connects, asks for the stream and
+// reads it as a player would, until the stream ends or ctx is done. Its
+// page polls the state (r.polls) from its admission to its stream's end.
+// A sampled listener
 // also has an ear, which decodes the pages and finds the latency marks;
 // others pass nil and do nothing more than count pages.
-func (r *shareRun) listen(ctx context.Context, start time.Time, e *ear) (o outcome) {
+func (r *shareRun) listen(ctx context.Context, k int, start time.Time, e *ear) (o outcome) {
 	dctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout))
 	conn, err := r.dialer.DialContext(dctx, "tcp", r.addr)
 	cancel()
@@ -352,6 +364,10 @@ func (r *shareRun) listen(ctx context.Context, start time.Time, e *ear) (o outco
 		ticket, o := r.joinFlow(ctx, conn)
 		if ticket == "" {
 			return o
+		}
+		if r.polls != nil {
+			r.polls.open(k)
+			defer r.polls.close(k)
 		}
 		if err := conn.SetDeadline(time.Now().Add(r.timeout)); err != nil {
 			return outcome{cause: classify(err), err: err}

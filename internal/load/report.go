@@ -60,6 +60,9 @@ type Report struct {
 	// way from a worker to the run, which matches them with the marks sent
 	// and leaves this empty in its report.
 	Detections []latency.Detection `json:"detections,omitempty"`
+	// State is what the listeners' pages' polls of the space's state got;
+	// nil when the scenario's pages did not poll (Scenario.PollState).
+	State *StatePolls `json:"state,omitempty"`
 	// MissingWorkers are the remote workers (by share) whose report never
 	// came: their listeners are not counted. Empty when none is missing.
 	MissingWorkers []int `json:"missing_workers,omitempty"`
@@ -207,6 +210,12 @@ func (r *Report) Merge(o *Report) {
 			r.Errors[k] = v
 		}
 	}
+	if o.State != nil {
+		if r.State == nil {
+			r.State = &StatePolls{}
+		}
+		r.State.Merge(o.State)
+	}
 	r.LatencyListeners += o.LatencyListeners
 	r.Detections = append(r.Detections, o.Detections...)
 	r.TTFAHistogram.Merge(&o.TTFAHistogram)
@@ -248,6 +257,9 @@ func (r *Report) summarize() {
 	if s := r.Server; s != nil && r.ListenerSeconds > 0 {
 		s.CPUPerListenerSecond = s.CPUSeconds / r.ListenerSeconds
 	}
+	if s := r.State; s != nil {
+		s.summarize(time.Duration(r.Duration))
+	}
 }
 
 // WriteText writes the report as a short human summary.
@@ -284,6 +296,16 @@ func (r *Report) WriteText(w io.Writer) error {
 			b.WriteString(", worker 0's share only")
 		}
 		b.WriteString(")\n")
+	}
+	if s := r.State; s != nil {
+		fmt.Fprintf(&b, "state      %.0f polls/s of %.0f due (every %v): %d sent, %d 200, %d 304, %d failed, %d skipped; p50 %v, p99 %v, max %v\n",
+			s.PerSecond, s.TargetPerSecond, s.Interval, s.Sent, s.OK, s.NotModified, s.Failed, s.Skipped, round(s.Latency.P50), round(s.Latency.P99), round(s.Latency.Max))
+		if len(s.FailedBy) > 0 {
+			fmt.Fprintf(&b, "  polls failed by %s\n", formatCounts(s.FailedBy))
+			for _, k := range slices.Sorted(maps.Keys(s.Errors)) {
+				fmt.Fprintf(&b, "    %s: %s\n", k, s.Errors[k])
+			}
+		}
 	}
 	if s := r.Speakers; s.Target > 0 {
 		fmt.Fprintf(&b, "speakers   %d of %d connected, %d failed, %d packets sent\n", s.Connected, s.Target, s.Failed, s.Packets)

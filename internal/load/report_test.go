@@ -125,6 +125,10 @@ func TestScenarioBoundsAreEnforced(t *testing.T) {
 		{"negative latency sample", func(s *Scenario) { s.LatencySample = -1 }, "latency sample"},
 		{"marks too close", func(s *Scenario) { s.LatencyInterval = Duration(100 * time.Millisecond) }, "latency interval"},
 		{"marks too far apart", func(s *Scenario) { s.LatencyInterval = Duration(time.Minute) }, "latency interval"},
+		{"pages poll every 2 s", func(s *Scenario) { s.PollState = Duration(2 * time.Second) }, ""},
+		{"pages poll too often", func(s *Scenario) { s.PollState = Duration(100 * time.Millisecond) }, "poll state"},
+		{"pages poll too seldom", func(s *Scenario) { s.PollState = Duration(2 * time.Minute) }, "poll state"},
+		{"a plain stream has no state", func(s *Scenario) { s.Stream, s.PollState = "/amphi.opus", Duration(2*time.Second) }, "poll state"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ok()

@@ -5,7 +5,10 @@
 // CPU and memory. Asked to, it measures mouth-to-ear latency: one speaker
 // bot plays timing marks (package latency) and a sample of listeners
 // decodes what they receive and finds them; sender and listeners share the
-// machine's clock.
+// machine's clock. Asked to, it also plays the listeners' pages, which poll
+// the space's state while their stream runs, spread evenly over the
+// interval and sent over a small pool of keep-alive connections, and
+// reports what those polls got and how fast.
 //
 // All traffic goes to loopback addresses through loopnet, from source
 // addresses rotating over 127.0.0.0/8 so more than 64 k connections can be
@@ -166,6 +169,14 @@ type Scenario struct {
 	// the result. A multiple of 100 ms puts every mark at the same position:
 	// one fixed point of that spread, for comparing two paths.
 	LatencyInterval Duration `json:"latency_interval,omitempty"`
+	// PollState, when set, makes every listener's page poll GET
+	// /spaces/{id}/state this often, with the ETag it last got in
+	// If-None-Match, from its admission to the end of its stream, as
+	// amphi's pages do every 2 s. Listener i of N polls at i·PollState/N
+	// into each interval, and a process sends at most 64 at once over as
+	// many connections (Report.State). Zero means pages do not poll; it
+	// needs an amphi space, not a plain Stream.
+	PollState Duration `json:"poll_state,omitempty"`
 }
 
 // Defaults of a Scenario's zero fields.
@@ -307,6 +318,12 @@ func (s *Scenario) Normalize() error {
 	}
 	if i := time.Duration(s.LatencyInterval); i < MinLatencyInterval || i > MaxLatencyInterval {
 		return bad("latency interval %v: want %v to %v", i, MinLatencyInterval, MaxLatencyInterval)
+	}
+	if p := time.Duration(s.PollState); p != 0 && (p < MinPollState || p > MaxPollState) {
+		return bad("poll state %v: want 0 (no polls) or %v to %v", p, MinPollState, MaxPollState)
+	}
+	if s.PollState != 0 && s.Stream != "" {
+		return bad("poll state: a plain stream has no space whose state pages would poll")
 	}
 	return nil
 }
