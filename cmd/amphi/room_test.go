@@ -346,7 +346,7 @@ func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	speakers, _ := st["speakers"].([]any)
-	if st["listeners"] != 1.0 || len(speakers) != 1 || st["recording"] != true || st["state"] != "live" {
+	if st["listeners"] != 1.0 || len(speakers) != 1 || st["recording"] != true || st["state"] != "live" || st["poll_after_ms"] != 2000.0 {
 		t.Fatalf("state %v", st)
 	}
 	if s := speakers[0].(map[string]any); s["speaking"] != true || s["host"] != true || s["name"] != "Host" {

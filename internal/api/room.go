@@ -45,6 +45,12 @@ const (
 	// stateMaxAge is how stale the polled state may be: one encoding a
 	// second per space, whatever the number of pages polling.
 	stateMaxAge = time.Second
+	// statePoll is how often a page polls the state, in a small crowd;
+	// pollCrowd is the crowd per node past which pages poll less often,
+	// up to maxStatePoll (see pollAfter).
+	statePoll    = 2 * time.Second
+	pollCrowd    = 5000
+	maxStatePoll = 15 * time.Second
 	// speakingWindow is how recently a speaker must have been audible to
 	// be shown speaking: long enough to bridge the gaps between words.
 	speakingWindow = 500 * time.Millisecond
@@ -225,6 +231,21 @@ type stateView struct {
 	ReactionsWindow int            `json:"reactions_window_s"`
 	Recording       bool           `json:"recording"`
 	Requests        int            `json:"requests"`
+	// PollAfterMs is when the page should poll again (pollAfter).
+	PollAfterMs int64 `json:"poll_after_ms"`
+}
+
+// pollAfter is how long pages should wait before polling the state again
+// when crowd people listen or wait here. Over real connections a poll costs
+// an edge about what a second of a listener's audio does
+// (docs/BENCHMARKS.md), so past pollCrowd the interval grows with the crowd,
+// holding polls near pollCrowd/statePoll a second, up to maxStatePoll. An
+// ended space changes no more: its pages need not come back soon.
+func pollAfter(state amphi.State, crowd int) time.Duration {
+	if state == amphi.StateEnded {
+		return maxStatePoll
+	}
+	return min(statePoll*time.Duration(max(1, crowd/pollCrowd)), maxStatePoll)
 }
 
 type speakerView struct {
@@ -262,6 +283,7 @@ func (s *Server) liveState(sess *live.Session, rm *room) *stateView {
 	}
 	v.Reactions = rm.reactionsLocked(now)
 	v.Requests = len(rm.pendingLocked())
+	v.PollAfterMs = pollAfter(v.State, v.Listeners+v.Waiting).Milliseconds()
 	return v
 }
 
@@ -302,6 +324,13 @@ func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cache
 		}
 		v = &stateView{ID: sp.ID, State: sp.State, Title: sp.Title, Speakers: []speakerView{},
 			Reactions: map[string]int{}, ReactionsWindow: reactionWindow}
+		crowd := 0
+		if gr := s.gate.room(id); gr != nil { // a scheduled space's herd waits here
+			for _, n := range gr.Stats(s.cfg.Now()).Waiting {
+				crowd += n
+			}
+		}
+		v.PollAfterMs = pollAfter(v.State, crowd).Milliseconds()
 	}
 	body, err := json.Marshal(v)
 	if err != nil {

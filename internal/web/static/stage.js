@@ -6,7 +6,11 @@
 // once a second and marks cacheable for a second: a plain fetch lets the
 // browser's cache and any cache in front of the server share it.
 
-const visibleMs = 2000;  // docs/API.md: pages poll the state every 2 s
+// docs/API.md: pages poll the state every 2 s, or after the server's
+// poll_after_ms, which grows with the crowd so a big one costs the server
+// no more polls a second than a small one.
+const visibleMs = 2000;
+const maxVisibleMs = 30000;
 const hiddenMs = 10000;  // a tab nobody looks at needs no fresh stage
 
 // reactionKinds are the reactions the API takes, in the order the pages
@@ -47,15 +51,15 @@ export function listenersText(n) {
   return count(n) + ' listening';
 }
 
-// pollState fetches the state now and then every 2 s (10 s while the page
-// is hidden, and at once when it shows again), calling onState with each
+// pollState fetches the state now and then every 2 s or as the server asks
+// (at least 10 s while the page is hidden, and at once when it shows again), calling onState with each
 // answer and onError with a failed Response, or null when the network
 // failed. stop() ends it.
 export function pollState(spaceURL, onState, onError = () => {}) {
-  let timer = 0, stopped = false, busy = false;
+  let timer = 0, stopped = false, busy = false, every = visibleMs;
   const schedule = () => {
     clearTimeout(timer);
-    if (!stopped) timer = setTimeout(tick, document.hidden ? hiddenMs : visibleMs);
+    if (!stopped) timer = setTimeout(tick, document.hidden ? Math.max(hiddenMs, every) : every);
   };
   async function tick() {
     if (stopped || busy) return;
@@ -63,7 +67,11 @@ export function pollState(spaceURL, onState, onError = () => {}) {
     busy = true;
     try {
       const r = await fetch(spaceURL + '/state', {headers: {Accept: 'application/json'}});
-      if (r.ok) await onState(await r.json());
+      if (r.ok) {
+        const st = await r.json();
+        if (Number.isFinite(st.poll_after_ms)) every = Math.min(maxVisibleMs, Math.max(visibleMs, st.poll_after_ms));
+        await onState(st);
+      }
       else await onError(r);
     } catch (_) {
       try { await onError(null); } catch (_) { /* the next round tries again */ }
