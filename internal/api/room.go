@@ -239,7 +239,8 @@ type stateView struct {
 // when crowd people listen or wait here. Over real connections a poll costs
 // an edge about what a second of a listener's audio does
 // (docs/BENCHMARKS.md), so past pollCrowd the interval grows with the crowd,
-// holding polls near pollCrowd/statePoll a second, up to maxStatePoll. An
+// holding polls between one and two pollCrowd per statePoll, up to
+// maxStatePoll. An
 // ended space changes no more: its pages need not come back soon.
 func pollAfter(state amphi.State, crowd int) time.Duration {
 	if state == amphi.StateEnded {
