@@ -100,6 +100,20 @@ const a11yJS = `(() => {
 	return bad;
 })()`
 
+// notificationStubJS stands in for the browser's notifications, granted,
+// recording each one's title and body in window.notes.
+const notificationStubJS = `(() => {
+	window.notes = [];
+	window.Notification = class {
+		static permission = 'granted';
+		static requestPermission() { return Promise.resolve('granted'); }
+		constructor(title, opts) { window.notes.push(title + ' ' + ((opts && opts.body) || '')); }
+		close() {}
+		addEventListener() {}
+	};
+	return true;
+})()`
+
 // pressWithKeyboard tabs through the page from its top until the element
 // with the id has the focus, then presses Enter on it: what someone who
 // cannot use a mouse does. It fails if 30 tabs do not reach it.
@@ -148,8 +162,9 @@ const srcLogJS = `(() => {
 
 // TestWebListenerHearsALiveSpaceFromItsPage walks a listener's path through
 // the web app: the home page lists a live and a scheduled space; the
-// scheduled space's page, armed, joins by itself once the host starts it,
-// and offers the recording once it ends; the live space's page joins when
+// scheduled space's page links its calendar file and, armed and reminded,
+// shows a notification and joins by itself once the host starts it, and
+// offers the recording once it ends; the live space's page joins when
 // Listen is reached and pressed from the keyboard alone, and its audio
 // element plays the program. Every page is photographed at desktop and
 // phone width and must not scroll sideways.
@@ -206,11 +221,20 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	}
 	shoot(t, bctx, dir, "scheduled")
 
-	// Armed, the scheduled page joins by itself once the host starts it.
+	// The calendar link is the space's .ics.
+	if href, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('calendar').getAttribute('href')`)); err != nil || href != "/spaces/"+later.ID+"/calendar.ics" {
+		t.Errorf("calendar link %q (%v)", href, err)
+	}
+	// Armed and reminded, the scheduled page notifies and joins by itself
+	// once the host starts it. Headless Chromium has no notification
+	// service: a stand-in records what the page shows.
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](srcLogJS)); err != nil {
 		t.Fatal(err)
 	}
-	if err := chromedp.Do(bctx, chromedp.Click(`#arm`)); err != nil {
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](notificationStubJS)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(`#remind`), chromedp.Click(`#arm`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Start(ctx, later.ID, later.HostToken); err != nil {
@@ -218,6 +242,9 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	}
 	if srcs, err := chromedp.Run(bctx, chromedp.Poll[[]string](`window.srcs.length ? window.srcs : null`)); err != nil || !strings.Contains(srcs[0], "ticket=") {
 		t.Fatalf("the armed page did not join once the space started: %q, %v", srcs, err)
+	}
+	if notes, err := chromedp.Run(bctx, chromedp.Poll[[]string](`window.notes.length ? window.notes : null`)); err != nil || !strings.Contains(notes[0], "Tomorrow's panel") {
+		t.Errorf("the reminded page showed notifications %q (%v), want one naming the space", notes, err)
 	}
 	// Ended, its page offers the recording.
 	if _, err := c.End(ctx, later.ID, later.HostToken); err != nil {
