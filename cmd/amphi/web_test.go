@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,9 +85,10 @@ func shoot(t *testing.T, ctx context.Context, dir, page string) {
 	}
 }
 
-// a11yJS lists what a screen reader could not name on the page: visible
+// a11yJS lists what a screen reader could not name on the page (visible
 // form fields without a label, buttons and links without text or
-// aria-label, images without alt, and a page without a language.
+// aria-label, images without alt, a page without a language) and text
+// whose contrast with its background is below WCAG 2's AA level.
 const a11yJS = `(() => {
 	const bad = [];
 	const shown = el => el.getClientRects().length > 0;
@@ -97,6 +101,33 @@ const a11yJS = `(() => {
 	}
 	for (const el of document.querySelectorAll('img:not([alt])')) bad.push('no alt on ' + id(el));
 	if (!document.documentElement.lang) bad.push('no lang on html');
+	// WCAG 2 contrast of text on its background: 4.5:1, or 3:1 for large
+	// text (24 px, or 18.66 px bold). Disabled controls are exempt.
+	const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+	const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+		.reduce((a, v, i) => a + v * [0.2126, 0.7152, 0.0722][i], 0);
+	const background = el => {
+		for (let e = el; e; e = e.parentElement) {
+			const c = rgb(getComputedStyle(e).backgroundColor);
+			if (c.length === 3 || c[3] === 1) return c.slice(0, 3);
+			if (c[3] > 0) return null; // translucent: not judged
+		}
+		return [255, 255, 255];
+	};
+	for (const el of document.querySelectorAll('body *')) {
+		if (!shown(el) || el.closest('[disabled], [aria-disabled="true"], audio, option')) continue;
+		if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+		const st = getComputedStyle(el);
+		if (st.visibility === 'hidden' || Number(st.opacity) === 0) continue;
+		const bg = background(el);
+		const fg = rgb(st.color);
+		if (!bg || (fg.length === 4 && fg[3] < 1)) continue;
+		const [hi, lo] = [lum(fg.slice(0, 3)), lum(bg)].sort((x, y) => y - x);
+		const ratio = (hi + 0.05) / (lo + 0.05);
+		const size = parseFloat(st.fontSize), bold = Number(st.fontWeight) >= 700;
+		const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+		if (ratio < need) bad.push('contrast ' + ratio.toFixed(2) + ':1 < ' + need + ' on ' + id(el) + ' "' + el.textContent.trim().slice(0, 30) + '"');
+	}
 	return bad;
 })()`
 
@@ -366,5 +397,46 @@ func TestWebListenerSolvesProofOfWorkInItsPage(t *testing.T) {
 	})()`, chromedp.EvalAwaitPromise))
 	if err != nil || verdict != "200 admitted" {
 		t.Errorf("the JavaScript SHA-256 path: %q (%v), want %q", verdict, err, "200 admitted")
+	}
+}
+
+// TestAccessibilityCheckFindsProblems proves a11yJS, which every screenshot
+// runs, finds what it claims to: a page with one of each problem yields
+// each, and the same page fixed yields none.
+func TestAccessibilityCheckFindsProblems(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const bad = `<!doctype html><meta charset="utf-8"><title>bad</title>
+<input id="nolabel"><button id="empty"></button><p id="faint" style="color:#aaa">faint text</p>
+<p style="color:#777;font-size:24px">large grey text is fine</p>`
+	const good = `<!doctype html><html lang="en"><meta charset="utf-8"><title>good</title>
+<label for="named">Name</label><input id="named"><button>Send</button><p style="color:#595959">dark enough</p></html>`
+	pages := map[string]string{"/bad": bad, "/good": good}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, pages[r.URL.Path])
+	}))
+	defer srv.Close()
+	bctx := browserFor(t, ctx)
+	for path, want := range map[string][]string{
+		"/bad":  {"unlabelled input#nolabel", "nameless button#empty", "no lang on html", "contrast 2.32:1 < 4.5 on p#faint"},
+		"/good": nil,
+	} {
+		if err := chromedp.Do(bctx, chromedp.Navigate(srv.URL+path)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](a11yJS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: found %q, want %d problems %q", path, got, len(want), want)
+			continue
+		}
+		for i := range want {
+			if !strings.HasPrefix(got[i], want[i]) {
+				t.Errorf("%s: problem %d is %q, want %q…", path, i, got[i], want[i])
+			}
+		}
 	}
 }
