@@ -389,6 +389,20 @@ func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
 	if metrics := string(fetch(t, ctx, base+"/metrics")); !strings.Contains(metrics, `amphi_refusals_total{reason="not_found"} 5`) {
 		t.Errorf("metrics do not count 5 not_found refusals:\n%s", grepLines(metrics, "amphi_refusals_total"))
 	}
+	// Scanning made-up ids is limited: they cost database reads. The live
+	// space's state, served from memory, is not.
+	var limited int
+	for i := range 40 {
+		if resp, _ := call(t, "GET", fmt.Sprintf("%s/spaces/made-up-%d/state", base, i), nil, nil); resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("40 polls of made-up spaces from one address were never limited")
+	}
+	if resp, _ := call(t, "GET", stateURL, nil, nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("the live space's state after the scan: %d", resp.StatusCode)
+	}
 }
 
 // grepLines keeps the lines of s that contain sub.

@@ -49,15 +49,16 @@ type Config struct {
 	// A zero value means no limit; DefaultConfig sets DefaultSignInLimit.
 	SignInLimit gate.LimiterConfig
 	// RequestLimit and ReactionLimit limit requests to speak and reactions
-	// per source address and prefix. Zero values mean no limit;
-	// DefaultConfig sets DefaultRequestLimit and DefaultReactionLimit.
-	RequestLimit, ReactionLimit gate.LimiterConfig
+	// per source address and prefix; LookupLimit, state polls that must
+	// read the database. Zero values mean no limit; DefaultConfig sets
+	// DefaultRequestLimit, DefaultReactionLimit and DefaultLookupLimit.
+	RequestLimit, ReactionLimit, LookupLimit gate.LimiterConfig
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
 func DefaultConfig() Config {
 	return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig(), Accounts: account.DefaultConfig(), SignInLimit: DefaultSignInLimit(),
-		RequestLimit: DefaultRequestLimit(), ReactionLimit: DefaultReactionLimit()}
+		RequestLimit: DefaultRequestLimit(), ReactionLimit: DefaultReactionLimit(), LookupLimit: DefaultLookupLimit()}
 }
 
 // Server serves the API.
@@ -77,6 +78,7 @@ type Server struct {
 	states       stateCache
 	requestLimit *gate.SourceLimiter
 	reactLimit   *gate.SourceLimiter
+	lookupLimit  *gate.SourceLimiter
 }
 
 // New returns the API over its store, the spaces on air and the edge. top
@@ -104,7 +106,8 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 	}
 	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux(),
 		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit),
-		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit)}
+		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit),
+		lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit)}
 	s.routes()
 	return s, nil
 }

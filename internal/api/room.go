@@ -75,6 +75,14 @@ func DefaultRequestLimit() gate.LimiterConfig {
 	return gate.LimiterConfig{SourceRate: 1.0 / 20, SourceBurst: 3, PrefixRate: 2, PrefixBurst: 60, Entries: 1 << 16}
 }
 
+// DefaultLookupLimit returns the per-source limits on state polls that read
+// the database: a real page causes at most one a second per space (then the
+// answer is cached for everyone), so 5 a second with a burst of 20 is far
+// above any page and far below what scanning made-up ids needs.
+func DefaultLookupLimit() gate.LimiterConfig {
+	return gate.LimiterConfig{SourceRate: 5, SourceBurst: 20, PrefixRate: 100, PrefixBurst: 500, Entries: 1 << 16}
+}
+
 // DefaultReactionLimit returns the per-source limits on reactions: pages
 // send one batch every 2 s; a burst of 5 absorbs a slow network.
 func DefaultReactionLimit() gate.LimiterConfig {
@@ -316,9 +324,18 @@ func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cache
 		return hit, nil
 	}
 	var v *stateView
-	if sess, rm, err := s.roomOf(r, id); err == nil {
-		v = s.liveState(sess, rm)
-	} else {
+	if rm := s.rooms.get(id); rm != nil {
+		if sess := s.live.Session(id); sess != nil {
+			v = s.liveState(sess, rm)
+		}
+	}
+	if v == nil {
+		// Only here does a poll read the database: once a second per
+		// space for real pages, more for made-up ids, which the limit
+		// holds to a few a second per source.
+		if err := s.gate.limit(s.lookupLimit, s.gate.clientAddr(r), now); err != nil {
+			return nil, err
+		}
 		sp, err := s.db.Space(r.Context(), id)
 		if err != nil {
 			return nil, err
