@@ -19,7 +19,8 @@ FUZZTIME ?= 30s
 FUZZ = internal/gate:FuzzVerify internal/gate:FuzzVerifySolution internal/gate:FuzzClientAddr \
 	internal/ogg:FuzzReader internal/wav:FuzzRead internal/program:FuzzParseWire \
 	internal/stage:FuzzParseOffer internal/whip:FuzzStatusError internal/mix:FuzzPacketSamples \
-	internal/load:FuzzPageScanner internal/attack:FuzzParseStatusLine
+	internal/load:FuzzPageScanner internal/attack:FuzzParseStatusLine \
+	internal/api:FuzzDisplayName internal/api:FuzzCalendarText
 fuzz:
 	for t in $(FUZZ); do \
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
