@@ -66,13 +66,7 @@ func pageStatus(ctx context.Context) string {
 func TestWebSpeakerIsHeardFromItsPage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m := MustRunMain(t, t.TempDir())
-	t.Cleanup(func() { m.Close() }) // after the browser's cleanup
-	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Open mic", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, c, sp := webSpace(t, ctx, "Open mic")
 
 	dir := artifactsDir(t)
 	bctx := startMicBrowser(t, ctx, toneWAV(t, 660, 10*time.Second))

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +170,35 @@ func pressWithKeyboard(t *testing.T, ctx context.Context, id string) {
 	t.Fatalf("30 tabs did not reach #%s", id)
 }
 
+// inBackground runs f on its own goroutine until the returned function is
+// called, which stops it and waits for it; an error f returns before then
+// fails the test.
+func inBackground(t *testing.T, ctx context.Context, what string, f func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// webSpace starts a server and creates a live space on it, for a browser
+// test: the server closes after the browser.
+func webSpace(t *testing.T, ctx context.Context, title string) (*Main, *client.Client, *client.Created) {
+	t.Helper()
+	m := MustRunMain(t, t.TempDir())
+	t.Cleanup(func() { m.Close() }) // after the browser's cleanup
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, title, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, c, sp
+}
+
 // browserFor starts Chromium with its actions bounded by ctx's deadline.
 func browserFor(t *testing.T, ctx context.Context) context.Context {
 	t.Helper()
@@ -202,13 +230,7 @@ const srcLogJS = `(() => {
 func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m := MustRunMain(t, t.TempDir())
-	t.Cleanup(func() { m.Close() }) // after the browser's cleanup
-	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Morning show", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, c, sp := webSpace(t, ctx, "Morning show")
 	at := time.Now().Add(26 * time.Hour).Truncate(time.Minute)
 	later, err := c.Create(ctx, "Tomorrow's panel", &at)
 	if err != nil {
@@ -218,16 +240,10 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	// The speaker goes first: the page asks for a 10 s burst, and the more
 	// of it exists when the page joins, the sooner Chromium's ~96 KB fill.
 	speaker := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	speakCtx, stopSpeaking := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopSpeaking()
 	spoke := time.Now()
-	wg.Go(func() {
-		if err := speaker.play(speakCtx, 440, 0, time.Hour, time.Minute); err != nil && speakCtx.Err() == nil {
-			t.Errorf("speaker: %v", err)
-		}
-	})
+	defer inBackground(t, ctx, "speaker", func(ctx context.Context) error {
+		return speaker.play(ctx, 440, 0, time.Hour, time.Minute)
+	})()
 
 	dir := artifactsDir(t)
 	bctx := browserFor(t, ctx)

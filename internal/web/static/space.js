@@ -13,8 +13,10 @@
 // holds ~96 KB (docs/ARCHITECTURE.md: up to ~20 s at 32 kbit/s), so the
 // stream is asked for with the largest burst the server gives (10 s of
 // backlog at once) and short flushes. With 8 s of tone on air, headless
-// Chromium played ~1 s after the click (cmd/amphi/web_test.go). Sub-second listening needs amphi's own player (fetch, Ogg
-// demux, WebCodecs AudioDecoder, AudioWorklet): the next step.
+// Chromium played ~1 s after the click (cmd/amphi/web_test.go), but it
+// plays the burst from its start: ~10 s behind the speaker
+// (cmd/amphi/web_latency_test.go). amphi's own player (player.js: fetch,
+// Ogg demux, WebCodecs) plays ~0.5 s behind; it is opt-in, ?player=low.
 
 import {apiProblem, listenersText, pollState, reactionKinds, renderReactions, renderStage, sentence} from './stage.js';
 
@@ -549,12 +551,49 @@ async function listen() {
 
 function play(listenURL) {
   const u = sameOrigin(listenURL);
-  audio.src = u + (u.includes('?') ? '&' : '?') + streamParams;
-  $('player').hidden = false;
+  if (lowPlayer) playLow(u);
+  else playElement(u);
+}
+
+// ---- Low-latency player (opt-in: ?player=low) ----
+//
+// player.js (WebCodecs) plays ~0.3 s behind the live edge instead of
+// seconds. It is loaded only when asked for, so the default page is as it
+// was; where WebCodecs cannot decode Opus the <audio> element plays.
+
+const lowPlayer = new URLSearchParams(location.search).get('player') === 'low'
+  ? import('./player.js').then(async (m) => (await m.supported() ? m : null)).catch(() => null)
+  : null;
+
+async function playLow(u) {
+  const m = await lowPlayer;
+  if (!m) {
+    say('This browser cannot play with low latency: using the standard player.');
+    return playElement(u);
+  }
   $('listen').hidden = true;
   say('Admitted. Buffering the live audio…');
-  audio.play().catch(() => say('Admitted. Press play on the player to start.'));
-  audio.focus();
+  if (window.amphiPlayer) window.amphiPlayer.stop();
+  try {
+    // window.amphiPlayer lets a test (or a curious listener) read its
+    // analyser and stats.
+    window.amphiPlayer = await m.playLowLatency(u, {onState: (s, err) => {
+      if (s === 'playing') say('Playing live.');
+      if (s === 'ended') { say('The stream ended.'); loadSpace().catch(() => {}); }
+      if (s === 'error') lowStopped(err);
+    }});
+  } catch (e) {
+    lowStopped(e);
+  }
+}
+
+function lowStopped(err) {
+  say('The stream stopped' + (err && err.message ? ': ' + err.message : '') + '. Press Listen to join again.', true);
+  const b = $('listen');
+  b.hidden = false;
+  b.disabled = false;
+  b.focus();
+  listening = false;
 }
 
 // The player's events, once for every stream it plays.
@@ -572,6 +611,16 @@ audio.addEventListener('error', () => {
   b.focus();
   listening = false;
 });
+
+// playElement plays u in the <audio> element: the default player.
+function playElement(u) {
+  audio.src = u + (u.includes('?') ? '&' : '?') + streamParams;
+  $('player').hidden = false;
+  $('listen').hidden = true;
+  say('Admitted. Buffering the live audio…');
+  audio.play().catch(() => say('Admitted. Press play on the player to start.'));
+  audio.focus();
+}
 
 $('listen').addEventListener('click', listen);
 $('arm').addEventListener('click', () => {
