@@ -226,3 +226,30 @@ func TestLoadRunsTheScenarioAttacksBesideTheListeners(t *testing.T) {
 		t.Errorf("text report:\n%s", text)
 	}
 }
+
+// TestLoadGivesEachSpeakerBotItsOwnToken: a token is one place on the stage,
+// so several bots need the host token to mint theirs; a speaker token for
+// several bots is refused with the reason, before any listener joins.
+func TestLoadGivesEachSpeakerBotItsOwnToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	sp := createSpace(t, ctx, m.URL())
+	args := []string{"--server", m.URL(), "--space", sp.ID, "--listeners", "0", "--duration", "2s", "--quiet"}
+	scenario := func(token string) string {
+		f := filepath.Join(t.TempDir(), "scenario.json")
+		if err := os.WriteFile(f, []byte(`{"speakers": 3, "token": "`+token+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	err := runLoad(ctx, append(args, "--scenario", scenario(sp.SpeakerToken)), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "need a token each") {
+		t.Fatalf("3 bots with one speaker token: %v", err)
+	}
+	rep, _ := runLoadReport(t, ctx, append(args, "--scenario", scenario(sp.HostToken))...)
+	if rep.Speakers.Connected != 3 {
+		t.Errorf("speakers %+v, want 3 connected with tokens minted by the host's", rep.Speakers)
+	}
+}
