@@ -75,18 +75,13 @@ func withStdin(t *testing.T, input string, f func()) {
 // createAdmin runs `amphi admin create` in-process with the password on stdin.
 func createAdmin(t *testing.T, dir, email, password string) error {
 	t.Helper()
-	out, err := os.CreateTemp(t.TempDir(), "stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	oldOut := os.Stdout
-	os.Stdout = out
-	defer func() { os.Stdout = oldOut }()
-	withStdin(t, password+"\n", func() {
-		err = run(context.Background(), []string{"admin", "create", "--data", dir, "--email", email})
+	b, err := captureStdout(t, func() (err error) {
+		withStdin(t, password+"\n", func() {
+			err = run(context.Background(), []string{"admin", "create", "--data", dir, "--email", email})
+		})
+		return err
 	})
-	if b, _ := os.ReadFile(out.Name()); err == nil && !strings.HasPrefix(string(b), "created admin ") {
+	if err == nil && !strings.HasPrefix(string(b), "created admin ") {
 		t.Fatalf("admin create printed %q", b)
 	}
 	return err
@@ -335,9 +330,12 @@ func TestRequireAccountsRefusesAnonymousCreation(t *testing.T) {
 	if err := run(t.Context(), args); err == nil || !strings.Contains(err.Error(), "sign in as a host") {
 		t.Fatalf("anonymous amphi create: %v", err)
 	}
-	out := captureStdout(t, func() error {
+	out, err := captureStdout(t, func() error {
 		return run(t.Context(), append(args, "--email", "admin@example.org", "--password-file", pw))
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var created map[string]any
 	if err := json.Unmarshal(out, &created); err != nil || created["host_token"] == "" || created["description"] != "Made by the CLI" {
 		t.Fatalf("amphi create printed %s (%v)", out, err)
@@ -349,8 +347,8 @@ func TestRequireAccountsRefusesAnonymousCreation(t *testing.T) {
 }
 
 // captureStdout runs f with os.Stdout going to a file and returns what it
-// wrote there.
-func captureStdout(t *testing.T, f func() error) []byte {
+// wrote there, and f's error.
+func captureStdout(t *testing.T, f func() error) ([]byte, error) {
 	t.Helper()
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
@@ -359,16 +357,13 @@ func captureStdout(t *testing.T, f func() error) []byte {
 	defer out.Close()
 	old := os.Stdout
 	os.Stdout = out
-	err = f()
+	ferr := f()
 	os.Stdout = old
-	if err != nil {
-		t.Fatal(err)
-	}
 	b, err := os.ReadFile(out.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return b, ferr
 }
 
 func TestFirstStartLinkCreatesTheFirstAdminOnce(t *testing.T) {

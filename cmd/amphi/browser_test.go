@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,15 +32,7 @@ func TestBrowserPlaysLiveURL(t *testing.T) {
 	// The speaker starts first: the live stream has audio once the program
 	// runs. It plays until the test ends.
 	speaker := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	speakCtx, stopSpeaking := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopSpeaking()
-	wg.Go(func() {
-		if err := speaker.play(speakCtx, 440, 0, time.Hour, time.Minute); err != nil && speakCtx.Err() == nil {
-			t.Errorf("speaker: %v", err)
-		}
-	})
+	defer speaker.playUntilStopped(t, ctx, 440)()
 
 	page := servePage(t, sp.LiveURL)
 	// The browser outlives ctx, to close cleanly at the end; its actions

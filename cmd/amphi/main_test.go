@@ -137,6 +137,14 @@ func (s *toneSpeaker) play(ctx context.Context, freq float64, on, off, total tim
 
 // heardPCM decodes what the speaker received from the others, slot by slot
 // in sequence order, and returns the slot with the most audio.
+// playUntilStopped plays freq on its own goroutine, for a minute at most,
+// until the returned function is called.
+func (s *toneSpeaker) playUntilStopped(t *testing.T, ctx context.Context, freq float64) (stop func()) {
+	return inBackground(t, ctx, "speaker", func(ctx context.Context) error {
+		return s.play(ctx, freq, 0, time.Hour, time.Minute)
+	})
+}
+
 func (s *toneSpeaker) heardPCM(t *testing.T) []int16 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -592,6 +592,20 @@ func TestEventStreamFollowsTheStage(t *testing.T) {
 		}
 	}
 	expect(`state "state":"live"`, `requests "requests":[]`)
+
+	// A space holds 32 streams; the 33rd is refused.
+	for i := range 32 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/spaces/"+sp.ID+"/events", nil)
+		req.Header.Set("Authorization", "Bearer "+sp.HostToken)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		if want := map[bool]int{true: 503, false: 200}[i == 31]; r.StatusCode != want {
+			t.Fatalf("stream %d: %d, want %d", i+2, r.StatusCode, want)
+		}
+	}
 	askToSpeak(t, base, sp.ID, "Dee")
 	expect(`requests "name":"Dee"`, `state "requests":1`)
 	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {

@@ -93,6 +93,18 @@ func TestWebHostRunsASpaceFromTheConsole(t *testing.T) {
 	if share, err := chromedp.Run(bctx, chromedp.Value(`#share`)); err != nil || share != m.URL()+"/s/"+id {
 		t.Errorf("share link %q (%v), want %q", share, err, m.URL()+"/s/"+id)
 	}
+	// Without this browser's host key the account that made the space runs
+	// its console, through its session and CSRF header (the invite below
+	// is minted that way), and follows the stage over server-sent events.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`localStorage.clear(); true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(m.URL()+href), chromedp.WaitVisible(`#invite`)); err != nil {
+		t.Fatalf("console by the account: %v (status %q)", err, pageStatus(bctx))
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById('transport').dataset.transport === 'events' || null`)); err != nil {
+		t.Fatalf("the console's live updates: %v (status %q)", err, pageStatus(bctx))
+	}
 	if err := chromedp.Do(bctx,
 		chromedp.Click(`#invite`),
 		chromedp.WaitVisible(`#invite-panel`),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,15 +115,7 @@ func TestWebSpeakerIsHeardFromItsPage(t *testing.T) {
 
 	// A Go speaker plays 440 Hz, which the page must hear on a slot.
 	speaker := dialSpeaker(t, ctx, c, sp.ID, freshSpeaker(t, c, sp))
-	speakCtx, stopSpeaking := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer stopSpeaking()
-	wg.Go(func() {
-		if err := speaker.play(speakCtx, 440, 0, time.Hour, time.Minute); err != nil && speakCtx.Err() == nil {
-			t.Errorf("speaker: %v", err)
-		}
-	})
+	defer speaker.playUntilStopped(t, ctx, 440)()
 
 	heard, err := chromedp.Run(bctx, chromedp.Poll[string](
 		`(t => t !== '0' ? t : null)(document.getElementById('heard').textContent)`))

@@ -241,9 +241,7 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	// of it exists when the page joins, the sooner Chromium's ~96 KB fill.
 	speaker := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
 	spoke := time.Now()
-	defer inBackground(t, ctx, "speaker", func(ctx context.Context) error {
-		return speaker.play(ctx, 440, 0, time.Hour, time.Minute)
-	})()
+	defer speaker.playUntilStopped(t, ctx, 440)()
 
 	dir := artifactsDir(t)
 	bctx := browserFor(t, ctx)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/amphi-audio/amphi"
@@ -174,6 +175,19 @@ func (s *Server) roomOf(r *http.Request, id string) (*live.Session, *room, error
 	return nil, nil, err
 }
 
+// liveRoom authorizes the request as one of roles in its space, which must
+// be on air here, and returns who it acts as, the space's session and its
+// room.
+func (s *Server) liveRoom(r *http.Request, roles ...amphi.Role) (*caller, *live.Session, *room, error) {
+	id := r.PathValue("id")
+	c, err := s.authorize(r, id, roles...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sess, rm, err := s.roomOf(r, id)
+	return c, sess, rm, err
+}
+
 // sweepLocked drops requests whose requesters are gone or answered long ago.
 func (rm *room) sweepLocked(now time.Time) {
 	for id, q := range rm.requests {
@@ -301,25 +315,53 @@ type cachedState struct {
 	body []byte
 	etag string
 	at   time.Time
+	// etagHeader is etag as a header value, shared by every answer: a
+	// poll sets its headers without allocating them.
+	etagHeader []string
 }
+
+// The headers of every state answer, shared likewise; net/http only reads
+// them.
+var (
+	jsonHeader       = []string{"application/json"}
+	stateCacheHeader = []string{"public, max-age=1"}
+)
 
 // stateCache keeps each space's encoded state for stateMaxAge, so a
-// million pages polling cost one encoding a second per space.
+// million pages polling cost one encoding a second per space. A poll only
+// loads from it: no lock is shared by all the pages polling.
 type stateCache struct {
-	mu sync.Mutex
-	m  map[string]*cachedState
+	m sync.Map     // space id → *cachedState
+	n atomic.Int64 // entries, roughly: to bound the map
 }
 
-// maxCachedStates bounds the cache against requests for many spaces; past
-// it the cache starts over, which costs only re-encoding.
+// maxCachedStates bounds the cache against polls of many spaces; past it
+// the cache starts over, which costs only re-encoding.
 const maxCachedStates = 10000
+
+func (c *stateCache) get(id string) *cachedState {
+	v, _ := c.m.Load(id)
+	st, _ := v.(*cachedState)
+	return st
+}
+
+func (c *stateCache) put(id string, st *cachedState) {
+	if _, loaded := c.m.Swap(id, st); !loaded && c.n.Add(1) > maxCachedStates {
+		c.m.Clear()
+		c.n.Store(0)
+	}
+}
+
+// forget drops a space's cached state.
+func (c *stateCache) forget(id string) {
+	if _, ok := c.m.LoadAndDelete(id); ok {
+		c.n.Add(-1)
+	}
+}
 
 func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cachedState, error) {
 	now := s.cfg.Now()
-	c := &s.states
-	c.mu.Lock()
-	hit := c.m[id]
-	c.mu.Unlock()
+	hit := s.states.get(id)
 	if hit != nil && now.Sub(hit.at) < maxAge {
 		return hit, nil
 	}
@@ -355,13 +397,9 @@ func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cache
 		return nil, err
 	}
 	sum := sha256.Sum256(body)
-	st := &cachedState{body: body, etag: `"` + hex.EncodeToString(sum[:8]) + `"`, at: now}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedStates {
-		c.m = map[string]*cachedState{}
-	}
-	c.m[id] = st
-	c.mu.Unlock()
+	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+	st := &cachedState{body: body, etag: etag, at: now, etagHeader: []string{etag}}
+	s.states.put(id, st)
 	return st, nil
 }
 
@@ -377,9 +415,7 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "public, max-age=1")
-	h.Set("ETag", st.etag)
+	h["Content-Type"], h["Cache-Control"], h["Etag"] = jsonHeader, stateCacheHeader, st.etagHeader
 	if r.Header.Get("If-None-Match") == st.etag {
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -391,12 +427,7 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 // the few on stage as server-sent events.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	c, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	_, rm, err := s.roomOf(r, id)
+	c, _, rm, err := s.liveRoom(r, amphi.RoleHost, amphi.RoleSpeaker)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -632,12 +663,7 @@ func (s *Server) handleRequestWithdraw(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRequestList(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	_, rm, err := s.roomOf(r, id)
+	_, _, rm, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -663,11 +689,7 @@ func (s *Server) handleRequestDecline(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answerRequest(w http.ResponseWriter, r *http.Request, answer string) {
 	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	_, rm, err := s.roomOf(r, id)
+	_, _, rm, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -712,8 +734,8 @@ func (s *Server) answerRequest(w http.ResponseWriter, r *http.Request, answer st
 // its body is one boolean field. It returns the space's session and room
 // and the value asked for.
 func (s *Server) hostSwitch(w http.ResponseWriter, r *http.Request, field string) (*live.Session, *room, bool, error) {
-	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost); err != nil {
+	_, sess, rm, err := s.liveRoom(r, amphi.RoleHost)
+	if err != nil {
 		return nil, nil, false, err
 	}
 	var body map[string]*bool
@@ -724,8 +746,7 @@ func (s *Server) hostSwitch(w http.ResponseWriter, r *http.Request, field string
 	if v == nil || len(body) != 1 {
 		return nil, nil, false, amphi.Errorf(amphi.EInvalid, `the body must be {"%s": true} or {"%s": false}`, field, field)
 	}
-	sess, rm, err := s.roomOf(r, id)
-	return sess, rm, *v, err
+	return sess, rm, *v, nil
 }
 
 func (s *Server) handleSpeakerMute(w http.ResponseWriter, r *http.Request) {
@@ -747,11 +768,7 @@ func (s *Server) handleSpeakerMute(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleSpeakerRemove(w http.ResponseWriter, r *http.Request) {
 	id, sid := r.PathValue("id"), r.PathValue("sid")
-	if _, err := s.authorize(r, id, amphi.RoleHost); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	sess, _, err := s.roomOf(r, id)
+	_, sess, _, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -784,11 +801,4 @@ func (s *Server) handleRecordingToggle(w http.ResponseWriter, r *http.Request) {
 	}
 	s.states.forget(r.PathValue("id"))
 	writeJSON(w, http.StatusOK, map[string]bool{"recording": sess.Recorder().Recording()})
-}
-
-// forget drops a space's cached state.
-func (c *stateCache) forget(id string) {
-	c.mu.Lock()
-	delete(c.m, id)
-	c.mu.Unlock()
 }

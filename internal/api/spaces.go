@@ -474,9 +474,9 @@ func (s *Server) handleCalendar(w http.ResponseWriter, r *http.Request) {
 }
 
 // icsText escapes a TEXT value (RFC 5545 §3.3.11).
-func icsText(v string) string {
-	return strings.NewReplacer(`\`, `\\`, ";", `\;`, ",", `\,`, "\r\n", `\n`, "\n", `\n`, "\r", `\n`).Replace(v)
-}
+func icsText(v string) string { return icsEscaper.Replace(v) }
+
+var icsEscaper = strings.NewReplacer(`\`, `\\`, ";", `\;`, ",", `\,`, "\r\n", `\n`, "\n", `\n`, "\r", `\n`)
 
 // icsFold folds a content line at 75 octets, never inside a UTF-8
 // character, and ends it with CRLF (RFC 5545 §3.1).

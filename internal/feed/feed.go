@@ -180,28 +180,54 @@ func Play(ctx context.Context, pkts []Packet, loop bool, send func(Packet) error
 	if len(pkts) == 0 {
 		return errors.New("feed: nothing to play")
 	}
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	due := time.Now()
+	sch := NewSchedule()
+	defer sch.Stop()
 	for {
 		for _, p := range pkts {
-			if wait := time.Until(due); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-timer.C:
-				}
-			} else if ctx.Err() != nil {
+			if !sch.Wait(ctx) {
 				return nil
 			}
 			if err := send(p); err != nil {
 				return err
 			}
-			due = due.Add(p.Duration)
+			sch.Advance(p.Duration)
 		}
 		if !loop {
 			return nil
 		}
 	}
 }
+
+// Schedule paces a real-time sender against an absolute clock, so a late
+// wake-up is made up by the next one and delays never accumulate.
+type Schedule struct {
+	timer *time.Timer
+	due   time.Time
+}
+
+// NewSchedule returns a schedule whose first slot is due now. Stop it when
+// done.
+func NewSchedule() *Schedule {
+	return &Schedule{timer: time.NewTimer(time.Hour), due: time.Now()}
+}
+
+// Wait blocks until the current slot is due. It reports false, at once,
+// when ctx is done.
+func (s *Schedule) Wait(ctx context.Context) bool {
+	if wait := time.Until(s.due); wait > 0 {
+		s.timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.timer.C:
+			return true
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// Advance makes the next slot due d after the current one.
+func (s *Schedule) Advance(d time.Duration) { s.due = s.due.Add(d) }
+
+// Stop releases the schedule's timer.
+func (s *Schedule) Stop() { s.timer.Stop() }

@@ -175,19 +175,10 @@ func (b *speakerBots) playMarks(ctx context.Context, sess *whip.Session) error {
 	}
 	var pcm []int16
 	buf := make([]byte, maxOpusPacket)
-	timer := time.NewTimer(0)
-	<-timer.C
-	defer timer.Stop()
-	due := time.Now()
+	sch := feed.NewSchedule()
+	defer sch.Stop()
 	for i := 0; ; i++ {
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
+		if !sch.Wait(ctx) {
 			return nil
 		}
 		var mark bool
@@ -209,7 +200,7 @@ func (b *speakerBots) playMarks(ctx context.Context, sess *whip.Session) error {
 		if err := sess.WriteOpus(pkt, latency.FrameDuration); err != nil {
 			return err
 		}
-		due = due.Add(latency.FrameDuration)
+		sch.Advance(latency.FrameDuration)
 	}
 }
 

@@ -200,32 +200,38 @@ function speakerName(sp) {
   return sp.name || 'Unnamed speaker';
 }
 
-function stageItem(sp) {
+// el makes an element with a class and, optionally, its text.
+function el(tag, className, text = '') {
+  const e = document.createElement(tag);
+  e.className = className;
+  e.textContent = text;
+  return e;
+}
+
+// smallButton makes a row's button; data-{key} holds the row's id, which
+// the list's click handler reads.
+function smallButton(className, key, id, text = '') {
+  const b = el('button', ('small-button ' + className).trim(), text);
+  b.type = 'button';
+  b.dataset[key] = id;
+  return b;
+}
+
+// row makes a list item: who it is about, then its buttons.
+function row(who, buttons) {
   const li = document.createElement('li');
+  const w = el('span', 'who');
+  w.append(...who);
+  const b = el('span', 'buttons');
+  b.append(...buttons);
+  li.append(w, b);
+  return li;
+}
+
+function stageItem(sp) {
+  const li = row([el('span', 'name'), el('span', 'tag', 'host'), el('span', 'talk')],
+    [smallButton('', 'mute', sp.id), smallButton('danger', 'remove', sp.id, 'Remove')]);
   li.dataset.sid = sp.id;
-  const who = document.createElement('span');
-  who.className = 'who';
-  const name = document.createElement('span');
-  name.className = 'name';
-  const tag = document.createElement('span');
-  tag.className = 'tag';
-  tag.textContent = 'host';
-  const talk = document.createElement('span');
-  talk.className = 'talk';
-  who.append(name, tag, talk);
-  const buttons = document.createElement('span');
-  buttons.className = 'buttons';
-  const mute = document.createElement('button');
-  mute.type = 'button';
-  mute.className = 'small-button';
-  mute.dataset.mute = sp.id;
-  const remove = document.createElement('button');
-  remove.type = 'button';
-  remove.className = 'small-button danger';
-  remove.dataset.remove = sp.id;
-  remove.textContent = 'Remove';
-  buttons.append(mute, remove);
-  li.append(who, buttons);
   return li;
 }
 
@@ -280,29 +286,9 @@ function renderStage(speakers) {
 }
 
 function requestItem(rq) {
-  const li = document.createElement('li');
+  const li = row([el('span', 'name'), el('span', 'meta')],
+    [smallButton('primary', 'approve', rq.id, 'Approve'), smallButton('', 'decline', rq.id, 'Decline')]);
   li.dataset.request = rq.id;
-  const who = document.createElement('span');
-  who.className = 'who';
-  const name = document.createElement('span');
-  name.className = 'name';
-  const at = document.createElement('span');
-  at.className = 'meta';
-  who.append(name, at);
-  const buttons = document.createElement('span');
-  buttons.className = 'buttons';
-  const approve = document.createElement('button');
-  approve.type = 'button';
-  approve.className = 'small-button primary';
-  approve.dataset.approve = rq.id;
-  approve.textContent = 'Approve';
-  const decline = document.createElement('button');
-  decline.type = 'button';
-  decline.className = 'small-button';
-  decline.dataset.decline = rq.id;
-  decline.textContent = 'Decline';
-  buttons.append(approve, decline);
-  li.append(who, buttons);
   return li;
 }
 

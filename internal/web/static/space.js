@@ -153,10 +153,11 @@ async function onState(st) {
   drawReactions();
 }
 
-// onStateError falls back to the space itself, which knows whether it
-// started or ended, when the state cannot be had.
-async function onStateError() {
-  await loadSpace();
+// onStateError reads the space itself only when the state says it does not
+// exist (removed): anything else, the next poll tries again, since one
+// more request would only add to a busy or limiting server.
+async function onStateError(r) {
+  if (r && r.status === 404) await loadSpace();
 }
 
 // ---- Reactions ----
@@ -557,7 +558,7 @@ function play(listenURL) {
 
 // ---- Low-latency player (opt-in: ?player=low) ----
 //
-// player.js (WebCodecs) plays ~0.3 s behind the live edge instead of
+// player.js (WebCodecs) plays ~0.5 s behind the speakers instead of
 // seconds. It is loaded only when asked for, so the default page is as it
 // was; where WebCodecs cannot decode Opus the <audio> element plays.
 
