@@ -1,5 +1,6 @@
 // Package amphi holds the domain types every other package shares: spaces,
-// roles and the error type whose codes map to HTTP statuses in one table.
+// roles, the error type whose codes map to HTTP statuses in one table, and
+// the program's media format (media.go).
 package amphi
 
 import (
@@ -79,6 +80,18 @@ const (
 	StateEnded     State = "ended"
 )
 
+// EndReason says why a space ended.
+type EndReason string
+
+// Why spaces end.
+const (
+	EndHost     EndReason = "host"     // its host ended it
+	EndIdle     EndReason = "idle"     // nobody was on its stage for the server's idle time
+	EndShutdown EndReason = "shutdown" // the server shut down while it was live
+	EndCrash    EndReason = "crash"    // the server stopped without ending it; ended at restart
+	EndFailed   EndReason = "failed"   // its audio could not be put on air
+)
+
 // Role is what a token lets its bearer do in one space.
 type Role string
 
@@ -98,6 +111,9 @@ type Space struct {
 	CreatedAt   time.Time  `json:"created_at"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	EndedAt     *time.Time `json:"ended_at,omitempty"`
+	// EndReason says why an ended space ended; "" for one ended before
+	// reasons were recorded.
+	EndReason EndReason `json:"end_reason,omitempty"`
 	// Serial is the Ogg logical stream serial number of the space's program,
 	// fixed at creation so every edge builds identical pages.
 	Serial uint32 `json:"-"`

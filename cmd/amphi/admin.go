@@ -40,7 +40,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err != nil {
 		return fmt.Errorf("admin create: %w", err)
 	}
-	if err := os.MkdirAll(*data, 0o755); err != nil {
+	if err := os.MkdirAll(*data, 0o700); err != nil {
 		return fmt.Errorf("admin create: data directory: %w", err)
 	}
 	db, err := store.Open(ctx, filepath.Join(*data, "amphi.db"))

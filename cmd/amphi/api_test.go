@@ -30,6 +30,7 @@ const videoOnlyOffer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
 // unauthorised and oversized requests: each gets its status and a JSON error
 // with a code, never a crash or a hang.
 func TestBadRequestsGetClearErrors(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
@@ -122,6 +123,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 // speaker, feeds it garbage RTP and loses a speaker without a DELETE, while a
 // listener checks the program never has a hole.
 func TestStageSurvivesMisbehavingSpeakers(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())

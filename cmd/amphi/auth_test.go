@@ -177,6 +177,7 @@ func TestAdminCreateFromTheCommandLine(t *testing.T) {
 }
 
 func TestSignInSetsAHardenedSessionCookie(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, nil)
 	resp, body := call(t, "POST", m.URL()+"/auth/signin", map[string]string{"email": "admin@example.org", "password": adminPassword}, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -206,6 +207,7 @@ func TestSignInSetsAHardenedSessionCookie(t *testing.T) {
 }
 
 func TestWrongPasswordAndUnknownEmailLookTheSame(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, nil)
 	var answers []string
 	for _, cred := range []map[string]string{
@@ -224,6 +226,7 @@ func TestWrongPasswordAndUnknownEmailLookTheSame(t *testing.T) {
 }
 
 func TestSignInIsRateLimitedPerSource(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, nil)
 	cred := map[string]string{"email": "admin@example.org", "password": "guess guess guess"}
 	for i := range 10 { // the burst
@@ -238,6 +241,7 @@ func TestSignInIsRateLimitedPerSource(t *testing.T) {
 }
 
 func TestExpiredSessionSaysSo(t *testing.T) {
+	t.Parallel()
 	m, clk := startWithAdmin(t, nil)
 	s := signIn(t, m.URL(), "admin@example.org", adminPassword)
 	if resp, body := call(t, "GET", m.URL()+"/auth/me", nil, s.headers(false)); resp.StatusCode != http.StatusOK || body["csrf"] != s.csrf {
@@ -259,6 +263,7 @@ func TestExpiredSessionSaysSo(t *testing.T) {
 }
 
 func TestCookieAuthenticatedRequestsNeedTheCSRFToken(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, nil)
 	s := signIn(t, m.URL(), "admin@example.org", adminPassword)
 	other := signIn(t, m.URL(), "admin@example.org", adminPassword)
@@ -367,6 +372,7 @@ func captureStdout(t *testing.T, f func() error) ([]byte, error) {
 }
 
 func TestFirstStartLinkCreatesTheFirstAdminOnce(t *testing.T) {
+	t.Parallel()
 	clk := &clock{}
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
 		m.Config.API.Accounts.Params = cheapParams
@@ -406,6 +412,7 @@ func TestFirstStartLinkCreatesTheFirstAdminOnce(t *testing.T) {
 }
 
 func TestExpiredFirstStartLinkSaysSo(t *testing.T) {
+	t.Parallel()
 	clk := &clock{}
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Now = clk.Now })
 	defer m.Close()
@@ -424,6 +431,7 @@ func TestExpiredFirstStartLinkSaysSo(t *testing.T) {
 // signed-in newcomer is placed ahead of anonymous waiters (the tier policy),
 // and still behind nobody inside: nobody is evicted.
 func TestSignedInListenersWaitAheadOfAnonymousOnes(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, func(m *Main) {
 		m.Config.API.Gate.Node.MaxListeners = 1
 		oneSourceTest(m)

@@ -15,10 +15,24 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
+// browserSlots bounds the browser tests running at once. Chromium is the
+// heaviest thing the tests run; with two at most, a busy 2-core machine
+// still plays their audio in time.
+var browserSlots = make(chan struct{}, 2)
+
+// parallelBrowser marks a browser test parallel and waits for one of the
+// browser slots, held until the test ends. Call it first, before the
+// test's timeouts start.
+func parallelBrowser(t *testing.T) {
+	t.Parallel()
+	browserSlots <- struct{}{}
+	t.Cleanup(func() { <-browserSlots })
+}
+
 // chromiumPath returns Debian's Chromium, or skips the test where it is not
 // installed. On CI (CI set) a missing browser fails the test instead, so the
 // newcomer's path cannot go untested there without anyone noticing.
-func chromiumPath(t *testing.T) string {
+func chromiumPath(t testing.TB) string {
 	t.Helper()
 	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
 		if path, err := exec.LookPath(p); err == nil {
@@ -36,7 +50,7 @@ func chromiumPath(t *testing.T) string {
 // returns a context for its first tab. Cleanup closes the browser and checks
 // none of its processes is left. The browser lives until then: bound its
 // actions with a context derived from the one returned.
-func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+func startBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	dir := t.TempDir()
 	opts := append([]chromedp.ExecAllocatorOption{

@@ -17,6 +17,7 @@ import (
 // code in it. A WHIP speaker plays a tone throughout; the browser must play
 // on without a media error, and the page must hear the tone.
 func TestBrowserPlaysLiveURL(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())

@@ -82,6 +82,7 @@ func (w *remoteWorker) shares() []string {
 }
 
 func TestLoadRunsSharesOnRemoteWorkersOverNATS(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
@@ -116,6 +117,7 @@ func TestLoadRunsSharesOnRemoteWorkersOverNATS(t *testing.T) {
 }
 
 func TestLoadReportsRemoteWorkersThatNeverTookTheirShare(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())

@@ -6,33 +6,63 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
 
-// capListener holds at most max connections: past it, it accepts a new one
-// and closes it at once, counted, and goes on accepting. Refusing inside
-// Accept (rather than returning an error, which ends http.Server.Serve)
-// keeps the server up when the crowd or a flood exceeds what the process
-// may hold.
+// capListener holds at most max connections, and at most perSource from
+// one source: past either, it accepts a new one and closes it at once,
+// counted by reason, and goes on accepting. Refusing inside Accept (rather
+// than returning an error, which ends http.Server.Serve) keeps the server
+// up when the crowd or a flood exceeds what the process may hold, and the
+// per-source cap keeps one host from taking every place.
 type capListener struct {
 	net.Listener
-	max     int64
-	open    atomic.Int64
-	refused atomic.Uint64
+	max       int64
+	perSource int // 0: no cap per source
+	exempt    []netip.Prefix
+	open      atomic.Int64
+	// refused counts connections refused for the node's cap,
+	// refusedSource those refused for their source's: counters of the
+	// Main's, shared by its addresses.
+	refused, refusedSource *atomic.Uint64
+
+	mu      sync.Mutex
+	sources map[netip.Addr]int // open connections by source (sourceKey)
+
+	// wrap, when set, wraps each connection it admits: the listeners'
+	// address refuses bad tickets before net/http (api.Server.LeanConn).
+	wrap func(net.Conn) net.Conn
 }
 
-func listen(addr string, max int) (*capListener, error) {
+// Default cap on one source's connections. A carrier's NAT puts hundreds
+// of people behind one /24 but far fewer behind one address; the cap
+// applies to one address (an IPv6 /64, what one subscriber gets).
+const defaultConnsPerSource = 256
+
+// acceptRefusals counts connections refused at accept, by reason.
+type acceptRefusals struct {
+	nodeCap, sourceCap atomic.Uint64
+}
+
+// listen listens on addr, capped at max connections in all and perSource
+// from each source, counting refusals in rc; connections from the exempt
+// prefixes (trusted proxies, which carry everyone's connections) have no
+// cap per source.
+func listen(addr string, max, perSource int, exempt []netip.Prefix, rc *acceptRefusals) (*capListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &capListener{Listener: ln, max: int64(max)}, nil
+	return &capListener{Listener: ln, max: int64(max), perSource: perSource, exempt: exempt,
+		refused: &rc.nodeCap, refusedSource: &rc.sourceCap, sources: make(map[netip.Addr]int)}, nil
 }
 
-// Accept returns the next connection under the cap.
+// Accept returns the next connection under the caps.
 func (l *capListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -45,20 +75,84 @@ func (l *capListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		return &cappedConn{Conn: c, l: l}, nil
+		src, ok := l.admitSource(c.RemoteAddr())
+		if !ok {
+			l.open.Add(-1)
+			l.refusedSource.Add(1)
+			c.Close()
+			continue
+		}
+		var conn net.Conn = &cappedConn{Conn: c, l: l, src: src}
+		if l.wrap != nil {
+			conn = l.wrap(conn)
+		}
+		return conn, nil
 	}
 }
 
-// cappedConn gives its place back once, when it closes.
+// admitSource takes a place for addr's source, if it has one left. The
+// zero Addr it returns for an uncapped connection holds no place.
+func (l *capListener) admitSource(addr net.Addr) (netip.Addr, bool) {
+	ta, ok := addr.(*net.TCPAddr)
+	if l.perSource <= 0 || !ok {
+		return netip.Addr{}, true
+	}
+	src := sourceKey(ta.AddrPort().Addr())
+	for _, p := range l.exempt {
+		if p.Contains(src) {
+			return netip.Addr{}, true
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sources[src] >= l.perSource {
+		return netip.Addr{}, false
+	}
+	l.sources[src]++
+	return src, true
+}
+
+// sourceOpen returns how many connections addr's source holds now.
+func (l *capListener) sourceOpen(addr netip.Addr) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sources[sourceKey(addr)]
+}
+
+func (l *capListener) releaseSource(src netip.Addr) {
+	if !src.IsValid() {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sources[src]--; l.sources[src] <= 0 {
+		delete(l.sources, src)
+	}
+}
+
+// sourceKey is what the per-source cap counts: an IPv4 address, or an IPv6
+// address's /64.
+func sourceKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// cappedConn gives its places back once, when it closes.
 type cappedConn struct {
 	net.Conn
 	l      *capListener
+	src    netip.Addr // its source's place, if it holds one
 	closed atomic.Bool
 }
 
 func (c *cappedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.open.Add(-1)
+		c.l.releaseSource(c.src)
 	}
 	return c.Conn.Close()
 }
@@ -66,6 +160,10 @@ func (c *cappedConn) Close() error {
 // Unwrap gives the edge the TCP connection underneath, for its socket
 // options and non-blocking writes.
 func (c *cappedConn) Unwrap() net.Conn { return c.Conn }
+
+// defaultMaxConns is the main address's cap on connections: the open-files
+// limit less what the process keeps for itself.
+func defaultMaxConns() int { return openFilesLimit() - reservedFiles }
 
 // openFilesLimit returns the process's open-files limit.
 func openFilesLimit() int {
@@ -76,24 +174,25 @@ func openFilesLimit() int {
 	return int(r.Cur)
 }
 
-// loadKey reads the gate's signing key, making one on first start, so
-// tickets survive a restart.
+// loadKey reads a 32-byte secret kept hex-encoded at path (the gate's
+// signing key, the bus's token), making one on first start, 0600, so it
+// survives a restart.
 func loadKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		key := make([]byte, 32)
 		rand.Read(key)
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("gate key: %w", err)
+			return nil, fmt.Errorf("key: %w", err)
 		}
 		return key, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("gate key: %w", err)
+		return nil, fmt.Errorf("key: %w", err)
 	}
 	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
 	if err != nil || len(key) < 32 {
-		return nil, fmt.Errorf("gate key %s: want 64 hex digits", path)
+		return nil, fmt.Errorf("key %s: want 64 hex digits", path)
 	}
 	return key, nil
 }

@@ -59,9 +59,11 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.IntVar(&sc.Speakers, "speakers", sc.Speakers, "speaker bots over WHIP; -1 is one when the run creates the space, else none")
 	fs.StringVar(&sc.SpeakFile, "speak-file", sc.SpeakFile, "WAV or Ogg Opus file the speaker bots loop; empty is a tone")
 	fs.IntVar(&sc.Sources, "sources", sc.Sources, "loopback source addresses to rotate over; 0 is one per 10 000 listeners, plus one")
+	fs.IntVar(&sc.PerPrefix, "per-prefix", sc.PerPrefix, "listeners that share a /24, each from its own address, before the next /24 (a carrier's NAT); 0 is a new /24 each")
 	fs.IntVar(&sc.PerProcess, "per-process", sc.PerProcess, "most listeners in one process; more run in worker processes")
 	fs.DurationVar((*time.Duration)(&sc.Timeout), "timeout", time.Duration(sc.Timeout), "a listener's wait for its connection, first audio and each read")
 	fs.IntVar(&sc.PID, "pid", sc.PID, "the server's process id, when local: its CPU and memory are sampled")
+	fs.StringVar(&sc.Ops, "ops", sc.Ops, "the server's ops address (loopback only), where the scenario's faults are posted; the server needs --rehearsal-faults")
 	return fs
 }
 

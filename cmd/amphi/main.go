@@ -85,7 +85,11 @@ func runServe(ctx context.Context, args []string) error {
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(os.Stdout, "amphi serving on %s (data in %s, bus at %s)\n", m.URL(), m.Config.DataDir, m.BusURL())
+	ops := m.OpsURL()
+	if ops == "" {
+		ops = "no address"
+	}
+	fmt.Fprintf(os.Stdout, "amphi serving on %s (data in %s, %s, /ops and /metrics on %s)\n", m.URL(), m.Config.DataDir, m.busSummary(), ops)
 	<-ctx.Done()
 	fmt.Fprintln(os.Stdout, "amphi: shutting down")
 	return m.Close()

@@ -17,25 +17,25 @@ import (
 	"github.com/pion/rtp"
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/tone"
 	"github.com/amphi-audio/amphi/internal/whip"
 )
 
-const (
-	sampleRate   = 48000
-	frameSamples = 960
-	toneLevel    = 0.3 // amplitude of test tones, of full scale
-)
+// toneLevel is the amplitude of test tones, of full scale.
+const toneLevel = 0.3
 
-// MustRunMain starts the real server in-process on a free loopback port with
-// a temporary data directory and an embedded NATS on a free port.
+// MustRunMain starts the real server in-process on a free loopback port
+// (and /ops on another) with a temporary data directory and an embedded
+// NATS on a free port.
 func MustRunMain(t testing.TB, dataDir string) *Main {
 	t.Helper()
 	m := NewMain()
-	m.Config.Addr = "127.0.0.1:0"
+	m.Config.Addr, m.Config.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	m.Config.DataDir = dataDir
+	manySpaces(m)
 	m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -70,7 +70,7 @@ func freshSpeaker(t *testing.T, c *client.Client, sp *client.Created) string {
 	return tok
 }
 
-func dialSpeaker(t *testing.T, ctx context.Context, c *client.Client, spaceID, token string) *toneSpeaker {
+func dialSpeaker(t testing.TB, ctx context.Context, c *client.Client, spaceID, token string) *toneSpeaker {
 	t.Helper()
 	sess, err := whip.Dial(ctx, c.WHIPURL(spaceID), token, whip.Config{})
 	if err != nil {
@@ -92,11 +92,11 @@ func dialSpeaker(t *testing.T, ctx context.Context, c *client.Client, spaceID, t
 }
 
 func (s *toneSpeaker) play(ctx context.Context, freq float64, on, off, total time.Duration) error {
-	enc, err := opus.NewEncoder(sampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		return err
 	}
-	pcm := make([]int16, frameSamples)
+	pcm := make([]int16, amphi.FrameSamples)
 	buf := make([]byte, 1500)
 	var phase float64
 	start := time.Now()
@@ -115,7 +115,7 @@ func (s *toneSpeaker) play(ctx context.Context, freq float64, on, off, total tim
 				s.toneFrom = time.Now()
 				s.mu.Unlock()
 			}
-			pcm, phase = tone.Sine(pcm, freq, toneLevel, sampleRate, phase)
+			pcm, phase = tone.Sine(pcm, freq, toneLevel, amphi.SampleRate, phase)
 		} else {
 			if at == off {
 				s.mu.Lock()
@@ -164,11 +164,11 @@ func (s *toneSpeaker) heardPCM(t *testing.T) []int16 {
 
 func decode(t *testing.T, packets [][]byte) []int16 {
 	t.Helper()
-	dec, err := opus.NewDecoder(sampleRate, 1)
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]int16, 0, len(packets)*frameSamples)
+	out := make([]int16, 0, len(packets)*amphi.FrameSamples)
 	frame := make([]int16, 5760)
 	for _, p := range packets {
 		n, err := dec.Decode(p, frame)
@@ -193,11 +193,11 @@ func timeline(t *testing.T, pkts []packet) (pcm []int16, first int64) {
 	datas := make([][]byte, len(pkts))
 	for i, p := range pkts {
 		datas[i] = p.data
-		if i > 0 && p.end != pkts[i-1].end+frameSamples {
+		if i > 0 && p.end != pkts[i-1].end+amphi.FrameSamples {
 			t.Fatalf("packet %d ends at granule %d, after %d: the timeline jumps", i, p.end, pkts[i-1].end)
 		}
 	}
-	return decode(t, datas), pkts[0].end - frameSamples
+	return decode(t, datas), pkts[0].end - amphi.FrameSamples
 }
 
 // assertTone checks freq is present, and other absent, in every 100 ms of
@@ -205,19 +205,19 @@ func timeline(t *testing.T, pkts []packet) (pcm []int16, first int64) {
 // dropout there would be a gap in the program.
 func assertTone(t *testing.T, name string, pcm []int16, first int64, from, to time.Duration, freq, other float64) {
 	t.Helper()
-	idx := func(d time.Duration) int { return int(int64(d)*sampleRate/int64(time.Second) - first) }
+	idx := func(d time.Duration) int { return int(int64(d)*amphi.SampleRate/int64(time.Second) - first) }
 	lo, hi := idx(from), idx(to)
 	if lo < 0 || hi > len(pcm) || hi-lo < 4800 {
 		t.Fatalf("%s: window [%v, %v) is outside the %d samples received from %d", name, from, to, len(pcm), first)
 	}
 	for i := lo; i+4800 <= hi; i += 4800 {
-		if !tone.Present(pcm[i:i+4800], sampleRate, freq, other) {
-			t.Errorf("%s: %v Hz not found (or %v Hz too) at program time %v", name, freq, other, time.Duration(int64(i)+first)*time.Second/sampleRate)
+		if !tone.Present(pcm[i:i+4800], amphi.SampleRate, freq, other) {
+			t.Errorf("%s: %v Hz not found (or %v Hz too) at program time %v", name, freq, other, time.Duration(int64(i)+first)*time.Second/amphi.SampleRate)
 		}
 	}
-	for i := lo; i+frameSamples <= hi; i += frameSamples {
-		if lvl := tone.Level(pcm[i : i+frameSamples]); lvl < toneLevel/10 {
-			t.Errorf("%s: 20 ms at program time %v is silent (level %.3f): a gap in the program", name, time.Duration(int64(i)+first)*time.Second/sampleRate, lvl)
+	for i := lo; i+amphi.FrameSamples <= hi; i += amphi.FrameSamples {
+		if lvl := tone.Level(pcm[i : i+amphi.FrameSamples]); lvl < toneLevel/10 {
+			t.Errorf("%s: 20 ms at program time %v is silent (level %.3f): a gap in the program", name, time.Duration(int64(i)+first)*time.Second/amphi.SampleRate, lvl)
 		}
 	}
 }
@@ -226,6 +226,7 @@ func assertTone(t *testing.T, name string, pcm []int16, first int64, from, to ti
 // real WHIP speakers with different tones, a listener on the progressive
 // stream, the recording, and ffmpeg as an independent decoder of both.
 func TestTwoSpeakersReachListenersAndRecording(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
@@ -294,8 +295,8 @@ func TestTwoSpeakersReachListenersAndRecording(t *testing.T) {
 	// end of its last packet.
 	mu.Lock()
 	for i := len(pkts) - 1; i > 0; i-- {
-		if pkts[i-1].end == pkts[i].end || pkts[i-1].end > pkts[i].end-frameSamples {
-			pkts[i-1].end = pkts[i].end - frameSamples
+		if pkts[i-1].end == pkts[i].end || pkts[i-1].end > pkts[i].end-amphi.FrameSamples {
+			pkts[i-1].end = pkts[i].end - amphi.FrameSamples
 		}
 	}
 	pcm, first := timeline(t, pkts)
@@ -323,7 +324,7 @@ func TestTwoSpeakersReachListenersAndRecording(t *testing.T) {
 		heard := h.s.heardPCM(t)
 		found := 0
 		for i := 0; i+4800 <= len(heard); i += 4800 {
-			if tone.Present(heard[i:i+4800], sampleRate, h.freq) {
+			if tone.Present(heard[i:i+4800], amphi.SampleRate, h.freq) {
 				found++
 			}
 		}
@@ -404,7 +405,7 @@ func recordingDuration(t *testing.T, b []byte) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return time.Duration(granule-int64(head.PreSkip)) * time.Second / sampleRate
+	return time.Duration(granule-int64(head.PreSkip)) * time.Second / amphi.SampleRate
 }
 
 // ffmpegDecodes checks ffmpeg decodes the Ogg Opus bytes without an error.

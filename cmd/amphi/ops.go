@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -71,6 +72,8 @@ func (m *Main) snapshot() ops.Snapshot {
 		Refusals:        g.Refusals,
 		TicketsVerified: g.TicketsVerified,
 		Waiting:         g.Waiting,
+		WaitingForStart: g.WaitingForStart,
+		Polls:           g.Polls,
 		PoWDifficulty:   float64(g.PoWDifficulty),
 		HTTPResponses:   m.statuses.snapshot(),
 		Components:      map[string]ops.ComponentHealth{},
@@ -88,7 +91,7 @@ func (m *Main) snapshot() ops.Snapshot {
 		mixer.Stalls += ms.Stalls
 		mixer.MaxFrame = max(mixer.MaxFrame, ms.MaxMix)
 		r := sess.Recorder()
-		rec.Stalls += uint64(r.Dropped())
+		rec.Stalls += uint64(r.Dropped() + r.Lagged())
 		if r.Err() != nil {
 			rec.Errors++
 		}
@@ -98,12 +101,22 @@ func (m *Main) snapshot() ops.Snapshot {
 		s.Spaces = append(s.Spaces, ops.SpaceSnapshot{ID: sess.SpaceID(), Speakers: st.Speakers})
 	}
 	mixer.Detail = "stalls: times the mixer fell 100 ms or more behind the clock"
-	rec.Detail = "stalls: chunks dropped; errors: recordings stopped"
+	rec.Detail = "stalls: chunks dropped, and times the disk fell 2 s behind; errors: recordings stopped"
 	stage.Detail = "errors: RTP dropped; stalls: speakers lost"
 	s.Components[ops.ComponentMixer] = mixer
 	s.Components[ops.ComponentRecorder] = rec
 	s.Components[ops.ComponentStage] = stage
-	s.Components[ops.ComponentBus] = ops.ComponentHealth{Stalls: m.badChunks.Load(), Detail: "stalls: chunks that did not decode"}
+	// A chunk of a known space with another serial, or numbered ahead of
+	// the clock, is forged or misrouted; one of an unknown space is another
+	// server's on a shared NATS, not a fault.
+	// A gap in a space's sequence is chunks lost on the way: a partition
+	// drops them without an error to the publisher.
+	forged := uint64(e.Dropped[edge.DropSerial] + e.Dropped[edge.DropAhead])
+	s.Components[ops.ComponentBus] = ops.ComponentHealth{Errors: m.bus.PublishErrors(), Stalls: m.badChunks.Load() + forged + uint64(e.Missed),
+		Detail: "errors: publishes failed; stalls: chunks lost on the way, that did not decode, or of another serial or numbered ahead of the clock (dropped)"}
+	// Connections refused at accept, by reason: the node's cap, a source's.
+	s.Refusals["conns_node_cap"] = m.refusedAtAccept.nodeCap.Load()
+	s.Refusals["conns_source_cap"] = m.refusedAtAccept.sourceCap.Load()
 	s.ReadProcess()
 	return s
 }

@@ -67,6 +67,7 @@ func askToSpeak(t *testing.T, base, id, name string) (rid, secret string) {
 // host action, tried with each kind of credentials, gets the status that
 // kind deserves, and the allowed ones really do the action.
 func TestEveryHostActionRefusesEveryoneElse(t *testing.T) {
+	t.Parallel()
 	m, _ := startWithAdmin(t, func(m *Main) { m.Config.API.RequestLimit = gate.LimiterConfig{} })
 	base := m.URL()
 	admin := signIn(t, base, "admin@example.org", adminPassword)
@@ -157,6 +158,7 @@ func TestEveryHostActionRefusesEveryoneElse(t *testing.T) {
 }
 
 func TestRequestToSpeakIsApprovedIntoAWorkingSpeakerToken(t *testing.T) {
+	t.Parallel()
 	// A burst big enough for the bad requests below, not for the flood.
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
 		m.Config.API.RequestLimit = gate.LimiterConfig{SourceRate: 1.0 / 20, SourceBurst: 10}
@@ -261,6 +263,7 @@ func TestRequestToSpeakIsApprovedIntoAWorkingSpeakerToken(t *testing.T) {
 }
 
 func TestPendingRequestsAreCapped(t *testing.T) {
+	t.Parallel()
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.RequestLimit = gate.LimiterConfig{} })
 	t.Cleanup(func() { m.Close() })
 	sp, err := client.New(m.URL()).Create(t.Context(), "Popular", nil)
@@ -277,6 +280,7 @@ func TestPendingRequestsAreCapped(t *testing.T) {
 }
 
 func TestReactionsAreAggregatedAndBadOnesRefused(t *testing.T) {
+	t.Parallel()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() })
 	base := m.URL()
@@ -319,6 +323,7 @@ func TestReactionsAreAggregatedAndBadOnesRefused(t *testing.T) {
 const stateAge = 1100 * time.Millisecond
 
 func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
+	t.Parallel()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() })
 	base, ctx := m.URL(), t.Context()
@@ -386,7 +391,7 @@ func TestStateIsCacheableAndShowsTheRoom(t *testing.T) {
 			t.Fatalf("state of no space: %d %v", resp.StatusCode, body)
 		}
 	}
-	if metrics := string(fetch(t, ctx, base+"/metrics")); !strings.Contains(metrics, `amphi_refusals_total{reason="not_found"} 5`) {
+	if metrics := string(fetch(t, ctx, m.OpsURL()+"/metrics")); !strings.Contains(metrics, `amphi_refusals_total{reason="not_found"} 5`) {
 		t.Errorf("metrics do not count 5 not_found refusals:\n%s", grepLines(metrics, "amphi_refusals_total"))
 	}
 	// Scanning made-up ids is limited: they cost database reads. The live
@@ -417,6 +422,7 @@ func grepLines(s, sub string) string {
 }
 
 func TestHostMutesAndRemovesASpeaker(t *testing.T) {
+	t.Parallel()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() })
 	base, ctx := m.URL(), t.Context()
@@ -457,6 +463,7 @@ func TestHostMutesAndRemovesASpeaker(t *testing.T) {
 }
 
 func TestExpiredSpeakerLinkSaysSo(t *testing.T) {
+	t.Parallel()
 	clk := &clock{}
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Now = clk.Now })
 	t.Cleanup(func() { m.Close() })
@@ -483,6 +490,7 @@ func TestExpiredSpeakerLinkSaysSo(t *testing.T) {
 }
 
 func TestHostInvitesAreSingleUseAndExpire(t *testing.T) {
+	t.Parallel()
 	m, clk := startWithAdmin(t, nil)
 	base := m.URL()
 	admin := signIn(t, base, "admin@example.org", adminPassword)
@@ -539,6 +547,7 @@ func TestHostInvitesAreSingleUseAndExpire(t *testing.T) {
 }
 
 func TestEventStreamFollowsTheStage(t *testing.T) {
+	t.Parallel()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() })
 	base, ctx := m.URL(), t.Context()
@@ -593,10 +602,14 @@ func TestEventStreamFollowsTheStage(t *testing.T) {
 	}
 	expect(`state "state":"live"`, `requests "requests":[]`)
 
-	// A space holds 32 streams; the 33rd is refused.
+	// A space holds 32 streams, two per token; the 33rd is refused.
+	var tok string
 	for i := range 32 {
+		if i%2 == 0 {
+			tok = freshSpeaker(t, c, sp)
+		}
 		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/spaces/"+sp.ID+"/events", nil)
-		req.Header.Set("Authorization", "Bearer "+sp.HostToken)
+		req.Header.Set("Authorization", "Bearer "+tok)
 		r, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -620,6 +633,7 @@ func TestEventStreamFollowsTheStage(t *testing.T) {
 }
 
 func TestCalendarEventForAScheduledSpace(t *testing.T) {
+	t.Parallel()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() })
 	at := time.Date(2031, 5, 6, 17, 30, 0, 0, time.UTC)

@@ -45,6 +45,18 @@ type Config struct {
 	// out of file descriptors. Zero means the open-files limit less 1 000
 	// kept for the stage, the database and the bus.
 	MaxConns int
+	// MaxConnsPerSource caps the connections one source address (an IPv6
+	// /64) holds at once on Addr and StageAddr, so that one host cannot
+	// take every place; the trusted proxies have no such cap. Zero means
+	// 256; negative means no cap.
+	MaxConnsPerSource int
+	// OpsAddr serves /ops and /metrics, which Addr does not: they name the
+	// sources refused. Empty means neither is served.
+	OpsAddr string
+	// RehearsalFaults serves POST /faults on OpsAddr, which makes every
+	// space on air feign an internal fault for a while (faults.go): for
+	// rehearsals on a staging server only. False means no /faults.
+	RehearsalFaults bool
 	// ShutdownTimeout bounds a graceful shutdown. Zero means 10 s.
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -54,6 +66,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr:            "127.0.0.1:8080",
+		OpsAddr:         "127.0.0.1:8081",
 		DataDir:         "./amphi-data",
 		Bus:             bus.DefaultConfig(),
 		Edge:            edge.DefaultConfig(),
@@ -66,6 +79,8 @@ func DefaultConfig() Config {
 func defaultAPIConfig() api.Config {
 	c := api.DefaultConfig()
 	c.Gate.Node.MaxListeners = nodeCapacity()
+	c.Gate.Node.JoinRate = float64(joinsPerCPU * runtime.NumCPU())
+	c.Gate.Node.JoinBurst = int(c.Gate.Node.JoinRate)
 	return c
 }
 
@@ -73,13 +88,23 @@ func defaultAPIConfig() api.Config {
 const (
 	listenerMemory  = 64 << 10 // bytes: kernel socket buffers with room to spare
 	listenersPerCPU = 25000    // one write a second each (BENCHMARKS.md)
-	reservedFiles   = 2000     // the stage, the database, the bus, the recorder
+	// joinsPerCPU is the admissions per second one core takes on top of
+	// its listeners: on 2 cores, 18 000 listeners joining at 900/s were
+	// all admitted with 0 stalls and first audio p99 20 ms at 1 000/s
+	// (DESIGN.md; re-measured in docs/BENCHMARKS.md).
+	joinsPerCPU = 500
+	// reservedFiles is kept twice from the open-files limit: the main
+	// address leaves it to the process's own files (the stage and its
+	// door, the database, the bus, the recorders), and its listeners leave
+	// it to connections that are not listening (joins, pages, the API), so
+	// a full node still answers those.
+	reservedFiles = 1000
 )
 
 // nodeCapacity derives how many listeners this machine holds at once: the
 // least of what its open-files limit, its memory and its cores allow.
 func nodeCapacity() int {
-	n := min(openFilesLimit()-reservedFiles, listenersPerCPU*runtime.NumCPU())
+	n := min(defaultMaxConns()-reservedFiles, listenersPerCPU*runtime.NumCPU())
 	if mem := memTotal(); mem > 0 {
 		n = min(n, int(mem/listenerMemory))
 	}
@@ -120,8 +145,13 @@ type Main struct {
 
 	stageLn   *capListener
 	stageHTTP *http.Server
+	opsLn     *capListener
+	opsHTTP   *http.Server
+	// refusedAtAccept counts what the addresses refused at accept.
+	refusedAtAccept acceptRefusals
 
 	monitor   *ops.Monitor
+	faults    *faults // nil without RehearsalFaults
 	statuses  statusCounter
 	badChunks atomic.Uint64
 	stopBg    context.CancelFunc
@@ -139,14 +169,20 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.Config.Addr, "addr", m.Config.Addr, "HTTP listen address")
 	fs.StringVar(&m.Config.DataDir, "data", m.Config.DataDir, "data directory: database and recordings")
 	fs.StringVar(&m.Config.Bus.URL, "nats", m.Config.Bus.URL, "external NATS URL; empty runs an embedded server")
-	fs.StringVar(&m.Config.Bus.Listen, "nats-listen", m.Config.Bus.Listen, "embedded NATS client address (default 127.0.0.1 on a free port)")
+	fs.StringVar(&m.Config.Bus.Listen, "nats-listen", m.Config.Bus.Listen, "embedded NATS client address, loopback only, with the token in the data directory (default 127.0.0.1 on a free port)")
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
-	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", 32000, "program bitrate in bit/s")
+	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", m.Config.Live.Mix.Bitrate, "program bitrate in bit/s")
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
-	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, "connections the main address holds at once (0: the open-files limit less 1000)")
+	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, fmt.Sprintf("connections the main address holds at once (0: the open-files limit less %d)", reservedFiles))
+	fs.IntVar(&m.Config.MaxConnsPerSource, "max-conns-per-source", defaultConnsPerSource, "connections one source address (IPv6: one /64) holds at once; --trusted-proxies are exempt (-1: no cap)")
+	fs.StringVar(&m.Config.OpsAddr, "ops-addr", m.Config.OpsAddr, "address serving /ops and /metrics, which the main address does not (empty: none)")
 	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node (default: the least of what open files, memory and cores allow)")
 	fs.IntVar(&m.Config.API.Gate.Room.MaxListeners, "max-space-listeners", m.Config.API.Gate.Room.MaxListeners, "concurrent listeners in one space (0: only the node's cap)")
 	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
+	fs.StringVar(&m.Config.API.PublicURL, "public-url", m.Config.API.PublicURL, "the base URL people reach this server at, e.g. https://amphi.example.org behind a TLS proxy: links use it, and https makes cookies Secure")
+	fs.IntVar(&m.Config.Live.MaxLive, "max-live-spaces", m.Config.Live.MaxLive, "spaces on air on this node at once (default from the cores: a quarter of them for mixers; 0: no cap)")
+	fs.DurationVar(&m.Config.Live.IdleEnd, "idle-end", m.Config.Live.IdleEnd, "end a live space after this long with nobody on its stage (0: never)")
+	fs.BoolVar(&m.Config.RehearsalFaults, "rehearsal-faults", false, "serve POST /faults on --ops-addr, making every space on air feign an internal fault for a while: for rehearsals on a staging server only")
 	fs.BoolVar(&m.Config.API.RequireAccounts, "require-accounts", m.Config.API.RequireAccounts, "only signed-in hosts and admins may create spaces (create the first admin with: amphi admin create)")
 	pow := fs.Uint("pow", 0, "arm proof of work at this many bits from the start (0: armed by attack signals)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated prefixes whose X-Forwarded-For is believed (default none)")
@@ -183,18 +219,30 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.Config.LogLevel}))
 	}
 	cfg := &m.Config
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "recordings"), 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if cfg.RehearsalFaults {
+		if cfg.OpsAddr == "" {
+			return errors.New("serve: --rehearsal-faults serves /faults on the ops address: it needs --ops-addr")
+		}
+		m.faults = newFaults(m.Logger)
+		m.faults.install(cfg)
+	}
+	if err := secureDataDir(cfg.DataDir, m.Logger); err != nil {
+		return err
 	}
 	var err error
 	if m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "amphi.db")); err != nil {
 		return err
 	}
 	cfg.Bus.Logger = m.Logger
+	if cfg.Bus.URL == "" && cfg.Bus.Token == "" {
+		if cfg.Bus.Token, err = busToken(cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	if m.bus, err = bus.Open(ctx, cfg.Bus); err != nil {
 		return err
 	}
-	cfg.Edge.Logger = m.Logger
+	cfg.Edge.Logger, cfg.Edge.Lookup = m.Logger, m.spaceProgram
 	m.edge = edge.New(cfg.Edge)
 	if m.sub, err = m.bus.SubscribePrograms(m.edge.Publish, func(err error) {
 		m.badChunks.Add(1)
@@ -205,8 +253,10 @@ func (m *Main) Run(ctx context.Context) error {
 	cfg.Live.Logger = m.Logger
 	m.live = live.NewManager(m.bus, cfg.Live)
 	cfg.API.DataDir, cfg.API.Logger = cfg.DataDir, m.Logger
+	// The monitor starts below, before anything is served.
+	cfg.API.Verdict = func() string { return m.monitor.Report().Verdict }
 	if cfg.API.Gate.Key, err = loadKey(filepath.Join(cfg.DataDir, "gate.key")); err != nil {
-		return err
+		return fmt.Errorf("gate %w", err)
 	}
 	top := ops.NewTopPrefixes(0)
 	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, top); err != nil {
@@ -219,15 +269,24 @@ func (m *Main) Run(ctx context.Context) error {
 
 	maxConns := cfg.MaxConns
 	if maxConns == 0 {
-		maxConns = openFilesLimit() - 1000
+		maxConns = defaultMaxConns()
 	}
-	if m.ln, err = listen(cfg.Addr, maxConns); err != nil {
+	perSource := cfg.MaxConnsPerSource
+	if perSource == 0 {
+		perSource = defaultConnsPerSource
+	}
+	if m.ln, err = listen(cfg.Addr, maxConns, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
 		return err
 	}
+	m.ln.wrap = m.api.LeanConn
 	if link, err := m.api.FirstAdminLink(ctx); err != nil {
 		return err
 	} else if link != "" {
-		m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", m.URL()+link)
+		base := m.URL()
+		if cfg.API.PublicURL != "" {
+			base = strings.TrimSuffix(cfg.API.PublicURL, "/")
+		}
+		m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", base+link)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", m.statuses.wrap(m.api))
@@ -235,16 +294,18 @@ func (m *Main) Run(ctx context.Context) error {
 	for _, p := range web.Patterns() {
 		mux.Handle(p, pages)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(ops.NewCollector(m.snapshot))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/ops", m.monitor.Handler())
 	m.http = m.newHTTPServer(mux)
-	m.serve = make(chan error, 2)
+	m.serve = make(chan error, 3)
 	go func() { m.serve <- m.http.Serve(m.ln) }()
+	if cfg.OpsAddr != "" {
+		if err := m.serveOps(cfg.OpsAddr); err != nil {
+			return err
+		}
+	}
 	if cfg.StageAddr != "" {
-		// The stage's door: the API and WHIP, with a cap of its own.
-		if m.stageLn, err = listen(cfg.StageAddr, 1000); err != nil {
+		// The stage's door: the API and WHIP, with a cap of its own, within
+		// the files the main address leaves.
+		if m.stageLn, err = listen(cfg.StageAddr, reservedFiles, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
 			return err
 		}
 		m.stageHTTP = m.newHTTPServer(m.statuses.wrap(m.api))
@@ -268,7 +329,31 @@ func (m *Main) newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// startOps runs the ops monitor and feeds its attack signals to the
+// serveOps serves /ops and /metrics on their own address, kept off the
+// public one: they show the refused sources.
+func (m *Main) serveOps(addr string) error {
+	var err error
+	if m.opsLn, err = listen(addr, opsConns, 0, nil, &m.refusedAtAccept); err != nil {
+		return fmt.Errorf("--ops-addr: %w (a second amphi on this machine needs an --ops-addr of its own)", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(ops.NewCollector(m.snapshot))
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/ops", m.monitor.Handler())
+	if m.faults != nil {
+		mux.Handle("POST /faults", m.faults)
+	}
+	m.opsHTTP = m.newHTTPServer(mux)
+	go func() { m.serve <- m.opsHTTP.Serve(m.opsLn) }()
+	return nil
+}
+
+// opsConns caps the ops address's connections: a few operators and a
+// Prometheus.
+const opsConns = 64
+
+// startOps runs the ops monitor and feeds its evidence of abuse to the
 // proof-of-work policy.
 func (m *Main) startOps(top *ops.TopPrefixes) {
 	ocfg := ops.DefaultConfig()
@@ -286,7 +371,7 @@ func (m *Main) startOps(top *ops.TopPrefixes) {
 				return
 			case <-tick.C:
 				r := m.monitor.Report()
-				m.api.UpdatePoW(r.Rates.InvalidShare, r.Rates.JoinRequests)
+				m.api.UpdatePoW(r.Rates.InvalidShare, r.Rates.Invalid)
 			}
 		}
 	})
@@ -308,7 +393,16 @@ func (m *Main) StageURL() string {
 	return "http://" + m.stageLn.Addr().String()
 }
 
-// BusURL returns the address of the bus other processes can join.
+// OpsURL returns the base URL of /ops and /metrics, "" if none.
+func (m *Main) OpsURL() string {
+	if m.opsLn == nil {
+		return ""
+	}
+	return "http://" + m.opsLn.Addr().String()
+}
+
+// BusURL returns the address of the bus other processes can join, with its
+// credentials.
 func (m *Main) BusURL() string {
 	if m.bus == nil {
 		return ""
@@ -330,8 +424,11 @@ func (m *Main) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if m.faults != nil {
+		m.faults.clear()
+	}
 	var errs []error
-	for _, srv := range []*http.Server{m.http, m.stageHTTP} {
+	for _, srv := range []*http.Server{m.http, m.stageHTTP, m.opsHTTP} {
 		if srv == nil {
 			continue
 		}
@@ -355,6 +452,9 @@ func (m *Main) Close() error {
 		if _, err := m.live.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if m.api != nil {
+		m.api.Wait() // idle ends under way, before the store closes
 	}
 	if m.edge != nil {
 		if m.bus != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/tone"
 )
@@ -32,6 +33,7 @@ const (
 // replays the recording, in which both voices are found. Every page is photographed at
 // desktop and phone width.
 func TestWebEndToEnd(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	m, _ := startWithAdmin(t, nil)
@@ -181,14 +183,14 @@ func TestWebEndToEnd(t *testing.T) {
 	const neither = 2500.0
 	var withHost, withListener int
 	for i := 0; i+4800 <= len(pcm); i += 4800 {
-		if tone.Present(pcm[i:i+4800], sampleRate, hostHz, neither) {
+		if tone.Present(pcm[i:i+4800], amphi.SampleRate, hostHz, neither) {
 			withHost++
 		}
-		if tone.Present(pcm[i:i+4800], sampleRate, listenerHz, neither) {
+		if tone.Present(pcm[i:i+4800], amphi.SampleRate, listenerHz, neither) {
 			withListener++
 		}
 	}
-	t.Logf("recording: %.1f s; 440 Hz in %d and 1000 Hz in %d of its 100 ms blocks", float64(len(pcm))/sampleRate, withHost, withListener)
+	t.Logf("recording: %.1f s; 440 Hz in %d and 1000 Hz in %d of its 100 ms blocks", float64(len(pcm))/amphi.SampleRate, withHost, withListener)
 	if withHost < 10 || withListener < 5 {
 		t.Errorf("the recording has the host in %d and the new speaker in %d blocks of 100 ms, want 10 and 5 or more", withHost, withListener)
 	}

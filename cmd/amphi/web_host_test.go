@@ -21,6 +21,7 @@ import (
 // The sign-in, host and console pages are photographed at desktop and phone
 // width and must not scroll sideways.
 func TestWebHostRunsASpaceFromTheConsole(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m, _ := startWithAdmin(t, nil)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/tone"
 	"github.com/amphi-audio/amphi/internal/wav"
@@ -36,10 +37,10 @@ func startMicBrowser(t *testing.T, ctx context.Context, wavPath string) context.
 // Chromium's fake microphone reads, and returns its path.
 func toneWAV(t *testing.T, freq float64, d time.Duration) string {
 	t.Helper()
-	pcm := make([]int16, int(d*sampleRate/time.Second))
-	pcm, _ = tone.Sine(pcm, freq, toneLevel, sampleRate, 0)
+	pcm := make([]int16, int(d*amphi.SampleRate/time.Second))
+	pcm, _ = tone.Sine(pcm, freq, toneLevel, amphi.SampleRate, 0)
 	path := filepath.Join(t.TempDir(), "mic.wav")
-	b := wav.Append(nil, &wav.Audio{SampleRate: sampleRate, Channels: 1, Samples: pcm})
+	b := wav.Append(nil, &wav.Audio{SampleRate: amphi.SampleRate, Channels: 1, Samples: pcm})
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +64,7 @@ func pageStatus(ctx context.Context) string {
 // session. The
 // page is photographed at desktop and phone width.
 func TestWebSpeakerIsHeardFromItsPage(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m, c, sp := webSpace(t, ctx, "Open mic")
@@ -104,7 +106,7 @@ func TestWebSpeakerIsHeardFromItsPage(t *testing.T) {
 	blocks, with660 := 0, 0
 	for i := 0; i+4800 <= len(pcm); i += 4800 {
 		blocks++
-		if tone.Present(pcm[i:i+4800], sampleRate, 660, 440) {
+		if tone.Present(pcm[i:i+4800], amphi.SampleRate, 660, 440) {
 			with660++
 		}
 	}

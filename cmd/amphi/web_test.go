@@ -173,7 +173,7 @@ func pressWithKeyboard(t *testing.T, ctx context.Context, id string) {
 // inBackground runs f on its own goroutine until the returned function is
 // called, which stops it and waits for it; an error f returns before then
 // fails the test.
-func inBackground(t *testing.T, ctx context.Context, what string, f func(context.Context) error) (stop func()) {
+func inBackground(t testing.TB, ctx context.Context, what string, f func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -187,7 +187,7 @@ func inBackground(t *testing.T, ctx context.Context, what string, f func(context
 
 // webSpace starts a server and creates a live space on it, for a browser
 // test: the server closes after the browser.
-func webSpace(t *testing.T, ctx context.Context, title string) (*Main, *client.Client, *client.Created) {
+func webSpace(t testing.TB, ctx context.Context, title string) (*Main, *client.Client, *client.Created) {
 	t.Helper()
 	m := MustRunMain(t, t.TempDir())
 	t.Cleanup(func() { m.Close() }) // after the browser's cleanup
@@ -200,7 +200,7 @@ func webSpace(t *testing.T, ctx context.Context, title string) (*Main, *client.C
 }
 
 // browserFor starts Chromium with its actions bounded by ctx's deadline.
-func browserFor(t *testing.T, ctx context.Context) context.Context {
+func browserFor(t testing.TB, ctx context.Context) context.Context {
 	t.Helper()
 	browser := startBrowser(t)
 	deadline, _ := ctx.Deadline()
@@ -228,6 +228,7 @@ const srcLogJS = `(() => {
 // element plays the program. Every page is photographed at desktop and
 // phone width and must not scroll sideways.
 func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m, c, sp := webSpace(t, ctx, "Morning show")
@@ -362,10 +363,10 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 }
 
 // TestWebListenerSolvesProofOfWorkInItsPage arms proof of work: the page
-// must solve the challenge in its worker and be admitted, and the worker's
-// own SHA-256, which stands in where crypto.subtle is missing (plain http on
-// a LAN address), must find answers the server accepts.
+// must solve the challenge in its worker, with the worker's own SHA-256,
+// and be admitted.
 func TestWebListenerSolvesProofOfWorkInItsPage(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	m := MustRunMainWith(t, t.TempDir(), func(m *Main) { m.Config.API.Gate.PoWDifficulty = 10 })
@@ -394,30 +395,13 @@ func TestWebListenerSolvesProofOfWorkInItsPage(t *testing.T) {
 		t.Errorf("the page plays %q: want a ticketed URL", srcs[0])
 	}
 
-	// The fallback digest, forced, on a fresh challenge from the page's origin.
-	verdict, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(async () => {
-		const url = location.pathname.replace('/s/', '/spaces/') + '/join';
-		const first = await (await fetch(url, {method: 'POST'})).json();
-		if (first.status !== 'challenge') return 'no challenge: ' + first.status;
-		const w = new Worker('/static/pow-worker.js');
-		const done = new Promise(r => { w.onmessage = e => { if (e.data.nonce || e.data.error) r(e.data); }; });
-		w.postMessage({challenge: first.challenge, difficulty: first.difficulty, forceJS: true});
-		const solved = await done;
-		w.terminate();
-		if (solved.engine !== 'js') return 'engine ' + solved.engine + ' ' + (solved.error || '');
-		const r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'},
-			body: JSON.stringify({challenge: first.challenge, nonce: solved.nonce})});
-		return r.status + ' ' + (await r.json()).status;
-	})()`, chromedp.EvalAwaitPromise))
-	if err != nil || verdict != "200 admitted" {
-		t.Errorf("the JavaScript SHA-256 path: %q (%v), want %q", verdict, err, "200 admitted")
-	}
 }
 
 // TestAccessibilityCheckFindsProblems proves a11yJS, which every screenshot
 // runs, finds what it claims to: a page with one of each problem yields
 // each, and the same page fixed yields none.
 func TestAccessibilityCheckFindsProblems(t *testing.T) {
+	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const bad = `<!doctype html><meta charset="utf-8"><title>bad</title>

@@ -44,17 +44,28 @@ type Config struct {
 	Params Params
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// MaxHashing bounds the password hashes and checks running at once,
+	// each holding Params.Memory. Zero means one per core (at least two),
+	// fewer if their memory would pass 256 MiB.
+	MaxHashing int
+	// HashQueue is how many more may wait for a turn; past it, or after
+	// HashWait, a sign-in or account creation fails with
+	// amphi.EUnavailable. Zero means 64.
+	HashQueue int
+	// HashWait bounds a wait in that queue. Zero means 5 s.
+	HashWait time.Duration
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
 func DefaultConfig() Config {
-	return Config{SessionTTL: 7 * 24 * time.Hour, Params: DefaultParams()}
+	return Config{SessionTTL: 7 * 24 * time.Hour, Params: DefaultParams(), HashQueue: defaultHashQueue, HashWait: defaultHashWait}
 }
 
 // Service creates accounts, signs them in and checks sessions.
 type Service struct {
-	cfg Config
-	st  Store
+	cfg     Config
+	st      Store
+	hashing *hashGate
 	// dummy is a hash of no one's password, checked when the email is
 	// unknown so that such a sign-in costs what a wrong password costs.
 	dummy string
@@ -69,11 +80,40 @@ func New(cfg Config, st Store) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxHashing == 0 {
+		cfg.MaxHashing = hashSlots(cfg.Params)
+	}
+	if cfg.HashQueue == 0 {
+		cfg.HashQueue = defaultHashQueue
+	}
+	if cfg.HashWait == 0 {
+		cfg.HashWait = defaultHashWait
+	}
 	dummy, err := HashPassword("no one's password, for timing", cfg.Params)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, st: st, dummy: dummy}, nil
+	return &Service{cfg: cfg, st: st, dummy: dummy, hashing: newHashGate(cfg.MaxHashing, cfg.HashQueue, cfg.HashWait)}, nil
+}
+
+// HashStats reports what the bound on concurrent password hashing has seen.
+func (s *Service) HashStats() HashStats { return s.hashing.stats() }
+
+// hash hashes a new password when the bound on hashing lets it.
+func (s *Service) hash(ctx context.Context, password string) (hash string, err error) {
+	if gerr := s.hashing.do(ctx, func() { hash, err = HashPassword(password, s.cfg.Params) }); gerr != nil {
+		return "", gerr
+	}
+	return hash, err
+}
+
+// check checks a password against a stored hash when the bound on hashing
+// lets it.
+func (s *Service) check(ctx context.Context, encoded, password string) (ok bool, err error) {
+	if gerr := s.hashing.do(ctx, func() { ok, err = CheckPassword(encoded, password) }); gerr != nil {
+		return false, gerr
+	}
+	return ok, err
 }
 
 // NormalizeEmail trims and lower-cases an email address and checks that it
@@ -97,7 +137,7 @@ func (s *Service) CreateUser(ctx context.Context, email, password string, role s
 	if err := CheckPasswordStrength(password); err != nil {
 		return nil, err
 	}
-	hash, err := HashPassword(password, s.cfg.Params)
+	hash, err := s.hash(ctx, password)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +167,8 @@ var errBadCredentials = amphi.Errorf(amphi.EUnauthorized, "wrong email or passwo
 // SignIn checks the email and password and opens a session. It returns the
 // session's token, to give the client once, and when it expires. A wrong
 // email or password fails with the same amphi.EUnauthorized error, after
-// the same amount of hashing.
+// the same amount of hashing. When too many hashes are already running or
+// waiting it fails with amphi.EUnavailable, known email or not.
 func (s *Service) SignIn(ctx context.Context, email, password string) (*store.User, string, time.Time, error) {
 	var zero time.Time
 	if len(password) > 4*MaxPasswordLen { // bytes: at most 4 per character
@@ -136,12 +177,17 @@ func (s *Service) SignIn(ctx context.Context, email, password string) (*store.Us
 	u, err := s.st.UserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
 	switch code := amphi.ErrorCode(err); {
 	case code == amphi.ENotFound:
-		CheckPassword(s.dummy, password)
+		if _, err := s.check(ctx, s.dummy, password); err != nil {
+			return nil, "", zero, err
+		}
 		return nil, "", zero, errBadCredentials
 	case err != nil:
 		return nil, "", zero, err
 	}
-	ok, err := CheckPassword(u.PasswordHash, password)
+	ok, err := s.check(ctx, u.PasswordHash, password)
+	if amphi.ErrorCode(err) == amphi.EUnavailable {
+		return nil, "", zero, err
+	}
 	if err != nil {
 		return nil, "", zero, fmt.Errorf("account: sign in %q: %w", u.Email, err)
 	}

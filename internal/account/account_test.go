@@ -67,8 +67,14 @@ func TestSignInSaysTheSameForUnknownEmailAndWrongPassword(t *testing.T) {
 	if _, err := s.CreateUser(t.Context(), "ada@example.org", "a long enough password", store.UserHost); err != nil {
 		t.Fatal(err)
 	}
+	before := s.HashStats().Hashes
 	_, _, _, errWrong := s.SignIn(t.Context(), "ada@example.org", "not the password!")
+	afterWrong := s.HashStats().Hashes
 	_, _, _, errUnknown := s.SignIn(t.Context(), "nobody@example.org", "a long enough password")
+	if afterWrong-before != 1 || s.HashStats().Hashes-afterWrong != 1 {
+		t.Fatalf("hashes: %d for a wrong password, %d for an unknown email; want one each",
+			afterWrong-before, s.HashStats().Hashes-afterWrong)
+	}
 	wantCode(t, errWrong, amphi.EUnauthorized)
 	wantCode(t, errUnknown, amphi.EUnauthorized)
 	if amphi.ErrorMessage(errWrong) != amphi.ErrorMessage(errUnknown) {

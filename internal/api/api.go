@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/amphi-audio/amphi"
@@ -46,6 +47,12 @@ type Config struct {
 	// a host or admin. False lets anyone create one (a host token is the
 	// only credential), as before accounts existed.
 	RequireAccounts bool
+	// PublicURL is the base URL clients reach the server at, such as
+	// https://amphi.example.org behind a TLS proxy: the links the API
+	// answers with start with it, and when it is https session cookies
+	// are Secure. The server never contacts it. Empty means each
+	// request's own scheme and Host.
+	PublicURL string
 	// SignInLimit limits sign-in attempts per source address and prefix.
 	// A zero value means no limit; DefaultConfig sets DefaultSignInLimit.
 	SignInLimit gate.LimiterConfig
@@ -54,12 +61,25 @@ type Config struct {
 	// read the database. Zero values mean no limit; DefaultConfig sets
 	// DefaultRequestLimit, DefaultReactionLimit and DefaultLookupLimit.
 	RequestLimit, ReactionLimit, LookupLimit gate.LimiterConfig
+	// WHIPLimit limits WHIP offers per source address and per speaker. A
+	// zero value means no limit; DefaultConfig sets DefaultWHIPLimit.
+	WHIPLimit WHIPLimitConfig
+	// CreateLimit limits how fast spaces are created, per source and per
+	// account. A zero value means no limit; DefaultConfig sets
+	// DefaultCreateLimit.
+	CreateLimit CreateLimitConfig
+	// Verdict returns the ops verdict, which hosts see in their console
+	// (GET /spaces/{id}/health) without its evidence: that names the
+	// sources refused, and is served on the ops address only. Nil answers
+	// that route 404.
+	Verdict func() string
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
 func DefaultConfig() Config {
 	return Config{MaxBody: 64 << 10, Gate: DefaultGateConfig(), Accounts: account.DefaultConfig(), SignInLimit: DefaultSignInLimit(),
-		RequestLimit: DefaultRequestLimit(), ReactionLimit: DefaultReactionLimit(), LookupLimit: DefaultLookupLimit()}
+		RequestLimit: DefaultRequestLimit(), ReactionLimit: DefaultReactionLimit(), LookupLimit: DefaultLookupLimit(),
+		WHIPLimit: DefaultWHIPLimit(), CreateLimit: DefaultCreateLimit()}
 }
 
 // Server serves the API.
@@ -74,12 +94,17 @@ type Server struct {
 	accounts    *account.Service
 	signInLimit *gate.SourceLimiter
 	setup       setupLink
+	// publicURL is Config.PublicURL checked, without a trailing slash.
+	publicURL string
 
 	rooms        rooms
 	states       stateCache
 	requestLimit *gate.SourceLimiter
 	reactLimit   *gate.SourceLimiter
 	lookupLimit  *gate.SourceLimiter
+	whipLimit    whipLimiter
+	createLimit  createLimiter
+	idleEnds     sync.WaitGroup // endWhenIdle, one per space on air
 }
 
 // New returns the API over its store, the spaces on air and the edge. top
@@ -105,10 +130,17 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 	if err != nil {
 		return nil, err
 	}
+	var public string
+	if cfg.PublicURL != "" {
+		if public, err = parsePublicURL(cfg.PublicURL); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux(),
-		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit),
+		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit), publicURL: public,
 		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit),
-		lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit)}
+		lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), whipLimit: newWHIPLimiter(cfg.WHIPLimit),
+		createLimit: newCreateLimiter(cfg.CreateLimit)}
 	s.routes()
 	return s, nil
 }
@@ -144,6 +176,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /spaces/{id}/speakers/{sid}/mute", s.handleSpeakerMute)
 	s.mux.HandleFunc("DELETE /spaces/{id}/speakers/{sid}", s.handleSpeakerRemove)
 	s.mux.HandleFunc("POST /spaces/{id}/recording", s.handleRecordingToggle)
+	s.mux.HandleFunc("GET /spaces/{id}/health", s.handleHealth)
 	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
@@ -198,7 +231,7 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="amphi"`)
 	}
 	if code == amphi.EFull || code == amphi.EUnavailable || code == amphi.ERateLimited {
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", retryAfter(err))
 	}
 	writeJSON(w, st, &body)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,9 @@ const (
 func DefaultSignInLimit() gate.LimiterConfig {
 	return gate.LimiterConfig{SourceRate: 1.0 / 6, SourceBurst: 10, PrefixRate: 1, PrefixBurst: 50, Entries: 1 << 14}
 }
+
+// Accounts returns the service that signs hosts and admins in.
+func (s *Server) Accounts() *account.Service { return s.accounts }
 
 func (s *Server) authRoutes() {
 	s.mux.HandleFunc("POST /auth/signin", s.handleSignIn)
@@ -83,7 +87,10 @@ func (s *Server) setSessionCookies(w http.ResponseWriter, r *http.Request, token
 		{Name: sessionCookie, Value: token, HttpOnly: true},
 		{Name: csrfCookie, Value: csrf},
 	} {
-		c.Path, c.MaxAge, c.SameSite, c.Secure = "/", maxAge, http.SameSiteLaxMode, r.TLS != nil
+		// Behind a TLS proxy the request itself is plain HTTP: an https
+		// public URL says the browser's side is not.
+		c.Path, c.MaxAge, c.SameSite = "/", maxAge, http.SameSiteLaxMode
+		c.Secure = r.TLS != nil || strings.HasPrefix(s.publicURL, "https://")
 		http.SetCookie(w, c)
 	}
 }
@@ -333,6 +340,10 @@ func (s *Server) handleInvite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, &inviteResponse{URL: "/setup#invite=" + secret, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
 }
 
+// errInviteSpent answers an invite used with an email that cannot take a
+// new account, in words that do not say whether it has one.
+var errInviteSpent = amphi.Errorf(amphi.EGone, "this invite cannot create an account for that email and is now used: sign in if you have an account, or ask an admin for a new invite")
+
 type acceptRequest struct {
 	Invite   string `json:"invite"`
 	Email    string `json:"email"`
@@ -357,6 +368,13 @@ func (s *Server) handleAccept(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := s.accounts.CreateUser(r.Context(), req.Email, req.Password, inv.Role); err != nil {
+		if amphi.ErrorCode(err) == amphi.EConflict {
+			// A taken email spends the invite and is not named as taken:
+			// an invite kept for another try would let its holder test
+			// one email after another for an account.
+			s.error(w, r, errInviteSpent)
+			return
+		}
 		// A mistyped password must not burn the invite.
 		if err2 := s.db.ReleaseInvite(r.Context(), hash); err2 != nil {
 			s.cfg.Logger.Error("api: release invite", "err", err2)

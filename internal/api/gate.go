@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +51,13 @@ type admission struct {
 	mu    sync.Mutex
 	rooms map[string]*gate.Room
 
-	joinRequests, listenRequests, joins atomic.Uint64
-	refusals                            map[string]*atomic.Uint64 // fixed at start: read without a lock
+	// joinRequests counts joins, not the polls of people in line (polls),
+	// which are not demand for new places; queued counts joins a limiter's
+	// queue lane sent to the back of the line.
+	joinRequests, polls, queued, listenRequests, joins atomic.Uint64
+	// lean counts listen requests refused before net/http (lean.go).
+	lean     atomic.Uint64
+	refusals map[string]*atomic.Uint64 // fixed at start: read without a lock
 }
 
 func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
@@ -89,7 +95,8 @@ func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
 // refusalReasons are the ops names of every way the gate refuses.
 var refusalReasons = []string{
 	ops.RefusalTicketMalformed, ops.RefusalTicketBadSignature, ops.RefusalTicketExpired, ops.RefusalTicketWrongSpace,
-	ops.RefusalPoWWrong, ops.RefusalPoWStale, ops.RefusalPoWReplayed, ops.RefusalRateSource, ops.RefusalRatePrefix,
+	ops.RefusalPoWWrong, ops.RefusalPoWStale, ops.RefusalPoWReplayed, ops.RefusalPoWOutdated,
+	ops.RefusalRateSource, ops.RefusalRatePrefix, ops.RefusalPollEarly, ops.RefusalTicketLapsed,
 	ops.RefusalBadRequest, ops.RefusalNotFound, ops.RefusalRoomFull, ops.RefusalWaitingFull,
 }
 
@@ -122,6 +129,8 @@ func opsReason(err error, pow bool) string {
 		return ops.RefusalPoWWrong
 	case gate.ReasonReplayed:
 		return ops.RefusalPoWReplayed
+	case gate.ReasonOutdated:
+		return ops.RefusalPoWOutdated
 	case gate.ReasonSource:
 		return ops.RefusalRateSource
 	case gate.ReasonPrefix:
@@ -144,20 +153,43 @@ func (a *admission) refuse(reason string, addr netip.Addr) {
 	}
 }
 
+// clientAddr is the request's client. Every X-Forwarded-For line counts,
+// joined in order: a client that adds a line of its own before the
+// proxy's must not choose its address.
 func (a *admission) clientAddr(r *http.Request) netip.Addr {
-	return gate.ClientAddr(r.RemoteAddr, r.Header.Get("X-Forwarded-For"), a.cfg.TrustedProxies)
+	xff := ""
+	if len(a.cfg.TrustedProxies) > 0 {
+		xff = strings.Join(r.Header.Values("X-Forwarded-For"), ",")
+	}
+	return gate.ClientAddr(r.RemoteAddr, xff, a.cfg.TrustedProxies)
 }
 
 // limit runs a source limiter and counts its refusal.
 func (a *admission) limit(l *gate.SourceLimiter, addr netip.Addr, now time.Time) error {
+	_, err := a.check(l, addr, now)
+	return err
+}
+
+// check is limit with the limiter's queue lanes: a request over a rate
+// but within its queue lane is answered LimitQueue, for the caller to send
+// to the back of the waiting room.
+func (a *admission) check(l *gate.SourceLimiter, addr netip.Addr, now time.Time) (gate.Decision, error) {
 	if !addr.IsValid() {
-		return nil
+		return gate.LimitAllow, nil
 	}
-	if ok, reason := l.Allow(addr, now); !ok {
+	d, reason := l.Check(addr, now)
+	if d == gate.LimitRefuse {
 		a.refuse(opsReason(&gate.RefusalError{Reason: reason}, false), addr)
-		return amphi.Errorf(amphi.ERateLimited, "too many requests from your network; retry in a few seconds")
+		return d, amphi.Errorf(amphi.ERateLimited, "too many requests from your network; retry in a few seconds")
 	}
-	return nil
+	return d, nil
+}
+
+// lapsed refuses a ticket whose place is gone: its holder must join again
+// (and wait, and solve proof of work, like anyone else).
+func (a *admission) lapsed(id string, addr netip.Addr) error {
+	a.refuse(ops.RefusalTicketLapsed, addr)
+	return amphi.Errorf(amphi.EUnauthorized, "your place in space %s lapsed: join again", id)
 }
 
 // room returns the space's waiting room, or nil if it admits nobody here.
@@ -252,17 +284,28 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, error) {
 	a, now, id := s.gate, s.cfg.Now(), r.PathValue("id")
-	a.joinRequests.Add(1)
 	addr := a.clientAddr(r)
-	if err := a.limit(a.join, addr, now); err != nil {
-		return nil, err
-	}
 	var req joinRequest
 	if r.ContentLength != 0 {
 		if err := s.decodeJSON(w, r, &req); err != nil {
+			a.joinRequests.Add(1)
 			a.refuse(ops.RefusalBadRequest, addr)
 			return nil, err
 		}
+	}
+	if room := a.room(id); room != nil && req.Listener != "" {
+		// A waiter polling, or an admitted listener back for its ticket.
+		// The listener id is the capability: someone in line is not new
+		// demand, is not limited by source and never pays work again.
+		a.polls.Add(1)
+		if st := room.Poll(gate.PlaceID(req.Listener), now); st.Verdict != gate.Unknown {
+			return s.joinStatus(r, a, id, req.Listener, s.tier(r), st, now)
+		}
+	}
+	a.joinRequests.Add(1)
+	lane, err := a.check(a.join, addr, now)
+	if err != nil {
+		return nil, err
 	}
 	room, err := s.roomFor(r.Context(), id, now)
 	if err != nil {
@@ -271,27 +314,35 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 		}
 		return nil, err
 	}
-	tier := s.tier(r)
-	if req.Listener != "" { // a waiter polling, or an admitted listener back for its ticket
-		if st := room.Poll(req.Listener, now); st.Verdict != gate.Unknown {
-			return s.joinStatus(r, a, id, req.Listener, tier, st, now)
-		}
-	}
 	if d := a.pow.Difficulty(); d > 0 {
 		if req.Challenge == "" {
-			c, err := a.signer.IssueChallenge(id, d, now)
-			if err != nil {
-				return nil, err
-			}
-			return &JoinResponse{Status: "challenge", Challenge: c, Difficulty: d}, nil
+			return a.challenge(id, d, now)
 		}
-		if err := a.signer.VerifySolution(req.Challenge, req.Nonce, id, now); err != nil {
+		if err := a.signer.VerifySolution(req.Challenge, req.Nonce, id, d, now); err != nil {
 			a.refuse(opsReason(err, true), addr)
+			if gate.Reason(err) == gate.ReasonOutdated {
+				// Solved honestly, but the difficulty rose meanwhile.
+				return a.challenge(id, d, now)
+			}
 			return nil, err
 		}
 	}
-	listener := gate.NewListenerID()
-	return s.joinStatus(r, a, id, listener, tier, room.Join(listener, tier, now), now)
+	listener, tier := gate.NewListenerID(), s.tier(r)
+	join := room.Join
+	if lane == gate.LimitQueue {
+		a.queued.Add(1)
+		join = room.Enqueue
+	}
+	return s.joinStatus(r, a, id, listener, tier, join(gate.PlaceID(listener), tier, now), now)
+}
+
+// challenge asks for proof of work at difficulty d.
+func (a *admission) challenge(id string, d uint8, now time.Time) (*JoinResponse, error) {
+	c, err := a.signer.IssueChallenge(id, d, now)
+	if err != nil {
+		return nil, err
+	}
+	return &JoinResponse{Status: "challenge", Challenge: c, Difficulty: d}, nil
 }
 
 // tier is the request's priority in the waiting room: signed-in people wait
@@ -311,20 +362,23 @@ func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, 
 	switch st.Verdict {
 	case gate.Admitted:
 		exp := now.Add(a.cfg.TicketTTL)
-		tok, err := a.signer.Issue(gate.Ticket{Space: id, Listener: listener, Tier: tier, Expires: exp})
+		tok, err := a.signer.Issue(gate.Ticket{Space: id, Place: gate.PlaceID(listener), Tier: tier, Expires: exp})
 		if err != nil {
 			return nil, err
 		}
 		a.joins.Add(1)
 		return &JoinResponse{
 			Status: "admitted", Listener: listener, Ticket: tok, ExpiresAt: &exp,
-			ListenURL: baseURL(r) + "/spaces/" + id + "/live.opus?ticket=" + url.QueryEscape(tok),
+			ListenURL: s.baseURL(r) + "/spaces/" + id + "/live.opus?ticket=" + url.QueryEscape(tok),
 		}, nil
 	case gate.Waiting:
 		return &JoinResponse{
 			Status: "waiting", Listener: listener, Position: st.Position,
 			ETASeconds: st.ETA.Seconds(), PollAfter: st.PollAfter.Milliseconds(),
 		}, nil
+	case gate.Early:
+		a.refuse(ops.RefusalPollEarly, a.clientAddr(r))
+		return nil, amphi.Errorf(amphi.ERateLimited, "you keep your place in line, but poll at most every %s", st.PollAfter)
 	default:
 		a.refuse(ops.RefusalWaitingFull, netip.Addr{})
 		return nil, amphi.Errorf(amphi.EFull, "the space is full and so is its waiting room; try again later")
@@ -361,7 +415,10 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 	a, now, id := s.gate, s.cfg.Now(), r.PathValue("id")
 	a.joinRequests.Add(1)
 	addr := a.clientAddr(r)
-	err := a.limit(a.join, addr, now)
+	lane, err := a.check(a.join, addr, now)
+	if err == nil && lane == gate.LimitQueue {
+		err = amphi.Errorf(amphi.EFull, "many people from your network are joining: listen from the space's web page to wait in line, or try again in a minute")
+	}
 	var room *gate.Room
 	if err == nil {
 		room, err = s.roomFor(r.Context(), id, now)
@@ -372,8 +429,9 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 	var resp *JoinResponse
 	if err == nil {
 		listener := gate.NewListenerID()
-		st := room.Join(listener, gate.TierAnonymous, now)
+		st := room.Join(gate.PlaceID(listener), gate.TierAnonymous, now)
 		if st.Verdict == gate.Waiting {
+			a.refuse(ops.RefusalRoomFull, addr)
 			err = amphi.Errorf(amphi.EFull, "the space is full: %d people are waiting before you; try again in a minute", st.Position)
 		} else {
 			resp, err = s.joinStatus(r, a, id, listener, gate.TierAnonymous, st, now)
@@ -396,10 +454,19 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 // GateStats are the admission counters for the ops layer.
 type GateStats struct {
 	JoinRequests, ListenRequests, Joins uint64
-	Refusals                            map[string]uint64
-	TicketsVerified                     uint64
-	Waiting                             int64
-	PoWDifficulty                       uint8
+	// Polls counts the polls of people in line; Queued, joins sent to the
+	// back of the line by a limiter's queue lane.
+	Polls, Queued uint64
+	// LeanRefusals counts the refusals made before net/http parsed the
+	// request (they are in Refusals too).
+	LeanRefusals    uint64
+	Refusals        map[string]uint64
+	TicketsVerified uint64
+	// Waiting is the people in line for spaces that are open;
+	// WaitingForStart, for scheduled spaces not started yet: a herd
+	// expected to be there, not overload.
+	Waiting, WaitingForStart int64
+	PoWDifficulty            uint8
 }
 
 // GateStats returns a snapshot of the admission counters.
@@ -407,6 +474,9 @@ func (s *Server) GateStats() GateStats {
 	a := s.gate
 	st := GateStats{
 		JoinRequests:    a.joinRequests.Load(),
+		Polls:           a.polls.Load(),
+		Queued:          a.queued.Load(),
+		LeanRefusals:    a.lean.Load(),
 		ListenRequests:  a.listenRequests.Load(),
 		Joins:           a.joins.Load(),
 		Refusals:        make(map[string]uint64, len(a.refusals)),
@@ -426,18 +496,19 @@ func (s *Server) GateStats() GateStats {
 	for _, r := range rooms {
 		rs := r.Stats(now)
 		for _, n := range rs.Waiting {
-			st.Waiting += int64(n)
+			if rs.BeforeOpening {
+				st.WaitingForStart += int64(n)
+			} else {
+				st.Waiting += int64(n)
+			}
 		}
 	}
 	return st
 }
 
-// UpdatePoW feeds the attack signals to the proof-of-work policy: the share
-// of invalid requests and the join rate against the node's.
-func (s *Server) UpdatePoW(invalidShare, joinsPerSecond float64) uint8 {
-	load := 0.0
-	if jr := s.gate.cfg.Node.JoinRate; jr > 0 {
-		load = joinsPerSecond / jr
-	}
-	return s.gate.pow.Update(gate.Pressure{InvalidShare: invalidShare, JoinLoad: load}, s.cfg.Now())
+// UpdatePoW feeds the evidence of abuse to the proof-of-work policy: the
+// share and the rate of invalid requests. Demand alone (many joins, a long
+// line) never arms it.
+func (s *Server) UpdatePoW(invalidShare, invalidPerSecond float64) uint8 {
+	return s.gate.pow.Update(gate.Pressure{InvalidShare: invalidShare, InvalidRate: invalidPerSecond}, s.cfg.Now())
 }

@@ -57,11 +57,11 @@ func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
-	sess, c, err := s.stageOf(r)
-	if err != nil {
+	now := s.cfg.Now()
+	if err := s.limitWHIPSource(r, now); err != nil {
 		return err
 	}
-	offer, err := s.readBody(w, r, "application/sdp")
+	sess, c, err := s.stageOf(r)
 	if err != nil {
 		return err
 	}
@@ -69,6 +69,13 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
 	// reconnects replaces its old session instead of appearing twice, and
 	// the host's mute and removal follow the person.
 	speaker := c.speakerID()
+	if err := s.limitWHIPSpeaker(r, speaker, now); err != nil {
+		return err
+	}
+	offer, err := s.readBody(w, r, "application/sdp")
+	if err != nil {
+		return err
+	}
 	if rm := s.rooms.get(r.PathValue("id")); rm != nil {
 		rm.mu.Lock()
 		rm.names[speaker] = onStage{name: c.name(), host: c.role == amphi.RoleHost}
@@ -95,11 +102,17 @@ func (s *Server) handleWHIPOptions(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleWHIPDelete takes a speaker off the stage (RFC 9725 §4.2).
+// handleWHIPDelete takes a speaker off the stage (RFC 9725 §4.2): its own
+// session, or any session for the host. Another speaker's session is 404,
+// as an unknown one is, so a speaker cannot probe for session ids.
 func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
-	sess, _, err := s.stageOf(r)
+	sess, c, err := s.stageOf(r)
 	if err == nil {
-		err = sess.Stage().Leave(r.PathValue("session"))
+		if session := r.PathValue("session"); c.role == amphi.RoleHost {
+			err = sess.Stage().Leave(session)
+		} else {
+			err = sess.Stage().LeaveOwn(session, c.speakerID())
+		}
 	}
 	if err != nil {
 		s.error(w, r, err)
@@ -128,6 +141,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var st edge.Stream
 	var err error
+	var ok bool
 	if st.Burst, err = queryDuration(q, "burst"); err == nil {
 		st.Flush, err = queryDuration(q, "flush")
 	}
@@ -149,12 +163,10 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 			return notLive(sp)
 		}
 	}
-	if !room.Connect(t.Listener, t.Tier, now) {
-		a.refuse(ops.RefusalRoomFull, addr)
-		return amphi.Errorf(amphi.EFull, "your place in space %s lapsed or the space is full: join again", id)
-	}
 	if r.Method == http.MethodHead {
-		room.Leave(t.Listener, now)
+		if !room.Holds(t.Place, now) {
+			return a.lapsed(id, addr)
+		}
 		w.Header().Set("Content-Type", "audio/ogg")
 		w.Header().Set("Cache-Control", "no-cache, no-store")
 		w.WriteHeader(http.StatusOK)
@@ -162,10 +174,12 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	}
 	ring := s.edge.Ring(r.Context(), id)
 	if ring == nil {
-		room.Leave(t.Listener, now)
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
-	leave := func(string) { room.Leave(t.Listener, s.cfg.Now()) }
+	if st.Stop, ok = room.Connect(t.Place, now); !ok {
+		return a.lapsed(id, addr)
+	}
+	leave := func(string) { room.Leave(t.Place, s.cfg.Now()) }
 	if _, err := s.edge.Serve(w, r, ring, st, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
 		return err // only before the stream started
 	}
@@ -185,7 +199,8 @@ func queryDuration(q url.Values, name string) (time.Duration, error) {
 	return d, nil
 }
 
-// handleRecording serves an ended space's recording, with Range support.
+// handleRecording serves an ended space's recording, with Range support. A
+// reader that stops is cut (progressWriter).
 func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	sp, err := s.db.Space(r.Context(), id)
@@ -214,5 +229,7 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	if sp.EndedAt != nil {
 		modified = *sp.EndedAt
 	}
-	http.ServeContent(w, r, id+".opus", modified, f)
+	pw, done := newProgressWriter(w)
+	defer done()
+	http.ServeContent(pw, r, id+".opus", modified, f)
 }

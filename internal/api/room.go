@@ -56,11 +56,13 @@ const (
 	// be shown speaking: long enough to bridge the gaps between words.
 	speakingWindow = 500 * time.Millisecond
 	// Server-sent events: how often a stream looks for changes, how often
-	// it proves it is alive, and how many one space may have (the stage
-	// is 13 people; a few consoles besides).
-	eventsEvery     = 250 * time.Millisecond
-	eventsPing      = 15 * time.Second
-	maxEventStreams = 32
+	// it proves it is alive, how many one space may have (the stage is 13
+	// people; a few consoles besides) and how many one token or account
+	// may hold (a console and a stage page), so one cannot take them all.
+	eventsEvery      = 250 * time.Millisecond
+	eventsPing       = 15 * time.Second
+	maxEventStreams  = 32
+	maxCallerStreams = 2
 )
 
 // Request statuses.
@@ -121,11 +123,60 @@ type room struct {
 	names     map[string]onStage
 	reactions [reactionWindow]reactionBucket
 	streams   int
-	ended     chan struct{} // closed when the space goes off air here
+	// cuts holds a channel per open event stream, by the speaker id of
+	// its caller, closed to cut the stream when the host takes the
+	// caller's token back; revoked remembers those speaker ids, so a
+	// stream authorized just before the revocation cannot open after it.
+	cuts    map[string][]chan struct{}
+	revoked map[string]bool
+	ended   chan struct{}   // closed when the space goes off air here
+	why     amphi.EndReason // set before ended is closed
 }
 
 func newRoom() *room {
-	return &room{requests: map[string]*speakRequest{}, names: map[string]onStage{}, ended: make(chan struct{})}
+	return &room{requests: map[string]*speakRequest{}, names: map[string]onStage{}, ended: make(chan struct{}),
+		cuts: map[string][]chan struct{}{}, revoked: map[string]bool{}}
+}
+
+// openStream counts an event stream of the caller with the speaker id
+// within the caller's and the space's caps. It returns the channel that
+// cuts the stream and the function that uncounts it.
+func (rm *room) openStream(who string) (cut <-chan struct{}, done func(), err error) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	switch {
+	case rm.revoked[who]:
+		return nil, nil, amphi.Errorf(amphi.EUnauthorized, "the host removed you from the stage: this link no longer works")
+	case len(rm.cuts[who]) >= maxCallerStreams:
+		return nil, nil, amphi.Errorf(amphi.ERateLimited, "this link already has %d event streams open, the most it may: close one (another tab?) and retry", maxCallerStreams)
+	case rm.streams >= maxEventStreams:
+		return nil, nil, amphi.Errorf(amphi.EFull, "this space already has %d event streams", maxEventStreams)
+	}
+	rm.streams++
+	c := make(chan struct{})
+	rm.cuts[who] = append(rm.cuts[who], c)
+	return c, func() {
+		rm.mu.Lock()
+		defer rm.mu.Unlock()
+		rm.streams--
+		if left := slices.DeleteFunc(rm.cuts[who], func(x chan struct{}) bool { return x == c }); len(left) > 0 {
+			rm.cuts[who] = left
+		} else {
+			delete(rm.cuts, who)
+		}
+	}, nil
+}
+
+// revoke cuts the event streams of the speaker whose token the host took
+// back, and refuses it new ones.
+func (rm *room) revoke(who string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.revoked[who] = true
+	for _, c := range rm.cuts[who] {
+		close(c)
+	}
+	delete(rm.cuts, who)
 }
 
 // rooms are the rooms of the spaces on air on this node.
@@ -145,10 +196,11 @@ func (rs *rooms) open(id string) {
 	}
 }
 
-func (rs *rooms) close(id string) {
+func (rs *rooms) close(id string, why amphi.EndReason) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if r := rs.m[id]; r != nil {
+		r.why = why
 		close(r.ended)
 		delete(rs.m, id)
 	}
@@ -432,22 +484,23 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	rm.mu.Lock()
-	full := rm.streams >= maxEventStreams
-	if !full {
-		rm.streams++
-	}
-	rm.mu.Unlock()
-	if full {
-		s.error(w, r, amphi.Errorf(amphi.EFull, "this space already has %d event streams", maxEventStreams))
+	cut, done, err := rm.openStream(c.speakerID())
+	if err != nil {
+		s.error(w, r, err)
 		return
 	}
-	defer func() {
-		rm.mu.Lock()
-		rm.streams--
-		rm.mu.Unlock()
-	}()
+	defer done()
+	// A speaker link stops working when it expires: so does its stream.
+	var expire <-chan time.Time
+	if c.token != nil && c.token.ExpiresAt != nil {
+		t := time.NewTimer(c.token.ExpiresAt.Sub(s.cfg.Now()))
+		defer t.Stop()
+		expire = t.C
+	}
 	rc := http.NewResponseController(w)
+	// Each write below has writeProgress; a stream the server ends leaves
+	// its connection to keep-alive, which must not inherit the deadline.
+	defer rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -483,7 +536,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			buf.WriteString(": ping\n\n")
 		}
 		if buf.Len() > 0 {
-			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			rc.SetWriteDeadline(time.Now().Add(writeProgress))
 			if _, err := w.Write(buf.Bytes()); err != nil {
 				return
 			}
@@ -496,14 +549,27 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-rm.ended:
-			var end bytes.Buffer
-			writeEvent(&end, "end", []byte(`{"state":"ended"}`))
-			w.Write(end.Bytes())
-			rc.Flush()
+			body, _ := json.Marshal(map[string]any{"state": amphi.StateEnded, "end_reason": rm.why})
+			lastWord(w, rc, "end", body)
+			return
+		case <-cut:
+			lastWord(w, rc, "revoked", []byte(`{"message":"the host removed you from the stage"}`))
+			return
+		case <-expire:
+			lastWord(w, rc, "revoked", []byte(`{"message":"this speaker link expired"}`))
 			return
 		case <-tick.C:
 		}
 	}
+}
+
+// lastWord sends a stream's last event, which says why it ends.
+func lastWord(w http.ResponseWriter, rc *http.ResponseController, event string, data []byte) {
+	var buf bytes.Buffer
+	writeEvent(&buf, event, data)
+	rc.SetWriteDeadline(time.Now().Add(writeProgress))
+	w.Write(buf.Bytes())
+	rc.Flush()
 }
 
 func writeEvent(buf *bytes.Buffer, event string, data []byte) {
@@ -768,7 +834,7 @@ func (s *Server) handleSpeakerMute(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleSpeakerRemove(w http.ResponseWriter, r *http.Request) {
 	id, sid := r.PathValue("id"), r.PathValue("sid")
-	_, sess, _, err := s.liveRoom(r, amphi.RoleHost)
+	_, sess, rm, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -779,6 +845,9 @@ func (s *Server) handleSpeakerRemove(w http.ResponseWriter, r *http.Request) {
 	if revokeErr != nil && amphi.ErrorCode(revokeErr) != amphi.ENotFound {
 		s.error(w, r, revokeErr)
 		return
+	}
+	if revokeErr == nil {
+		rm.revoke(sid)
 	}
 	if err := sess.Stage().Remove(sid); err != nil && (revokeErr != nil || amphi.ErrorCode(err) != amphi.ENotFound) {
 		s.error(w, r, err)

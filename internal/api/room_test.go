@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/amphi-audio/amphi"
@@ -28,27 +27,6 @@ func TestBiggerCrowdsPollLessOften(t *testing.T) {
 			t.Errorf("pollAfter(%s, %d) = %v, want %v", tc.state, tc.crowd, got, tc.want)
 		}
 	}
-}
-
-// FuzzDisplayName checks that whatever a listener types as a name, it is
-// refused with a clear error or accepted trimmed, printable and short.
-func FuzzDisplayName(f *testing.F) {
-	for _, s := range []string{"Ada", "  Grace  ", "", "a\x00b", "\u202eevil", strings.Repeat("é", 61), "\xff"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, in string) {
-		name, err := displayName(in, true)
-		if err != nil {
-			if amphi.ErrorCode(err) != amphi.EInvalid {
-				t.Fatalf("%q: %v", in, err)
-			}
-			return
-		}
-		if name == "" || name != strings.TrimSpace(name) || !utf8.ValidString(name) ||
-			utf8.RuneCountInString(name) > maxName || strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) {
-			t.Fatalf("%q accepted as %q", in, name)
-		}
-	})
 }
 
 // FuzzCalendarText checks that any title or description makes content

@@ -13,10 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/record"
 	"github.com/amphi-audio/amphi/internal/store"
 )
@@ -52,7 +52,7 @@ type spaceView struct {
 }
 
 func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
-	base := baseURL(r) + "/spaces/" + sp.ID
+	base := s.baseURL(r) + "/spaces/" + sp.ID
 	v := &spaceView{Space: sp, LiveURL: base + "/listen", JoinURL: base + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
 	if sess := s.live.Session(sp.ID); sess != nil {
 		n := len(sess.Stage().Speakers())
@@ -65,14 +65,6 @@ func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
 	return v
 }
 
-func baseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
-
 type createRequest struct {
 	Title       string     `json:"title"`
 	Description string     `json:"description"`
@@ -82,18 +74,14 @@ type createRequest struct {
 // validate trims the request and says what is wrong with it, in words a
 // host can act on.
 func (req *createRequest) validate(now time.Time) error {
-	req.Title = strings.TrimSpace(req.Title)
-	req.Description = strings.TrimSpace(req.Description)
-	switch {
-	case req.Title == "":
-		return amphi.Errorf(amphi.EInvalid, "title is required")
-	case utf8.RuneCountInString(req.Title) > maxTitle:
-		return amphi.Errorf(amphi.EInvalid, "title is longer than %d characters", maxTitle)
-	case utf8.RuneCountInString(req.Description) > maxDescription:
-		return amphi.Errorf(amphi.EInvalid, "description is longer than %d characters", maxDescription)
-	case !utf8.ValidString(req.Title) || !utf8.ValidString(req.Description):
-		return amphi.Errorf(amphi.EInvalid, "title and description must be UTF-8 text")
-	case req.ScheduledAt != nil && req.ScheduledAt.Before(now.Add(-time.Minute)):
+	var err error
+	if req.Title, err = titleText.check(req.Title); err != nil {
+		return err
+	}
+	if req.Description, err = descriptionText.check(req.Description); err != nil {
+		return err
+	}
+	if req.ScheduledAt != nil && req.ScheduledAt.Before(now.Add(-time.Minute)) {
 		return amphi.Errorf(amphi.EInvalid, "scheduled_at %s is in the past", req.ScheduledAt.Format(time.RFC3339))
 	}
 	return nil
@@ -119,7 +107,15 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	sp, token, err := s.createSpace(r.Context(), req, owner)
+	place, err := s.admitCreate(r, req.ScheduledAt == nil, owner)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if place != nil {
+		defer place.Release()
+	}
+	sp, token, err := s.createSpace(r.Context(), req, owner, place)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -128,7 +124,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, &createResponse{spaceView: s.view(r, sp), HostToken: token})
 }
 
-func (s *Server) createSpace(ctx context.Context, req createRequest, owner *store.User) (*amphi.Space, string, error) {
+// createSpace stores a new space and its host token; one without a start
+// time goes on air at once, in the place held for it.
+func (s *Server) createSpace(ctx context.Context, req createRequest, owner *store.User, place *live.Place) (*amphi.Space, string, error) {
 	var idBytes [10]byte
 	rand.Read(idBytes[:])
 	var serial [4]byte
@@ -164,7 +162,7 @@ func (s *Server) createSpace(ctx context.Context, req createRequest, owner *stor
 		return nil, "", err
 	}
 	if req.ScheduledAt == nil { // a space without a time is live at once
-		if sp, err = s.StartSpace(ctx, sp.ID); err != nil {
+		if sp, err = s.startSpace(ctx, sp.ID, place); err != nil {
 			return nil, "", err
 		}
 	} else { // its herd queues in arrival order until the start
@@ -303,29 +301,24 @@ func (s *Server) mintSpeaker(ctx context.Context, spaceID, name string, ttl time
 	return &mintResponse{Token: token, Role: t.Role, Name: name, SpeakerID: t.SpeakerID(), ExpiresAt: exp}, nil
 }
 
-// displayName checks a name people will see on stage: trimmed, printable,
-// at most maxName characters; required says whether it may be empty.
-func displayName(name string, required bool) (string, error) {
-	name = strings.TrimSpace(name)
-	switch {
-	case name == "" && required:
-		return "", amphi.Errorf(amphi.EInvalid, "name is required")
-	case !utf8.ValidString(name):
-		return "", amphi.Errorf(amphi.EInvalid, "name must be UTF-8 text")
-	case utf8.RuneCountInString(name) > maxName:
-		return "", amphi.Errorf(amphi.EInvalid, "name is longer than %d characters", maxName)
-	case strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }):
-		return "", amphi.Errorf(amphi.EInvalid, "name must not contain control characters")
-	}
-	return name, nil
-}
-
 func (s *Server) recordingPath(spaceID string) string {
 	return filepath.Join("recordings", spaceID+".opus")
 }
 
-// StartSpace puts a scheduled space on air.
+// StartSpace puts a scheduled space on air, if this node has a place on
+// air for it (amphi.EFull otherwise).
 func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error) {
+	place, err := s.live.Reserve()
+	if err != nil {
+		return nil, err
+	}
+	defer place.Release()
+	return s.startSpace(ctx, id, place)
+}
+
+// startSpace puts a scheduled space on air in the place held for it, and
+// ends it once nobody has been on its stage for the idle time.
+func (s *Server) startSpace(ctx context.Context, id string, place *live.Place) (*amphi.Space, error) {
 	sp, err := s.db.SetSpaceState(ctx, id, []amphi.State{amphi.StateScheduled}, amphi.StateLive, s.cfg.Now())
 	if err != nil {
 		return nil, err
@@ -334,9 +327,11 @@ func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error
 	if err := s.db.PutRecording(ctx, &amphi.Recording{SpaceID: id, Path: rel}); err != nil {
 		return nil, s.failStart(ctx, id, err)
 	}
-	if _, err := s.live.Start(sp, filepath.Join(s.cfg.DataDir, rel)); err != nil {
+	sess, err := place.Start(sp, filepath.Join(s.cfg.DataDir, rel))
+	if err != nil {
 		return nil, s.failStart(ctx, id, err)
 	}
+	s.idleEnds.Go(func() { s.endWhenIdle(sess) })
 	s.gate.openRoom(id, s.cfg.Now())
 	s.rooms.open(id)
 	s.states.forget(id)
@@ -346,21 +341,26 @@ func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error
 // failStart ends a space whose pipeline could not start, so it is not left
 // "live" with nothing on air.
 func (s *Server) failStart(ctx context.Context, id string, err error) error {
-	if _, err2 := s.db.SetSpaceState(ctx, id, []amphi.State{amphi.StateLive}, amphi.StateEnded, s.cfg.Now()); err2 != nil {
+	if _, err2 := s.db.EndSpace(ctx, id, []amphi.State{amphi.StateLive}, s.cfg.Now(), amphi.EndFailed); err2 != nil {
 		err = errors.Join(err, err2)
 	}
 	return fmt.Errorf("api: start space %s: %w", id, err)
 }
 
-// EndSpace takes a space off air for good (or cancels a scheduled one) and
-// finalises its recording.
+// EndSpace is the host's end of a space: it takes the space off air for
+// good (or cancels a scheduled one) and finalises its recording.
 func (s *Server) EndSpace(ctx context.Context, id string) (*amphi.Space, error) {
-	sp, err := s.db.SetSpaceState(ctx, id, []amphi.State{amphi.StateScheduled, amphi.StateLive}, amphi.StateEnded, s.cfg.Now())
+	return s.endSpace(ctx, id, amphi.EndHost)
+}
+
+// endSpace ends a space as EndSpace does, recording why.
+func (s *Server) endSpace(ctx context.Context, id string, why amphi.EndReason) (*amphi.Space, error) {
+	sp, err := s.db.EndSpace(ctx, id, []amphi.State{amphi.StateScheduled, amphi.StateLive}, s.cfg.Now(), why)
 	if err != nil {
 		return nil, err
 	}
 	s.gate.closeRoom(id)
-	s.rooms.close(id)
+	s.rooms.close(id, why)
 	s.states.forget(id)
 	sess := s.live.Session(id)
 	stopErr := s.live.Stop(id)
@@ -389,7 +389,7 @@ func (s *Server) EndAll(ctx context.Context) error {
 		if s.live.Session(sp.ID) == nil {
 			continue // on air on another node
 		}
-		if _, err := s.EndSpace(ctx, sp.ID); err != nil {
+		if _, err := s.endSpace(ctx, sp.ID, amphi.EndShutdown); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -420,7 +420,7 @@ func (s *Server) Recover(ctx context.Context) error {
 			if sp.StartedAt != nil {
 				end = sp.StartedAt.Add(d)
 			}
-			if _, err := s.db.SetSpaceState(ctx, sp.ID, []amphi.State{amphi.StateLive}, amphi.StateEnded, end); err != nil {
+			if _, err := s.db.EndSpace(ctx, sp.ID, []amphi.State{amphi.StateLive}, end, amphi.EndCrash); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -448,7 +448,7 @@ func (s *Server) handleCalendar(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	const stamp = "20060102T150405Z"
-	page := baseURL(r) + "/s/" + sp.ID
+	page := s.baseURL(r) + "/s/" + sp.ID
 	lines := []string{
 		"BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//amphi//spaces//EN", "CALSCALE:GREGORIAN", "METHOD:PUBLISH",
 		"BEGIN:VEVENT",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -107,8 +108,8 @@ func flush(t *testing.T, b *bus.Bus) {
 
 func TestChunksCrossFromEmbeddedToExternalInOrder(t *testing.T) {
 	mixer := open(t, "")
-	if !strings.HasPrefix(mixer.URL(), "nats://127.0.0.1:") {
-		t.Fatalf("embedded URL %q", mixer.URL())
+	if u, err := url.Parse(mixer.URL()); err != nil || u.User == nil || u.Hostname() != "127.0.0.1" {
+		t.Fatalf("embedded URL %q (%v), want a token at 127.0.0.1", mixer.RedactedURL(), err)
 	}
 	edge := open(t, mixer.URL()) // an edge process joining by URL
 	if edge.URL() != mixer.URL() {
@@ -201,6 +202,9 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		{"listen without port", bus.Config{Listen: "127.0.0.1"}},
 		{"listen with bad port", bus.Config{Listen: "127.0.0.1:http-ish"}},
 		{"unreachable URL", bus.Config{URL: "nats://127.0.0.1:1", ReadyTimeout: time.Second}},
+		// Refused before anything listens.
+		{"listen on every address", bus.Config{Listen: "0.0.0.0:0"}},
+		{"listen on a name", bus.Config{Listen: "example.org:4222"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,4 +248,51 @@ func TestCloseStopsEmbeddedServerWithoutLeaks(t *testing.T) {
 	}
 	buf := make([]byte, 1<<20)
 	t.Errorf("%d goroutines before Open, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+}
+
+// TestEmbeddedServerRequiresItsToken: a local process that knows the port
+// but not the token, or has a wrong one, cannot join the bus; the URL that
+// Open hands to other processes carries the token, which its redacted form
+// and its errors do not show.
+func TestEmbeddedServerRequiresItsToken(t *testing.T) {
+	cfg := testConfig()
+	cfg.Token = "s3cret-token"
+	b, err := bus.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	u, err := url.Parse(b.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.User.Username() != "s3cret-token" || strings.Contains(b.RedactedURL(), "s3cret") {
+		t.Fatalf("URL %q, redacted %q: want the token in the first only", b.URL(), b.RedactedURL())
+	}
+	for name, raw := range map[string]string{
+		"no token":    "nats://" + u.Host,
+		"wrong token": "nats://guess@" + u.Host,
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, err := nats.Connect(raw, nats.Timeout(5*time.Second), nats.MaxReconnects(0))
+			if err == nil {
+				nc.Close()
+				t.Fatal("connected")
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+				t.Errorf("error %q, want an authorization violation", err)
+			}
+		})
+	}
+	// A second process with the URL joins; one with a wrong token is told
+	// so without the token in the message.
+	open(t, b.URL())
+	wrong := testConfig()
+	wrong.URL, wrong.ReadyTimeout = "nats://another-s3cret@"+u.Host, 5*time.Second
+	if other, err := bus.Open(t.Context(), wrong); err == nil {
+		other.Close()
+		t.Fatal("a wrong token joined")
+	} else if strings.Contains(err.Error(), "another-s3cret") {
+		t.Errorf("error %q shows the token", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/opuspkt"
 )
@@ -140,7 +141,7 @@ func readProgram(ctx context.Context, rd *ogg.Reader, st *ListenStats, start tim
 			nextGranule = page.Granule
 		}
 		st.Packets += int64(len(page.Packets))
-		st.Audio += time.Duration(samples) * time.Second / 48000
+		st.Audio += time.Duration(samples) * time.Second / amphi.SampleRate
 		if opts.OnPacket != nil {
 			for _, pkt := range page.Packets {
 				opts.OnPacket(pkt, page.Granule)

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/program"
 )
 
@@ -115,7 +116,7 @@ func benchDeliver(b *testing.B, fds []int) {
 	const ringSize = 512
 	// Coalesce of one chunk: every walk writes each listener its one new
 	// chunk, as the live path does every Coalesce with a batch.
-	e := New(Config{RingChunks: ringSize, Coalesce: program.ChunkDuration, Logger: slog.New(slog.DiscardHandler)})
+	e := New(Config{RingChunks: ringSize, Coalesce: amphi.ChunkDuration, Logger: slog.New(slog.DiscardHandler)})
 	ring := program.NewRing(program.Headers(1), ringSize)
 	pages := benchChunks(b, 64)
 	s := &shard{e: e, g: &group{ring: ring}, w: newWriter(maxIovecs + 2)}
@@ -337,8 +338,8 @@ func benchListenerSecond(b *testing.B, cfg Config) {
 		var r0, r1 unix.Rusage
 		unix.Getrusage(unix.RUSAGE_SELF, &r0)
 		b.StartTimer()
-		tick := time.NewTicker(program.ChunkDuration)
-		for range seconds * time.Second / program.ChunkDuration {
+		tick := time.NewTicker(amphi.ChunkDuration)
+		for range seconds * time.Second / amphi.ChunkDuration {
 			<-tick.C
 			rs.publish()
 		}

@@ -38,7 +38,6 @@ package edge
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net"
@@ -52,6 +51,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
 
@@ -93,6 +93,41 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Lookup tells the edge what a space's program is when its first chunk
+	// arrives. Anyone who holds the bus's credentials can publish, and a
+	// listener's header pages show the serial, so chunks are checked
+	// against it: one of another serial, of a space Lookup fails for (no
+	// ring is made), or numbered further ahead than the time since the
+	// start allows is dropped and counted (Stats.Dropped) rather than
+	// ending or stalling the program. Nil trusts the first chunk's serial
+	// and checks no sequence number.
+	Lookup func(spaceID string) (SpaceInfo, error)
+}
+
+// SpaceInfo is what a space's chunks are checked against.
+type SpaceInfo struct {
+	// Serial is the Ogg serial number of the space's pages.
+	Serial uint32
+	// Started is when the space went live: chunk n is made n×100 ms later.
+	// Zero checks no sequence number.
+	Started time.Time
+}
+
+// seqSlack is how far ahead of the time since the start a chunk may be
+// numbered. The mixer never runs ahead of its clock; this covers the start
+// being recorded before the first frame and two machines' clocks.
+const seqSlack = uint64(30 * time.Second / amphi.ChunkDuration)
+
+// check returns why c cannot be a chunk of this space's program at now, or
+// "" if it can be.
+func (p SpaceInfo) check(c *program.Chunk, now time.Time) string {
+	if pageSerial(c.Page) != p.Serial {
+		return DropSerial
+	}
+	if !p.Started.IsZero() && c.Seq > uint64(max(now.Sub(p.Started), 0)/amphi.ChunkDuration)+seqSlack {
+		return DropAhead
+	}
+	return ""
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
@@ -142,12 +177,37 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Reasons a listener's stream ends, counted in Stats.
+// Reasons a listener's stream ends, counted in Stats. Only EndBehind and
+// EndWrite are the edge cutting someone; the rest are ordinary ends.
 const (
-	EndProgram = "program_ended" // the space ended: a clean end
-	EndBehind  = "behind"        // fell out of the ring
-	EndWrite   = "write"         // the socket failed or timed out
-	EndClosed  = "closed"        // the edge shut down
+	EndProgram  = "program_ended" // the space ended: a clean end
+	EndBehind   = "behind"        // fell out of the ring
+	EndWrite    = "write"         // the socket failed or took nothing for WriteTimeout
+	EndGone     = "gone"          // the listener closed its connection: it left
+	EndReplaced = "replaced"      // a newer stream of the same ticket took over
+	EndClosed   = "closed"        // the edge shut down
+)
+
+// endReasons indexes the end counters.
+var endReasons = [...]string{EndProgram, EndBehind, EndWrite, EndGone, EndReplaced, EndClosed}
+
+// endCounters counts ended streams by reason without locks.
+type endCounters [len(endReasons)]atomic.Int64
+
+func (c *endCounters) add(reason string) {
+	for i, r := range endReasons {
+		if r == reason {
+			c[i].Add(1)
+			return
+		}
+	}
+}
+
+// Reasons a chunk from the bus is dropped, counted in Stats.
+const (
+	DropSerial  = "serial"        // its page's serial is not its space's
+	DropAhead   = "ahead"         // numbered ahead of the time since the start
+	DropUnknown = "unknown_space" // Config.Lookup does not know its space
 )
 
 // Stats are the edge's counters.
@@ -157,7 +217,9 @@ type Stats struct {
 	Bytes     int64            // bytes written to listeners
 	Chunks    int64            // chunks received from the bus
 	Stale     int64            // chunks ignored as old or duplicate
+	Missed    int64            // chunks that never arrived: gaps in a space's sequence
 	Ended     map[string]int64 // streams ended, by reason
+	Dropped   map[string]int64 // chunks refused, by reason (Drop*)
 }
 
 // Edge holds the rings and the listeners of this node.
@@ -172,14 +234,17 @@ type Edge struct {
 	mu      sync.Mutex
 	rings   map[string]*program.Ring
 	endedAt map[string]time.Time
+	spaces  map[string]SpaceInfo     // what each ring's chunks are checked against
 	added   chan struct{}            // closed and replaced when a ring is added
 	groups  map[*program.Ring]*group // the writers of each ring with listeners
 	closed  bool
 	done    chan struct{}  // closed by Close
 	wg      sync.WaitGroup // the shards' goroutines
 
-	listeners, served, bytes, chunks, stale   atomic.Int64
-	endProgram, endBehind, endWrite, endClose atomic.Int64
+	listeners, served, bytes, chunks, stale atomic.Int64
+	missed                                  atomic.Int64
+	ends                                    endCounters
+	dropSerial, dropAhead, dropUnknown      atomic.Int64
 }
 
 // New returns an edge with no spaces.
@@ -188,12 +253,13 @@ func New(cfg Config) *Edge {
 	return &Edge{
 		cfg:          cfg,
 		writeTimeout: int64(cfg.WriteTimeout),
-		maxLag:       uint64(max(cfg.MaxLag, cfg.MaxBurst+cfg.Coalesce) / program.ChunkDuration),
+		maxLag:       uint64(max(cfg.MaxLag, cfg.MaxBurst+cfg.Coalesce) / amphi.ChunkDuration),
 		tick:         max(cfg.Coalesce, minTick),
 		start:        cfg.Now(),
 		maxShards:    runtime.GOMAXPROCS(0),
 		rings:        make(map[string]*program.Ring),
 		endedAt:      make(map[string]time.Time),
+		spaces:       make(map[string]SpaceInfo),
 		added:        make(chan struct{}),
 		groups:       make(map[*program.Ring]*group),
 		done:         make(chan struct{}),
@@ -205,25 +271,67 @@ func New(cfg Config) *Edge {
 const endedRingLife = time.Minute
 
 // Publish adds a chunk of a space's program, creating the space's ring on
-// its first chunk. It is called from the bus subscription.
+// its first chunk. It is called from the bus subscription. A chunk that
+// cannot be the space's (Config.Lookup) is dropped and counted.
 func (e *Edge) Publish(spaceID string, c *program.Chunk) {
 	e.chunks.Add(1)
 	e.mu.Lock()
-	r := e.rings[spaceID]
+	r, info := e.rings[spaceID], e.spaces[spaceID]
+	e.mu.Unlock()
 	if r == nil {
-		e.dropEndedLocked()
-		r = program.NewRing(program.Headers(pageSerial(c.Page)), e.cfg.RingChunks)
-		e.rings[spaceID] = r
-		close(e.added)
-		e.added = make(chan struct{})
+		var err error
+		if r, info, err = e.addRing(spaceID, c); err != nil {
+			e.dropUnknown.Add(1)
+			e.cfg.Logger.Debug("edge: chunk dropped", "space", spaceID, "reason", DropUnknown, "err", err)
+			return
+		}
+	}
+	now := e.cfg.Now()
+	if reason := info.check(c, now); reason != "" {
+		if reason == DropSerial {
+			e.dropSerial.Add(1)
+		} else {
+			e.dropAhead.Add(1)
+		}
+		e.cfg.Logger.Debug("edge: chunk dropped", "space", spaceID, "reason", reason, "seq", c.Seq)
+		return
 	}
 	if c.End {
-		e.endedAt[spaceID] = e.cfg.Now()
+		e.mu.Lock()
+		e.endedAt[spaceID] = now
+		e.mu.Unlock()
 	}
-	e.mu.Unlock()
+	// The mixer numbers a chunk every 100 ms without a gap, so one past
+	// the next expected means those between were lost on the way.
+	if next := r.Next(); next > 0 && c.Seq > next {
+		e.missed.Add(int64(c.Seq - next))
+	}
 	if !r.Publish(c) {
 		e.stale.Add(1)
 	}
+}
+
+// addRing makes the space's ring for its first chunk c, looking up what its
+// chunks are checked against outside the lock.
+func (e *Edge) addRing(spaceID string, c *program.Chunk) (*program.Ring, SpaceInfo, error) {
+	info := SpaceInfo{Serial: pageSerial(c.Page)}
+	if e.cfg.Lookup != nil {
+		var err error
+		if info, err = e.cfg.Lookup(spaceID); err != nil {
+			return nil, info, fmt.Errorf("edge: space %s: %w", spaceID, err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.rings[spaceID]; r != nil { // made meanwhile by another Publish
+		return r, e.spaces[spaceID], nil
+	}
+	e.dropEndedLocked()
+	r := program.NewRing(program.Headers(info.Serial), e.cfg.RingChunks)
+	e.rings[spaceID], e.spaces[spaceID] = r, info
+	close(e.added)
+	e.added = make(chan struct{})
+	return r, info, nil
 }
 
 func (e *Edge) dropEndedLocked() {
@@ -232,12 +340,18 @@ func (e *Edge) dropEndedLocked() {
 		if now.Sub(at) > endedRingLife {
 			delete(e.rings, id)
 			delete(e.endedAt, id)
+			delete(e.spaces, id)
 		}
 	}
 }
 
-// pageSerial reads the bitstream serial number of an Ogg page (RFC 3533).
-func pageSerial(page []byte) uint32 { return binary.LittleEndian.Uint32(page[14:18]) }
+// pageSerial reads the bitstream serial number of a chunk's Ogg page. Every
+// chunk came through program.ParseWire, which checked that its header
+// parses.
+func pageSerial(page []byte) uint32 {
+	h, _ := ogg.ParseHeader(page)
+	return h.Serial
+}
 
 // Ring returns the space's ring, waiting up to Config.RingWait for its first
 // chunk. It returns nil if none came.
@@ -276,13 +390,22 @@ func (e *Edge) Stats() Stats {
 		Bytes:     e.bytes.Load(),
 		Chunks:    e.chunks.Load(),
 		Stale:     e.stale.Load(),
-		Ended: map[string]int64{
-			EndProgram: e.endProgram.Load(),
-			EndBehind:  e.endBehind.Load(),
-			EndWrite:   e.endWrite.Load(),
-			EndClosed:  e.endClose.Load(),
+		Missed:    e.missed.Load(),
+		Ended:     e.ended(),
+		Dropped: map[string]int64{
+			DropSerial:  e.dropSerial.Load(),
+			DropAhead:   e.dropAhead.Load(),
+			DropUnknown: e.dropUnknown.Load(),
 		},
 	}
+}
+
+func (e *Edge) ended() map[string]int64 {
+	m := make(map[string]int64, len(endReasons))
+	for i, r := range endReasons {
+		m[r] = e.ends[i].Load()
+	}
+	return m
 }
 
 // Drain waits until every listener's stream has ended, or ctx is done. After
@@ -356,7 +479,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	}
 	if e.isClosed() {
 		conn.Close()
-		e.endClose.Add(1)
+		e.ends.add(EndClosed)
 		if done != nil {
 			done(EndClosed)
 		}
@@ -365,7 +488,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	e.served.Add(1)
 	fd, wrapper, err := e.detach(conn)
 	if err != nil {
-		e.endWrite.Add(1)
+		e.ends.add(EndWrite)
 		e.cfg.Logger.Debug("edge: listener ended", "reason", EndWrite, "err", err)
 		if done != nil {
 			done(EndWrite)
@@ -390,6 +513,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		batch:    e.batchChunks(st.Flush),
 		progress: e.now(),
 		onEnd:    done,
+		stop:     st.Stop,
 	}
 	wr := newWriter(int(min(next-l.pos+2, maxIovecs)))
 	if reason, err := e.service(&l, ring, wr, l.progress); reason != "" {
@@ -435,6 +559,10 @@ type Stream struct {
 	// Config.Coalesce; it is at least one chunk and at most
 	// Config.Coalesce.
 	Flush time.Duration
+	// Stop, when set, ends the stream (EndReplaced) at its writer's next
+	// wake: the gate sets it when a newer stream of the same ticket
+	// starts. Nil means none.
+	Stop *atomic.Bool
 }
 
 // batchChunks is how many chunks a listener asking for flush gets per write.
@@ -442,7 +570,7 @@ func (e *Edge) batchChunks(flush time.Duration) uint8 {
 	if flush <= 0 || flush > e.cfg.Coalesce {
 		flush = e.cfg.Coalesce
 	}
-	return uint8(max(1, min(flush/program.ChunkDuration, 255)))
+	return uint8(max(1, min(flush/amphi.ChunkDuration, 255)))
 }
 
 func (e *Edge) burstChunks(burst time.Duration) uint64 {
@@ -450,7 +578,7 @@ func (e *Edge) burstChunks(burst time.Duration) uint64 {
 		burst = e.cfg.Burst
 	}
 	burst = min(burst, e.cfg.MaxBurst)
-	return uint64((burst + program.ChunkDuration - 1) / program.ChunkDuration)
+	return uint64((burst + amphi.ChunkDuration - 1) / amphi.ChunkDuration)
 }
 
 // detach takes the socket out of conn: it returns a duplicate of its file
@@ -520,16 +648,7 @@ func (e *Edge) now() int64 { return int64(e.cfg.Now().Sub(e.start)) }
 func (e *Edge) end(l *listener, reason string, err error) {
 	unix.Close(int(l.fd))
 	l.fd = -1
-	switch reason {
-	case EndProgram:
-		e.endProgram.Add(1)
-	case EndBehind:
-		e.endBehind.Add(1)
-	case EndWrite:
-		e.endWrite.Add(1)
-	case EndClosed:
-		e.endClose.Add(1)
-	}
+	e.ends.add(reason)
 	e.listeners.Add(-1)
 	if err != nil {
 		e.cfg.Logger.Debug("edge: listener ended", "reason", reason, "err", err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/program"
 )
@@ -71,7 +72,7 @@ func TestManyListenersGetEveryChunk(t *testing.T) {
 	}
 	te.waitListeners(t, listeners)
 
-	tick := time.NewTicker(program.ChunkDuration)
+	tick := time.NewTicker(amphi.ChunkDuration)
 	defer tick.Stop()
 	for i := 1; i < chunks; i++ {
 		<-tick.C

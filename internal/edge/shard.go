@@ -2,11 +2,13 @@ package edge
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/program"
 )
 
@@ -28,7 +30,7 @@ const (
 	stageChunks               // chunk pos's page
 )
 
-// listener is one stream, held by value in its shard: 40 bytes.
+// listener is one stream, held by value in its shard: 48 bytes.
 type listener struct {
 	fd       int32  // owned: only the listener's shard writes and closes it
 	off      uint32 // bytes of the current element (stage, pos) already written
@@ -37,6 +39,7 @@ type listener struct {
 	pos      uint64              // next chunk to send
 	progress int64               // Edge.now when it last wrote, or had nothing to write
 	onEnd    func(reason string) // Serve's callback, or nil
+	stop     *atomic.Bool        // Stream.Stop, or nil
 }
 
 // Element markers in writer.seqs: chunk numbers never get there.
@@ -134,6 +137,9 @@ func (l *listener) advance(n int64, iov []unix.Iovec, seqs []uint64, upTo uint64
 // as long as a batch lasts, or whatever is left of a started write, or anything once the
 // program has ended.
 func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (string, error) {
+	if l.stop != nil && l.stop.Load() {
+		return EndReplaced, nil
+	}
 	for {
 		next, oldest := r.Next(), r.Oldest()
 		if l.pos < oldest || next-l.pos > e.maxLag {
@@ -148,7 +154,7 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 				l.progress = now // an idle socket is not a stuck one
 				return "", nil
 			}
-			if next-l.pos < uint64(l.batch) && !ended && now-l.progress < int64(l.batch)*int64(program.ChunkDuration) {
+			if next-l.pos < uint64(l.batch) && !ended && now-l.progress < int64(l.batch)*int64(amphi.ChunkDuration) {
 				return "", nil
 			}
 		}
@@ -167,6 +173,8 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 				return EndWrite, fmt.Errorf("edge: socket took nothing for %v", time.Duration(now-l.progress))
 			}
 			return "", nil
+		case unix.EPIPE, unix.ECONNRESET:
+			return EndGone, nil
 		default:
 			return EndWrite, fmt.Errorf("edge: writev: %w", errno)
 		}

@@ -15,17 +15,14 @@ import (
 
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/opuspkt"
 	"github.com/amphi-audio/amphi/internal/wav"
 )
 
-const (
-	sampleRate   = 48000
-	frameSamples = 960 // 20 ms at 48 kHz
-	// maxPackets bounds a file held in memory: an hour of 20 ms packets.
-	maxPackets = 180000
-)
+// maxPackets bounds a file held in memory: an hour of 20 ms packets.
+const maxPackets = 180000
 
 // Packet is one Opus packet and how much audio it holds.
 type Packet struct {
@@ -90,7 +87,7 @@ func readOggOpus(r io.Reader) ([]Packet, error) {
 		if !ok {
 			return nil, fmt.Errorf("packet %d is not Opus", len(out))
 		}
-		out = append(out, Packet{Data: pkt, Duration: time.Duration(n) * time.Second / sampleRate})
+		out = append(out, Packet{Data: pkt, Duration: time.Duration(n) * time.Second / amphi.SampleRate})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no audio packets")
@@ -106,28 +103,28 @@ func Encode(a *wav.Audio, bitrate int) ([]Packet, error) {
 	if a.Channels < 1 || a.SampleRate < 8000 || a.SampleRate > 192000 {
 		return nil, fmt.Errorf("feed: unsupported WAV: %d channels at %d Hz", a.Channels, a.SampleRate)
 	}
-	mono := Resample(Downmix(a.Samples, a.Channels), a.SampleRate, sampleRate)
-	if len(mono)/frameSamples > maxPackets {
+	mono := Resample(Downmix(a.Samples, a.Channels), a.SampleRate, amphi.SampleRate)
+	if len(mono)/amphi.FrameSamples > maxPackets {
 		return nil, fmt.Errorf("feed: longer than %d packets", maxPackets)
 	}
-	enc, err := opus.NewEncoder(sampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		return nil, fmt.Errorf("feed: encoder: %w", err)
 	}
 	if err := enc.SetBitrate(bitrate); err != nil {
 		return nil, fmt.Errorf("feed: bitrate %d: %w", bitrate, err)
 	}
-	frame := make([]int16, frameSamples)
+	frame := make([]int16, amphi.FrameSamples)
 	buf := make([]byte, 1500)
 	var out []Packet
-	for off := 0; off < len(mono); off += frameSamples {
+	for off := 0; off < len(mono); off += amphi.FrameSamples {
 		n := copy(frame, mono[off:])
 		clear(frame[n:]) // pad the last frame with silence
 		m, err := enc.Encode(frame, buf)
 		if err != nil {
 			return nil, fmt.Errorf("feed: encode: %w", err)
 		}
-		out = append(out, Packet{Data: append([]byte(nil), buf[:m]...), Duration: 20 * time.Millisecond})
+		out = append(out, Packet{Data: append([]byte(nil), buf[:m]...), Duration: amphi.FrameDuration})
 	}
 	if len(out) == 0 {
 		return nil, errors.New("feed: no audio")

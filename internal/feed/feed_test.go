@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/opuspkt"
 	"github.com/amphi-audio/amphi/internal/tone"
@@ -41,7 +42,7 @@ func writeWAV(t *testing.T, rate, channels int, freq float64, d time.Duration) s
 // decode decodes packets with libopus into 48 kHz mono.
 func decode(t *testing.T, pkts []Packet, channels int) []int16 {
 	t.Helper()
-	dec, err := opus.NewDecoder(sampleRate, channels)
+	dec, err := opus.NewDecoder(amphi.SampleRate, channels)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,15 +82,15 @@ func TestLoadWAVGivesTwentyMillisecondPacketsOfTheTone(t *testing.T) {
 				if p.Duration != 20*time.Millisecond {
 					t.Fatalf("packet %d lasts %v", i, p.Duration)
 				}
-				if n, ok := opuspkt.Samples(p.Data); !ok || n != frameSamples {
+				if n, ok := opuspkt.Samples(p.Data); !ok || n != amphi.FrameSamples {
 					t.Fatalf("packet %d holds %d samples (valid %v)", i, n, ok)
 				}
 			}
 			pcm := decode(t, pkts, 1)
 			// Skip the encoder's start-up; look at the steady tone.
-			steady := pcm[2*frameSamples : len(pcm)-frameSamples]
-			if !tone.Present(steady, sampleRate, 1000, 440, 2000) {
-				t.Errorf("1000 Hz tone not found in the decoded audio (power %.3f)", tone.Goertzel(steady, sampleRate, 1000))
+			steady := pcm[2*amphi.FrameSamples : len(pcm)-amphi.FrameSamples]
+			if !tone.Present(steady, amphi.SampleRate, 1000, 440, 2000) {
+				t.Errorf("1000 Hz tone not found in the decoded audio (power %.3f)", tone.Goertzel(steady, amphi.SampleRate, 1000))
 			}
 		})
 	}
@@ -119,7 +120,7 @@ func TestLoadOggOpusFromFFmpegGivesItsPackets(t *testing.T) {
 		t.Errorf("%d packets lasting %v in all", len(pkts), total)
 	}
 	pcm := decode(t, pkts, 1)
-	if !tone.Present(pcm[2*frameSamples:], sampleRate, 440, 1000) {
+	if !tone.Present(pcm[2*amphi.FrameSamples:], amphi.SampleRate, 440, 1000) {
 		t.Error("440 Hz tone not found in ffmpeg's packets")
 	}
 }

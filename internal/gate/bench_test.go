@@ -9,7 +9,7 @@ import (
 
 func BenchmarkVerifyValid(b *testing.B) {
 	s := newTestSigner(b)
-	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Verify(tok, "k3v7q2m9x4b8n6c1", t0); err != nil {
@@ -20,7 +20,7 @@ func BenchmarkVerifyValid(b *testing.B) {
 
 func BenchmarkVerifyForged(b *testing.B) {
 	s := newTestSigner(b)
-	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	forged := tok[:len(tok)-2] + "AA"
 	b.ReportAllocs()
 	for b.Loop() {
@@ -49,7 +49,7 @@ func BenchmarkVerifyGarbage(b *testing.B) {
 
 func BenchmarkVerifyParallel(b *testing.B) {
 	s := newTestSigner(b)
-	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	tok := mustIssue(b, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -60,7 +60,7 @@ func BenchmarkVerifyParallel(b *testing.B) {
 
 func BenchmarkIssue(b *testing.B) {
 	s := newTestSigner(b)
-	tk := Ticket{Space: "k3v7q2m9x4b8n6c1", Listener: NewListenerID(), Expires: t0.Add(time.Hour)}
+	tk := Ticket{Space: "k3v7q2m9x4b8n6c1", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)}
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Issue(tk)
@@ -104,7 +104,7 @@ func BenchmarkVerifySolution(b *testing.B) {
 				i = 0
 				b.StartTimer()
 			}
-			if err := s.VerifySolution(cs[i], ns[i], "sp", t0); err != nil {
+			if err := s.VerifySolution(cs[i], ns[i], "sp", 0, t0); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -115,7 +115,7 @@ func BenchmarkVerifySolution(b *testing.B) {
 		w := wrongNonce(c, 20)
 		b.ReportAllocs()
 		for b.Loop() {
-			s.VerifySolution(c, w, "sp", t0)
+			s.VerifySolution(c, w, "sp", 0, t0)
 		}
 	})
 }

@@ -14,7 +14,7 @@ func FuzzVerify(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good := mustIssue(f, s, Ticket{Space: "sp", Listener: NewListenerID(), Tier: TierInvited, Expires: t0.Add(time.Hour)})
+	good := mustIssue(f, s, Ticket{Space: "sp", Place: PlaceID(NewListenerID()), Tier: TierInvited, Expires: t0.Add(time.Hour)})
 	f.Add(good, "sp")
 	f.Add(good, "other")
 	f.Add(good[:len(good)-1]+"A", "sp")
@@ -28,7 +28,7 @@ func FuzzVerify(f *testing.F) {
 			}
 			return
 		}
-		if tk.Space != space || len(tk.Listener) != ListenerIDLen || tk.Tier >= numTiers || !tk.Expires.After(t0) {
+		if tk.Space != space || len(tk.Place) != ListenerIDLen || tk.Tier >= numTiers || !tk.Expires.After(t0) {
 			t.Fatalf("accepted an impossible ticket %+v", tk)
 		}
 		// Only a token the signer would produce is accepted.
@@ -53,7 +53,7 @@ func FuzzVerifySolution(f *testing.F) {
 	f.Add(c[:20], "1", "sp")
 	f.Add("garbage", "1", "")
 	f.Fuzz(func(t *testing.T, challenge, nonce, space string) {
-		err := s.VerifySolution(challenge, nonce, space, t0)
+		err := s.VerifySolution(challenge, nonce, space, 0, t0)
 		if err != nil && Reason(err) == "" {
 			t.Fatalf("refusal without a reason: %v", err)
 		}
@@ -68,7 +68,7 @@ func FuzzVerifySolution(f *testing.F) {
 				raw, _ := base64.RawURLEncoding.DecodeString(challenge)
 				t.Fatalf("accepted a challenge the signer did not issue: %x", raw)
 			}
-			if s.VerifySolution(challenge, nonce, space, t0) == nil {
+			if s.VerifySolution(challenge, nonce, space, 0, t0) == nil {
 				t.Fatal("accepted the same solution twice")
 			}
 		}

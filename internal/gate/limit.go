@@ -81,6 +81,15 @@ type LimiterConfig struct {
 	PrefixRate float64
 	// PrefixBurst: zero means max(1, PrefixRate).
 	PrefixBurst int
+	// SourceQueueRate and PrefixQueueRate open a second lane past each
+	// rate: a request over SourceRate (PrefixRate) but within this rate is
+	// answered Queue, not refused, so the caller sends it to the back of
+	// the waiting room. A crowd behind one carrier NAT is demand, not
+	// abuse: it waits its turn instead of being refused. Zero means no
+	// queue lane: past the rate, requests are refused.
+	SourceQueueRate, PrefixQueueRate float64
+	// SourceQueueBurst and PrefixQueueBurst: zero means max(1, the rate).
+	SourceQueueBurst, PrefixQueueBurst int
 	// Entries caps how many addresses, and separately how many prefixes,
 	// are remembered (about 100 bytes each). The least recently seen is
 	// forgotten first, so an attacker rotating addresses cannot grow the
@@ -90,9 +99,18 @@ type LimiterConfig struct {
 }
 
 // DefaultJoinLimiterConfig returns the limits for POST /join: a person
-// joins a few times at most; a /24 may be a campus behind NAT.
+// joins a few times at most. A /24 may be a campus or a mobile carrier's
+// NAT pool with hundreds of people arriving together at a scheduled start
+// (DESIGN.md): past 20/s (burst 100) they queue, up to 50/s more (burst
+// 500, so 250 people of one /24 arriving within half a second all get a
+// place in line); only past that is a prefix refused. One address is
+// sometimes a NAT too: past 1/s (burst 5) it queues up to 5/s (burst 20).
 func DefaultJoinLimiterConfig() LimiterConfig {
-	return LimiterConfig{SourceRate: 1, SourceBurst: 5, PrefixRate: 20, PrefixBurst: 100, Entries: 1 << 16}
+	return LimiterConfig{
+		SourceRate: 1, SourceBurst: 5, SourceQueueRate: 5, SourceQueueBurst: 20,
+		PrefixRate: 20, PrefixBurst: 100, PrefixQueueRate: 50, PrefixQueueBurst: 500,
+		Entries: 1 << 16,
+	}
 }
 
 // DefaultListenLimiterConfig returns the limits for listen requests, which
@@ -109,9 +127,23 @@ type SourceLimiter struct {
 	prefixes *lruTable[netip.Prefix]
 
 	allowed  atomic.Uint64
+	queued   atomic.Uint64
 	refusedS atomic.Uint64
 	refusedP atomic.Uint64
 }
+
+// Decision is a SourceLimiter's answer to one request.
+type Decision uint8
+
+const (
+	// LimitAllow: within the source's and its prefix's rates.
+	LimitAllow Decision = iota
+	// LimitQueue: over a rate but within its queue lane: serve the
+	// request behind everyone already waiting.
+	LimitQueue
+	// LimitRefuse: over a rate and its queue lane.
+	LimitRefuse
+)
 
 // NewSourceLimiter returns a limiter with cfg's limits.
 func NewSourceLimiter(cfg LimiterConfig) *SourceLimiter {
@@ -120,12 +152,22 @@ func NewSourceLimiter(cfg LimiterConfig) *SourceLimiter {
 	}
 	l := &SourceLimiter{}
 	if cfg.SourceRate > 0 {
-		l.sources = newLRUTable[netip.Addr](cfg.SourceRate, burstOr(cfg.SourceBurst, cfg.SourceRate), cfg.Entries)
+		l.sources = newLRUTable[netip.Addr](
+			lane{cfg.SourceRate, burstOr(cfg.SourceBurst, cfg.SourceRate)},
+			lane{cfg.SourceQueueRate, burstOr(cfg.SourceQueueBurst, cfg.SourceQueueRate)}, cfg.Entries)
 	}
 	if cfg.PrefixRate > 0 {
-		l.prefixes = newLRUTable[netip.Prefix](cfg.PrefixRate, burstOr(cfg.PrefixBurst, cfg.PrefixRate), cfg.Entries)
+		l.prefixes = newLRUTable[netip.Prefix](
+			lane{cfg.PrefixRate, burstOr(cfg.PrefixBurst, cfg.PrefixRate)},
+			lane{cfg.PrefixQueueRate, burstOr(cfg.PrefixQueueBurst, cfg.PrefixQueueRate)}, cfg.Entries)
 	}
 	return l
+}
+
+// lane is one token bucket's rate and burst; a zero rate means no lane.
+type lane struct {
+	rate  float64
+	burst int
 }
 
 func burstOr(burst int, rate float64) int {
@@ -137,28 +179,49 @@ func burstOr(burst int, rate float64) int {
 
 // Allow reports whether a request from addr may go on at now. When it may
 // not, reason says which limit refused it: ReasonSource or ReasonPrefix.
-// An invalid addr is limited as one shared source. It does not allocate
-// for a source it already knows.
+// A request that Check would queue is allowed. An invalid addr is limited
+// as one shared source. It does not allocate for a source it already knows.
 func (l *SourceLimiter) Allow(addr netip.Addr, now time.Time) (ok bool, reason string) {
+	d, reason := l.Check(addr, now)
+	return d != LimitRefuse, reason
+}
+
+// Check is Allow with the queue lanes: it answers LimitQueue for a request
+// over a rate but within that rate's queue lane, and names the limit that
+// queued or refused it (ReasonSource or ReasonPrefix).
+func (l *SourceLimiter) Check(addr netip.Addr, now time.Time) (d Decision, reason string) {
 	addr = addr.Unmap().WithZone("")
-	if l.sources != nil && !l.sources.allow(addr, hashAddr(addr, 128), now) {
-		l.refusedS.Add(1)
-		return false, ReasonSource
+	if l.sources != nil {
+		if d = l.sources.allow(addr, hashAddr(addr, 128), now); d == LimitRefuse {
+			l.refusedS.Add(1)
+			return d, ReasonSource
+		} else if d == LimitQueue {
+			reason = ReasonSource
+		}
 	}
 	if l.prefixes != nil {
 		p := Prefix(addr)
-		if !l.prefixes.allow(p, hashAddr(p.Addr(), p.Bits()), now) {
+		switch l.prefixes.allow(p, hashAddr(p.Addr(), p.Bits()), now) {
+		case LimitRefuse:
 			l.refusedP.Add(1)
-			return false, ReasonPrefix
+			return LimitRefuse, ReasonPrefix
+		case LimitQueue:
+			d, reason = LimitQueue, ReasonPrefix
 		}
 	}
+	if d == LimitQueue {
+		l.queued.Add(1)
+		return d, reason
+	}
 	l.allowed.Add(1)
-	return true, ""
+	return LimitAllow, ""
 }
 
 // LimiterStats counts a SourceLimiter's decisions.
 type LimiterStats struct {
 	Allowed uint64
+	// Queued counts requests sent to the waiting room by a queue lane.
+	Queued uint64
 	// Refused counts refusals by ReasonSource and ReasonPrefix.
 	Refused map[string]uint64
 	// Sources and Prefixes are the entries remembered now; Evicted counts
@@ -171,6 +234,7 @@ type LimiterStats struct {
 func (l *SourceLimiter) Stats() LimiterStats {
 	s := LimiterStats{
 		Allowed: l.allowed.Load(),
+		Queued:  l.queued.Load(),
 		Refused: map[string]uint64{ReasonSource: l.refusedS.Load(), ReasonPrefix: l.refusedP.Load()},
 	}
 	if l.sources != nil {
@@ -222,9 +286,8 @@ func hashAddr(a netip.Addr, bits int) uint64 {
 // lruTable maps keys to buckets in fixed memory: a sharded LRU whose
 // entries live in one slice per shard and link by index.
 type lruTable[K comparable] struct {
-	shards [lruShards]lruShard[K]
-	rate   float64
-	burst  int
+	shards      [lruShards]lruShard[K]
+	main, queue lane
 }
 
 const lruShards = 16
@@ -241,12 +304,12 @@ type lruShard[K comparable] struct {
 
 type lruEntry[K comparable] struct {
 	key        K
-	b          Bucket
+	b, q       Bucket // the main lane and the queue lane
 	prev, next int32
 }
 
-func newLRUTable[K comparable](rate float64, burst, entries int) *lruTable[K] {
-	t := &lruTable[K]{rate: rate, burst: burst}
+func newLRUTable[K comparable](main, queue lane, entries int) *lruTable[K] {
+	t := &lruTable[K]{main: main, queue: queue}
 	per := max(entries/lruShards, 1)
 	for i := range t.shards {
 		t.shards[i] = lruShard[K]{cap: per, idx: make(map[K]int32, per), head: -1, tail: -1}
@@ -254,7 +317,11 @@ func newLRUTable[K comparable](rate float64, burst, entries int) *lruTable[K] {
 	return t
 }
 
-func (t *lruTable[K]) allow(key K, hash uint64, now time.Time) bool {
+func (t *lruTable[K]) entry(key K) lruEntry[K] {
+	return lruEntry[K]{key: key, b: NewBucket(t.main.rate, t.main.burst), q: NewBucket(t.queue.rate, t.queue.burst)}
+}
+
+func (t *lruTable[K]) allow(key K, hash uint64, now time.Time) Decision {
 	sh := &t.shards[hash%lruShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -264,18 +331,25 @@ func (t *lruTable[K]) allow(key K, hash uint64, now time.Time) bool {
 		sh.unlink(i)
 	case len(sh.ents) < sh.cap:
 		i = int32(len(sh.ents))
-		sh.ents = append(sh.ents, lruEntry[K]{key: key, b: NewBucket(t.rate, t.burst)})
+		sh.ents = append(sh.ents, t.entry(key))
 		sh.idx[key] = i
 	default:
 		i = sh.tail
 		sh.unlink(i)
 		delete(sh.idx, sh.ents[i].key)
 		sh.evicted++
-		sh.ents[i] = lruEntry[K]{key: key, b: NewBucket(t.rate, t.burst)}
+		sh.ents[i] = t.entry(key)
 		sh.idx[key] = i
 	}
 	sh.pushFront(i)
-	return sh.ents[i].b.Allow(now)
+	e := &sh.ents[i]
+	switch {
+	case e.b.Allow(now):
+		return LimitAllow
+	case t.queue.rate > 0 && e.q.Allow(now):
+		return LimitQueue
+	}
+	return LimitRefuse
 }
 
 func (sh *lruShard[K]) unlink(i int32) {

@@ -7,20 +7,33 @@ import (
 	"time"
 )
 
+// MaxVisitorDifficulty is the most proof of work a visitor is ever asked
+// for: what a phone's browser solves in under a second on average. The
+// page's worker makes 2^d attempts on average at d bits; in headless
+// Chromium on this project's 2-core machines an attempt takes 2.2-3 µs
+// (BenchmarkWebPoWWorker, docs/BENCHMARKS.md). A phone is taken as 4×
+// slower: 2^16 attempts ≈ 0.6-0.8 s there; 2^17 would be past a second.
+const MaxVisitorDifficulty = 16
+
 // PoWConfig tunes when proof of work arms itself and how hard it gets.
+// Only evidence of abuse arms it: invalid requests (forged or expired
+// tickets, wrong answers, rate limits, probing). Demand never does: a
+// flash crowd or a herd in line waits its turn in the waiting room.
 type PoWConfig struct {
-	// Base is the difficulty, in leading zero bits, once the signals cross
-	// a threshold. Zero means 16 (~10 ms for a native client, well under a
-	// second in a browser).
+	// Base is the difficulty, in leading zero bits, once the evidence
+	// crosses a threshold. Zero means 12 (~10 ms in a desktop browser).
 	Base uint8
-	// Max caps the adaptive difficulty. Zero means 22 (~0.5 s native).
+	// Max caps the adaptive difficulty. Zero means MaxVisitorDifficulty;
+	// more is cut to it.
 	Max uint8
-	// InvalidShare is the share of refused requests (0-1) at which proof
+	// InvalidShare is the share of invalid requests (0-1) at which proof
 	// of work arms. Zero means 0.2.
 	InvalidShare float64
-	// JoinLoad is the ratio of join attempts to admissions the node can
-	// make (its join rate) at which proof of work arms. Zero means 4.
-	JoinLoad float64
+	// InvalidRate is the rate of invalid requests per second below which
+	// proof of work never arms, whatever their share: a few mistyped
+	// links or expired tickets on a quiet server are no attack. Zero
+	// means 20.
+	InvalidRate float64
 	// Cooldown is how long the pressure must stay lower before the
 	// difficulty steps down, so that it does not flap. Zero means 2 minutes.
 	Cooldown time.Duration
@@ -28,27 +41,26 @@ type PoWConfig struct {
 
 // DefaultPoWConfig returns the defaults described on PoWConfig.
 func DefaultPoWConfig() PoWConfig {
-	return PoWConfig{Base: 16, Max: 22, InvalidShare: 0.2, JoinLoad: 4, Cooldown: 2 * time.Minute}
+	return PoWConfig{Base: 12, Max: MaxVisitorDifficulty, InvalidShare: 0.2, InvalidRate: 20, Cooldown: 2 * time.Minute}
 }
 
-// Pressure is the attack signal PoWPolicy reads, measured by the caller
-// over its last observation window (a few seconds) from the Stats deltas.
+// Pressure is the evidence of abuse PoWPolicy reads, measured by the
+// caller over its last observation window (a few seconds).
 type Pressure struct {
-	// InvalidShare is refused / total requests at the gate (bad tickets,
+	// InvalidShare is invalid / total requests at the gate (bad tickets,
 	// rate-limited, malformed), 0-1.
 	InvalidShare float64
-	// JoinLoad is join attempts per second divided by the node's join
-	// rate (CapacityConfig.JoinRate).
-	JoinLoad float64
+	// InvalidRate is invalid requests per second.
+	InvalidRate float64
 }
 
-// PoWPolicy maps attack pressure to a proof-of-work difficulty, and lets
-// the operator override it. The policy: with x the largest of
-// InvalidShare/cfg.InvalidShare and JoinLoad/cfg.JoinLoad, difficulty is 0
-// (off) while x < 1, and Base + 2*floor(log2 x) bits above, capped at Max:
-// each doubling of the pressure quadruples the work of a joiner. It rises
-// at once and falls only after Cooldown at the lower level. It is safe for
-// concurrent use.
+// PoWPolicy maps evidence of abuse to a proof-of-work difficulty, and lets
+// the operator override it. The policy: with x = InvalidShare /
+// cfg.InvalidShare while InvalidRate is at least cfg.InvalidRate (else 0),
+// difficulty is 0 (off) while x < 1, and Base + 2*floor(log2 x) bits
+// above, capped at Max: each doubling of the share quadruples the work of
+// a joiner. It rises at once and falls only after Cooldown at the lower
+// level. It is safe for concurrent use.
 type PoWPolicy struct {
 	cfg PoWConfig
 
@@ -69,12 +81,13 @@ func NewPoWPolicy(cfg PoWConfig) *PoWPolicy {
 	if cfg.Max == 0 {
 		cfg.Max = def.Max
 	}
-	cfg.Max = min(max(cfg.Max, cfg.Base), MaxDifficulty)
+	cfg.Max = min(cfg.Max, MaxVisitorDifficulty)
+	cfg.Base = min(cfg.Base, cfg.Max)
 	if cfg.InvalidShare <= 0 {
 		cfg.InvalidShare = def.InvalidShare
 	}
-	if cfg.JoinLoad <= 0 {
-		cfg.JoinLoad = def.JoinLoad
+	if cfg.InvalidRate <= 0 {
+		cfg.InvalidRate = def.InvalidRate
 	}
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = def.Cooldown
@@ -84,7 +97,10 @@ func NewPoWPolicy(cfg PoWConfig) *PoWPolicy {
 
 // target is the difficulty the signals ask for.
 func (p *PoWPolicy) target(pr Pressure) uint8 {
-	x := max(pr.InvalidShare/p.cfg.InvalidShare, pr.JoinLoad/p.cfg.JoinLoad)
+	if !(pr.InvalidRate >= p.cfg.InvalidRate) { // NaN included
+		return 0
+	}
+	x := pr.InvalidShare / p.cfg.InvalidShare
 	if !(x >= 1) { // NaN included
 		return 0
 	}
@@ -119,7 +135,9 @@ func (p *PoWPolicy) publish() {
 }
 
 // Arm is the operator's override: issue challenges at difficulty bits
-// whatever the signals say (0 forces proof of work off), until Auto.
+// whatever the signals say (0 forces proof of work off), until Auto. The
+// operator may go past MaxVisitorDifficulty (up to MaxDifficulty), for
+// clients known to be fast; the signals never do.
 func (p *PoWPolicy) Arm(difficulty uint8) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

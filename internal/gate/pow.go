@@ -103,14 +103,17 @@ func leadingZeroBits(sum [sha256.Size]byte) int {
 }
 
 // VerifySolution checks nonce against challenge for space at time now and
-// redeems the challenge: each one opens the door once. A refusal is a
-// *RefusalError with ReasonMalformed, ReasonUnknownKey, ReasonBadSignature,
-// ReasonWrongSpace, ReasonExpired (stale), ReasonWrongAnswer, ReasonReplayed
-// or ReasonBusy, counted in Stats. One SHA-256 and one HMAC at most; a
-// solution is remembered only once it is correct, so the replay cache grows
-// only by work the client paid for.
-func (s *Signer) VerifySolution(challenge, nonce, space string, now time.Time) error {
-	r, ok := s.verifySolution(challenge, nonce, space, now)
+// redeems the challenge: each one opens the door once. A challenge issued
+// below minDifficulty (the difficulty in force now: it rose since) is
+// refused too, so a raised difficulty applies to open challenges. A refusal
+// is a *RefusalError with ReasonMalformed, ReasonUnknownKey,
+// ReasonBadSignature, ReasonWrongSpace, ReasonExpired (stale),
+// ReasonOutdated, ReasonWrongAnswer, ReasonReplayed or ReasonBusy, counted
+// in Stats. One SHA-256 and one HMAC at most; a solution is remembered only
+// once it is correct, so the replay cache grows only by work the client
+// paid for.
+func (s *Signer) VerifySolution(challenge, nonce, space string, minDifficulty uint8, now time.Time) error {
+	r, ok := s.verifySolution(challenge, nonce, space, minDifficulty, now)
 	if !ok {
 		s.pow[r].Add(1)
 		return powRefusals[r]
@@ -119,7 +122,7 @@ func (s *Signer) VerifySolution(challenge, nonce, space string, now time.Time) e
 	return nil
 }
 
-func (s *Signer) verifySolution(challenge, nonce, space string, now time.Time) (reason, bool) {
+func (s *Signer) verifySolution(challenge, nonce, space string, minDifficulty uint8, now time.Time) (reason, bool) {
 	if len(nonce) == 0 || len(nonce) > maxNonceLen {
 		return rMalformed, false
 	}
@@ -138,6 +141,8 @@ func (s *Signer) verifySolution(challenge, nonce, space string, now time.Time) (
 		return rExpired, false
 	case t.param > MaxDifficulty:
 		return rMalformed, false
+	case t.param < minDifficulty:
+		return rOutdated, false
 	}
 	var buf [MaxTokenLen + maxNonceLen]byte
 	n := copy(buf[:], challenge)

@@ -48,7 +48,7 @@ func TestSolvedChallengeIsAccepted(t *testing.T) {
 			t.Fatalf("ParseChallenge = %+v, %v", pc, err)
 		}
 		n := mustSolve(t, c)
-		if err := s.VerifySolution(c, n, "sp", t0.Add(time.Second)); err != nil {
+		if err := s.VerifySolution(c, n, "sp", 0, t0.Add(time.Second)); err != nil {
 			t.Errorf("difficulty %d: VerifySolution: %v", d, err)
 		}
 	}
@@ -62,7 +62,7 @@ func TestBadSolutionsRefusedWithReason(t *testing.T) {
 	const space = "sp"
 	c := mustChallenge(t, s, space, 12, t0)
 	n := mustSolve(t, c)
-	ticket := mustIssue(t, s, Ticket{Space: space, Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	ticket := mustIssue(t, s, Ticket{Space: space, Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	other, _ := NewSigner(testKey(1))
 	foreign := mustChallenge(t, other, space, 1, t0)
 	forged := c[:len(c)-2] + "AA"
@@ -71,22 +71,24 @@ func TestBadSolutionsRefusedWithReason(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, challenge, nonce, space string
+		min                           uint8
 		now                           time.Time
 		reason                        string
 	}{
-		{"wrong answer", c, wrongNonce(c, 12), space, t0, ReasonWrongAnswer},
-		{"stale", c, n, space, t0.Add(DefaultSignerConfig().ChallengeTTL), ReasonExpired},
-		{"other space", c, n, "other", t0, ReasonWrongSpace},
-		{"forged", forged, n, space, t0, ReasonBadSignature},
-		{"unknown key", foreign, mustSolve(t, foreign), space, t0, ReasonUnknownKey},
-		{"a ticket", ticket, n, space, t0, ReasonMalformed},
-		{"garbage", "!!!", n, space, t0, ReasonMalformed},
-		{"empty nonce", c, "", space, t0, ReasonMalformed},
-		{"nonce too long", c, string(make([]byte, maxNonceLen+1)), space, t0, ReasonMalformed},
-		{"nonce not base64url", c, "1 2", space, t0, ReasonMalformed},
+		{"wrong answer", c, wrongNonce(c, 12), space, 0, t0, ReasonWrongAnswer},
+		{"difficulty raised since", c, n, space, 13, t0, ReasonOutdated},
+		{"stale", c, n, space, 0, t0.Add(DefaultSignerConfig().ChallengeTTL), ReasonExpired},
+		{"other space", c, n, "other", 0, t0, ReasonWrongSpace},
+		{"forged", forged, n, space, 0, t0, ReasonBadSignature},
+		{"unknown key", foreign, mustSolve(t, foreign), space, 0, t0, ReasonUnknownKey},
+		{"a ticket", ticket, n, space, 0, t0, ReasonMalformed},
+		{"garbage", "!!!", n, space, 0, t0, ReasonMalformed},
+		{"empty nonce", c, "", space, 0, t0, ReasonMalformed},
+		{"nonce too long", c, string(make([]byte, maxNonceLen+1)), space, 0, t0, ReasonMalformed},
+		{"nonce not base64url", c, "1 2", space, 0, t0, ReasonMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := s.VerifySolution(tc.challenge, tc.nonce, tc.space, tc.now)
+			err := s.VerifySolution(tc.challenge, tc.nonce, tc.space, tc.min, tc.now)
 			if got := Reason(err); got != tc.reason {
 				t.Fatalf("Reason = %q (err %v), want %q", got, err, tc.reason)
 			}
@@ -96,7 +98,7 @@ func TestBadSolutionsRefusedWithReason(t *testing.T) {
 		})
 	}
 	// None of those redeemed the challenge: the real answer still works.
-	if err := s.VerifySolution(c, n, space, t0); err != nil {
+	if err := s.VerifySolution(c, n, space, 0, t0); err != nil {
 		t.Fatalf("good solution after refusals: %v", err)
 	}
 	st := s.Stats()
@@ -109,7 +111,7 @@ func TestReplayedSolutionRefused(t *testing.T) {
 	s := newTestSigner(t)
 	c := mustChallenge(t, s, "sp", 4, t0)
 	n := mustSolve(t, c)
-	if err := s.VerifySolution(c, n, "sp", t0); err != nil {
+	if err := s.VerifySolution(c, n, "sp", 0, t0); err != nil {
 		t.Fatal(err)
 	}
 	// The same challenge with the same or another valid nonce.
@@ -118,7 +120,7 @@ func TestReplayedSolutionRefused(t *testing.T) {
 		for j := 0; i > 0 && (n2 == n || leadingZeroBits(sha256.Sum256([]byte(c+n2))) < 4); j++ {
 			n2 = "r" + strconv.Itoa(i) + "x" + strconv.Itoa(j)
 		}
-		if err := s.VerifySolution(c, n2, "sp", t0.Add(time.Second)); Reason(err) != ReasonReplayed {
+		if err := s.VerifySolution(c, n2, "sp", 0, t0.Add(time.Second)); Reason(err) != ReasonReplayed {
 			t.Errorf("replay %d: %v, want %s", i, err, ReasonReplayed)
 		}
 	}
@@ -135,7 +137,7 @@ func TestReplayCacheIsBoundedAndForgetsExpired(t *testing.T) {
 	busy := 0
 	for i := 0; i < 200; i++ {
 		c := mustChallenge(t, s, "sp", 0, t0)
-		switch err := s.VerifySolution(c, "0", "sp", t0); Reason(err) {
+		switch err := s.VerifySolution(c, "0", "sp", 0, t0); Reason(err) {
 		case "":
 		case ReasonBusy:
 			busy++
@@ -157,7 +159,7 @@ func TestReplayCacheIsBoundedAndForgetsExpired(t *testing.T) {
 	later := t0.Add(time.Minute)
 	for i := 0; i < 4; i++ {
 		c := mustChallenge(t, s, "sp", 0, later)
-		if err := s.VerifySolution(c, "0", "sp", later); err != nil && Reason(err) != ReasonBusy {
+		if err := s.VerifySolution(c, "0", "sp", 0, later); err != nil && Reason(err) != ReasonBusy {
 			t.Fatal(err)
 		} else if err == nil {
 			return
@@ -182,7 +184,7 @@ func TestSolveStopsWhenContextIsDone(t *testing.T) {
 	}
 }
 
-func TestPoWPolicyFollowsPressure(t *testing.T) {
+func TestPoWPolicyArmsOnAbuseNeverOnDemand(t *testing.T) {
 	p := NewPoWPolicy(DefaultPoWConfig())
 	cool := DefaultPoWConfig().Cooldown
 	steps := []struct {
@@ -191,13 +193,14 @@ func TestPoWPolicyFollowsPressure(t *testing.T) {
 		at   time.Duration
 		want uint8
 	}{
-		{"quiet", Pressure{InvalidShare: 0.01, JoinLoad: 0.5}, 0, 0},
-		{"invalid share at threshold arms at base", Pressure{InvalidShare: 0.2}, time.Second, 16},
-		{"join load 4x pressure adds 2 bits per doubling", Pressure{JoinLoad: 16}, 2 * time.Second, 20},
-		{"capped at max", Pressure{InvalidShare: 1, JoinLoad: 1e6}, 3 * time.Second, 22},
-		{"calm but within cooldown holds", Pressure{}, 4 * time.Second, 22},
+		{"quiet", Pressure{InvalidShare: 0.01, InvalidRate: 1}, 0, 0},
+		{"a high share of very few requests is no attack", Pressure{InvalidShare: 0.9, InvalidRate: 5}, time.Second / 2, 0},
+		{"invalid share at threshold arms at base", Pressure{InvalidShare: 0.2, InvalidRate: 20}, time.Second, 12},
+		{"each doubling of the share adds 2 bits", Pressure{InvalidShare: 0.4, InvalidRate: 500}, 2 * time.Second, 14},
+		{"capped at what a phone solves in a second", Pressure{InvalidShare: 1, InvalidRate: 1e6}, 3 * time.Second, MaxVisitorDifficulty},
+		{"calm but within cooldown holds", Pressure{}, 4 * time.Second, MaxVisitorDifficulty},
 		{"calm after cooldown steps down", Pressure{}, 3*time.Second + cool, 0},
-		{"NaN is calm", Pressure{InvalidShare: nanValue()}, 4*time.Second + 2*cool, 0},
+		{"NaN is calm", Pressure{InvalidShare: nanValue(), InvalidRate: nanValue()}, 4*time.Second + 2*cool, 0},
 	}
 	for _, st := range steps {
 		if got := p.Update(st.pr, t0.Add(st.at)); got != st.want {
@@ -209,12 +212,15 @@ func TestPoWPolicyFollowsPressure(t *testing.T) {
 		t.Errorf("armed by operator: %d %+v, want 18 with override", got, p.State())
 	}
 	p.Arm(0)
-	if got := p.Update(Pressure{JoinLoad: 100}, t0.Add(2*time.Hour)); got != 0 {
+	if got := p.Update(Pressure{InvalidShare: 1, InvalidRate: 1000}, t0.Add(2*time.Hour)); got != 0 {
 		t.Errorf("forced off by operator under pressure: %d, want 0", got)
 	}
 	p.Auto()
-	if got := p.Difficulty(); got != 22 {
-		t.Errorf("back to auto under pressure: %d, want 22", got)
+	if got := p.Difficulty(); got != MaxVisitorDifficulty {
+		t.Errorf("back to auto under pressure: %d, want %d", got, MaxVisitorDifficulty)
+	}
+	if got := NewPoWPolicy(PoWConfig{Base: 30, Max: 30}).Update(Pressure{InvalidShare: 1, InvalidRate: 1000}, t0); got > MaxVisitorDifficulty {
+		t.Errorf("configured past the visitor cap: %d bits asked", got)
 	}
 }
 

@@ -37,6 +37,9 @@ const (
 	ReasonPrefix = "prefix"
 	// ReasonFull: a room's waiting room is at its cap.
 	ReasonFull = "full"
+	// ReasonOutdated: a correct proof of work for a challenge issued at a
+	// lower difficulty than the one in force now.
+	ReasonOutdated = "outdated"
 )
 
 // reason indexes the counters; the order matches reasonNames.
@@ -51,12 +54,13 @@ const (
 	rWrongAnswer
 	rReplayed
 	rBusy
+	rOutdated
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	ReasonMalformed, ReasonUnknownKey, ReasonBadSignature, ReasonWrongSpace,
-	ReasonExpired, ReasonWrongAnswer, ReasonReplayed, ReasonBusy,
+	ReasonExpired, ReasonWrongAnswer, ReasonReplayed, ReasonBusy, ReasonOutdated,
 }
 
 // RefusalError is the error of a refused ticket or proof of work. It
@@ -96,6 +100,7 @@ var (
 		rWrongAnswer:  newRefusal(ReasonWrongAnswer, amphi.EForbidden, "wrong proof-of-work answer"),
 		rReplayed:     newRefusal(ReasonReplayed, amphi.EForbidden, "challenge already used: ask for a new one"),
 		rBusy:         newRefusal(ReasonBusy, amphi.EUnavailable, "too many proof-of-work solutions in flight: retry later"),
+		rOutdated:     newRefusal(ReasonOutdated, amphi.EForbidden, "the difficulty rose since this challenge was issued: solve a new one"),
 	}
 )
 

@@ -1,6 +1,8 @@
 package gate
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"math"
 	"math/bits"
 	"sync"
@@ -142,11 +144,29 @@ const (
 	Waiting
 	// Full: the waiting room itself is full; try again later.
 	Full
+	// Early: a waiter polled more than maxPolls times within one
+	// PollInterval. Its place is kept, but the poll is refused: a page
+	// polls when told to, so hammering is abuse, not demand.
+	Early
 )
 
 func (v Verdict) String() string {
-	return [...]string{"unknown", "admitted", "waiting", "full"}[v]
+	return [...]string{"unknown", "admitted", "waiting", "full", "early"}[v]
 }
+
+// PlaceID returns the id a listener's place is kept under in a Room and
+// named by in its ticket: a one-way function of the listener id, so that
+// whoever sees a ticket (a shared link, a log line) cannot learn the
+// listener id, which is the secret that polls the waiting room and
+// fetches the ticket again. It has the form of a listener id.
+func PlaceID(listener string) string {
+	sum := sha256.Sum256([]byte(listener))
+	return base64.RawURLEncoding.EncodeToString(sum[:idLen])
+}
+
+// maxPolls is how many polls a waiter may make in one PollInterval: a page
+// polls once, a retry or a second tab a few more times.
+const maxPolls = 5
 
 // Status is what Join and Poll tell a listener.
 type Status struct {
@@ -160,12 +180,14 @@ type Status struct {
 	// anyone has been admitted the node's join rate is used. Zero means
 	// no estimate (nobody has left or been admitted recently).
 	ETA time.Duration
-	// PollAfter is when to poll again.
+	// PollAfter is when to poll again: PollInterval, or as soon as the
+	// ETA when that is sooner, but not under a quarter of PollInterval.
 	PollAfter time.Duration
 }
 
 // Room is the door of one space: its places, its waiting room, and its
-// scheduled opening. Waiters are served by tier (higher first, see Tier)
+// scheduled opening. Members are named by place id (PlaceID), never by
+// the listener's secret id. Waiters are served by tier (higher first, see Tier)
 // and in arrival order within a tier; admission happens as places free,
 // at the node's join rate, whenever any listener of the room calls in: no
 // goroutine, no timer. Every operation costs O(log n) in the number of
@@ -201,12 +223,16 @@ const (
 )
 
 type member struct {
-	listener string
+	listener string // the place id
 	tier     Tier
 	state    memberState
 	conns    int
-	seq      int64 // position in the tier queue's numbering
-	deadline int64 // Unix ns: poll timeout, grace or linger end
+	stop     *atomic.Bool // the newest stream's: set when another replaces it
+
+	pollWindow int64 // Unix ns: start of the current PollInterval of polls
+	polls      uint8 // polls in it
+	seq        int64 // position in the tier queue's numbering
+	deadline   int64 // Unix ns: poll timeout, grace or linger end
 
 	qprev, qnext *member // tier queue
 	tprev, tnext *member // timeList
@@ -258,6 +284,17 @@ func (r *Room) OpenAt(t time.Time) {
 // when the waiting room is at its cap. Joining again returns the current
 // status and keeps the original place in the queue.
 func (r *Room) Join(listener string, tier Tier, now time.Time) Status {
+	return r.join(listener, tier, now, false)
+}
+
+// Enqueue is Join for a newcomer who may not skip the line, even an empty
+// one: one a SourceLimiter queued (LimitQueue). It waits its turn behind
+// everyone already waiting and is admitted in order as places free.
+func (r *Room) Enqueue(listener string, tier Tier, now time.Time) Status {
+	return r.join(listener, tier, now, true)
+}
+
+func (r *Room) join(listener string, tier Tier, now time.Time, queue bool) Status {
 	if tier >= numTiers {
 		tier = TierAnonymous // unknown tiers get the least, not the most
 	}
@@ -271,7 +308,7 @@ func (r *Room) Join(listener string, tier Tier, now time.Time) Status {
 		return r.status(m, t)
 	}
 	m := &member{listener: listener, tier: tier}
-	if r.admissible(tier, t) && r.take(t) {
+	if !queue && r.admissible(tier, t) && r.take(t) {
 		r.place(m, t)
 		r.members[listener] = m
 		return r.status(m, t)
@@ -290,7 +327,9 @@ func (r *Room) Join(listener string, tier Tier, now time.Time) Status {
 
 // Poll returns listener's status at now and keeps its place in the
 // waiting room for another PollTimeout. It is cheap: one map lookup and an
-// O(log n) position count, after admitting whoever's turn has come.
+// O(log n) position count, after admitting whoever's turn has come. A
+// waiter polling more than maxPolls times in a PollInterval is answered
+// Early.
 func (r *Room) Poll(listener string, now time.Time) Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -300,35 +339,37 @@ func (r *Room) Poll(listener string, now time.Time) Status {
 		return Status{Verdict: Unknown}
 	}
 	if m.state == stateWaiting {
+		if t-m.pollWindow >= int64(r.cfg.PollInterval) {
+			m.pollWindow, m.polls = t, 0
+		}
+		if m.polls++; m.polls > maxPolls {
+			return Status{Verdict: Early, PollAfter: r.cfg.PollInterval}
+		}
 		r.touch(m, t)
 	}
 	return r.status(m, t)
 }
 
-// Connect records that listener, holding a valid ticket of the given
-// tier, opened a stream at now, and reports whether it may listen. An
-// admitted or lingering listener keeps its place; a connected one may open
-// more streams. One without a place (its grace ran out) is admitted only as
-// a Join would be at once; a waiter is not, and must wait its turn.
-func (r *Room) Connect(listener string, tier Tier, now time.Time) bool {
-	if tier >= numTiers {
-		tier = TierAnonymous
-	}
+// Connect records that the holder of listener's ticket opened a stream at
+// now. It reports whether the stream may go on and returns its stop flag,
+// which is set when a newer stream of the same ticket replaces it: one
+// ticket, one stream at a time, the newest winning (a player's second
+// request after an aborted probe, or a reconnect, replaces the old one; a
+// shared ticket is useless). Only a listener holding a place may connect:
+// admitted, connected or lingering. A waiter must wait its turn, and one
+// whose place lapsed (its grace or linger ran out) must join again, so a
+// ticket never gets past the waiting room or proof of work.
+func (r *Room) Connect(listener string, now time.Time) (stop *atomic.Bool, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.advance(now)
+	r.advance(now)
 	m := r.members[listener]
 	if m == nil {
-		m = &member{listener: listener, tier: tier}
-		if !r.admissible(tier, t) || !r.take(t) {
-			return false
-		}
-		r.place(m, t)
-		r.members[listener] = m
+		return nil, false
 	}
 	switch m.state {
 	case stateWaiting:
-		return false
+		return nil, false
 	case stateAdmitted:
 		r.grace.remove(m)
 	case stateLingering:
@@ -338,8 +379,22 @@ func (r *Room) Connect(listener string, tier Tier, now time.Time) bool {
 		m.state = stateConnected
 		r.conns++
 	}
+	if m.stop != nil {
+		m.stop.Store(true)
+	}
 	m.conns++
-	return true
+	m.stop = new(atomic.Bool)
+	return m.stop, true
+}
+
+// Holds reports whether listener holds a place at now: admitted, connected
+// or lingering. It changes nothing but the room's time.
+func (r *Room) Holds(listener string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.advance(now)
+	m := r.members[listener]
+	return m != nil && m.state != stateWaiting
 }
 
 // Leave records that one of listener's streams ended at now, or that a
@@ -507,6 +562,10 @@ func (r *Room) status(m *member, t int64) Status {
 	if rate > 0 {
 		wait += float64(pos) / rate
 		s.ETA = time.Duration(min(wait, math.MaxInt64/1e9) * 1e9).Round(time.Second)
+		// Someone whose turn is near polls sooner (a crowd queued by its
+		// prefix's rate into a line that moves at once), yet never more
+		// often than maxPolls allows.
+		s.PollAfter = min(max(time.Duration(wait*1e9), r.cfg.PollInterval/(maxPolls-1)), r.cfg.PollInterval)
 	}
 	return s
 }
@@ -524,6 +583,9 @@ type RoomStats struct {
 	Admitted, Full, Ghosts, GraceExpired uint64
 	// AdmissionRate is the moving average of admissions per second.
 	AdmissionRate float64
+	// BeforeOpening: the room has a scheduled opening still to come, so
+	// its line is a herd waiting for the start.
+	BeforeOpening bool
 }
 
 // Stats returns a snapshot of the room at now.
@@ -535,6 +597,7 @@ func (r *Room) Stats(now time.Time) RoomStats {
 		Held: r.held, Connected: r.conns,
 		Admitted: r.admitted, Full: r.full, Ghosts: r.ghosts, GraceExpired: r.expired,
 		AdmissionRate: r.rate.rate(t),
+		BeforeOpening: r.openAt != 0 && t < r.openAt,
 	}
 	for i := range r.queues {
 		s.Waiting[i] = r.queues[i].n

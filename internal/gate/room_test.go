@@ -38,8 +38,8 @@ func TestWaitingRoomAdmitsInArrivalOrder(t *testing.T) {
 	for i := 2; i < 7; i++ {
 		wantStatus(t, id(i), r.Join(id(i), TierAnonymous, now), Waiting, i-1)
 	}
-	r.Connect(id(0), TierAnonymous, now)
-	r.Connect(id(1), TierAnonymous, now)
+	connect(r, id(0), now)
+	connect(r, id(1), now)
 	for next := 2; next < 7; next++ {
 		// Someone inside leaves: the head of the queue, and only it, gets in.
 		now = now.Add(time.Second)
@@ -49,7 +49,7 @@ func TestWaitingRoomAdmitsInArrivalOrder(t *testing.T) {
 		for j := next + 1; j < 7; j++ {
 			wantStatus(t, "behind "+id(j), r.Poll(id(j), now), Waiting, j-next)
 		}
-		r.Connect(id(next), TierAnonymous, now)
+		connect(r, id(next), now)
 	}
 }
 
@@ -74,7 +74,7 @@ func TestNobodyInsideIsEvicted(t *testing.T) {
 	r := roomFor(3, CapacityConfig{})
 	for i := 0; i < 3; i++ {
 		r.Join(id(i), TierAnonymous, t0)
-		if !r.Connect(id(i), TierAnonymous, t0) {
+		if !connect(r, id(i), t0) {
 			t.Fatalf("%s could not connect", id(i))
 		}
 	}
@@ -105,7 +105,7 @@ func TestHigherTiersAreServedFirstAndFIFOWithinATier(t *testing.T) {
 	r := roomFor(1, CapacityConfig{})
 	r.cfg.Linger = -1
 	r.Join("inside", TierAnonymous, t0)
-	r.Connect("inside", TierAnonymous, t0)
+	connect(r, "inside", t0)
 	arrivals := []struct {
 		who  string
 		tier Tier
@@ -124,7 +124,7 @@ func TestHigherTiersAreServedFirstAndFIFOWithinATier(t *testing.T) {
 	for _, who := range wantOrder {
 		r.Leave(prev, t0)
 		wantStatus(t, who, r.Poll(who, t0), Admitted, 0)
-		r.Connect(who, TierAnonymous, t0)
+		connect(r, who, t0)
 		prev = who
 	}
 }
@@ -133,7 +133,7 @@ func TestGhostWaitersAreDropped(t *testing.T) {
 	r := roomFor(1, CapacityConfig{})
 	timeout := r.cfg.PollTimeout
 	r.Join("inside", TierAnonymous, t0)
-	r.Connect("inside", TierAnonymous, t0)
+	connect(r, "inside", t0)
 	for i := 0; i < 5; i++ {
 		r.Join(id(i), TierAnonymous, t0)
 	}
@@ -163,10 +163,10 @@ func TestAdmittedPlaceIsHeldForGraceThenReleased(t *testing.T) {
 	}
 	// ...and then goes to b.
 	wantStatus(t, "b after grace", r.Poll("b", t0.Add(grace)), Admitted, 0)
-	if r.Connect("a", TierAnonymous, t0.Add(grace)) {
+	if connect(r, "a", t0.Add(grace)) {
 		t.Error("a connected after its grace with the room full")
 	}
-	if !r.Connect("b", TierAnonymous, t0.Add(grace+time.Second)) {
+	if !connect(r, "b", t0.Add(grace+time.Second)) {
 		t.Error("b could not connect within its grace")
 	}
 	if s := r.Stats(t0.Add(grace + time.Second)); s.GraceExpired != 1 || s.Held != 1 || s.Connected != 1 {
@@ -178,14 +178,14 @@ func TestLingerKeepsThePlaceForAReconnect(t *testing.T) {
 	r := roomFor(1, CapacityConfig{})
 	linger := r.cfg.Linger
 	r.Join("a", TierAnonymous, t0)
-	r.Connect("a", TierAnonymous, t0) // a player's probe...
-	r.Connect("a", TierAnonymous, t0) // ...and its real request
+	connect(r, "a", t0) // a player's probe...
+	connect(r, "a", t0) // ...and its real request
 	r.Join("b", TierAnonymous, t0)
 	r.Leave("a", t0) // the probe is aborted: a is still connected
 	wantStatus(t, "b", r.Poll("b", t0), Waiting, 1)
 	r.Leave("a", t0) // a's stream drops
 	wantStatus(t, "b during linger", r.Poll("b", t0.Add(linger/2)), Waiting, 1)
-	if !r.Connect("a", TierAnonymous, t0.Add(linger/2)) {
+	if !connect(r, "a", t0.Add(linger/2)) {
 		t.Fatal("a could not reconnect within the linger")
 	}
 	r.Leave("a", t0.Add(linger/2))
@@ -240,7 +240,7 @@ func TestETAFollowsTheAdmissionRate(t *testing.T) {
 	now := t0
 	for i := 0; i < 10; i++ {
 		r.Join(id(i), TierAnonymous, now)
-		r.Connect(id(i), TierAnonymous, now)
+		connect(r, id(i), now)
 	}
 	for i := 10; i < 110; i++ {
 		r.Join(id(i), TierAnonymous, now)
@@ -282,7 +282,7 @@ func TestNodeCapacityIsSharedByRooms(t *testing.T) {
 	if s := node.Stats(); s.Used != 3 || s.Max != 3 {
 		t.Errorf("node = %+v", s)
 	}
-	a.Connect("a1", TierAnonymous, t0)
+	connect(a, "a1", t0)
 	a.Leave("a1", t0)
 	wantStatus(t, "b2 after a1 left room a", b.Poll("b2", t0), Admitted, 0)
 	a.Close()
@@ -306,18 +306,96 @@ func TestFullWaitingRoomRefuses(t *testing.T) {
 	}
 }
 
-func TestConnectWithoutAPlaceFollowsTheQueue(t *testing.T) {
-	r := roomFor(1, CapacityConfig{})
-	if !r.Connect("walk-in", TierAnonymous, t0) {
-		t.Error("a ticket holder was refused by an empty room")
+func TestConnectNeedsAPlace(t *testing.T) {
+	r := roomFor(2, CapacityConfig{})
+	if connect(r, "walk-in", t0) {
+		t.Error("a ticket holder without a place got in past the door")
 	}
+	r.Join("in", TierAnonymous, t0)
+	r.Join("in2", TierAnonymous, t0)
 	r.Join("waiter", TierAnonymous, t0)
-	if r.Connect("waiter", TierAnonymous, t0) {
+	if connect(r, "waiter", t0) {
 		t.Error("a waiter connected ahead of its turn")
 	}
-	if r.Connect("other", TierAnonymous, t0) {
-		t.Error("a ticket holder without a place took one from a full room")
+	if !connect(r, "in", t0) {
+		t.Error("an admitted listener could not connect")
 	}
+}
+
+func TestLapsedPlaceNeedsANewJoin(t *testing.T) {
+	r := roomFor(0, CapacityConfig{})
+	r.Join("a", TierAnonymous, t0)
+	connect(r, "a", t0)
+	r.Leave("a", t0)
+	lapsed := t0.Add(r.cfg.Linger + time.Second)
+	if r.Holds("a", lapsed) {
+		t.Error("a still holds a place after its linger")
+	}
+	if connect(r, "a", lapsed) {
+		t.Error("a lapsed place was taken back with the old ticket, without a new join")
+	}
+	if s := r.Join("b", TierAnonymous, lapsed); s.Verdict != Admitted {
+		t.Errorf("a new join: %v, want admitted", s.Verdict)
+	}
+}
+
+func TestOneStreamPerTicketNewestWins(t *testing.T) {
+	r := roomFor(0, CapacityConfig{})
+	r.Join("a", TierAnonymous, t0)
+	first, ok := r.Connect("a", t0)
+	if !ok || first.Load() {
+		t.Fatal("the first stream was refused or stopped")
+	}
+	second, ok := r.Connect("a", t0)
+	if !ok {
+		t.Fatal("the second stream was refused")
+	}
+	if !first.Load() || second.Load() {
+		t.Errorf("first stopped %v, second stopped %v: want the newest to win", first.Load(), second.Load())
+	}
+	r.Leave("a", t0) // the replaced stream ends
+	if s := r.Stats(t0); s.Connected != 1 || s.Held != 1 {
+		t.Errorf("Stats = %+v, want the second stream connected", s)
+	}
+}
+
+func TestQueuedJoinWaitsBehindTheLine(t *testing.T) {
+	r := roomFor(0, CapacityConfig{})
+	// Even an empty line: it is served at its first poll, in order, and
+	// told to poll soon since its turn is near.
+	st := r.Enqueue("q", TierAnonymous, t0)
+	wantStatus(t, "queued", st, Waiting, 1)
+	if want := r.cfg.PollInterval / (maxPolls - 1); st.PollAfter != want {
+		t.Errorf("queued at the head of a moving line polls after %v, want %v", st.PollAfter, want)
+	}
+	wantStatus(t, "queued at its poll", r.Poll("q", t0.Add(time.Second)), Admitted, 0)
+
+	full := roomFor(1, CapacityConfig{})
+	full.Join("in", TierAnonymous, t0)
+	full.Join("w1", TierAnonymous, t0)
+	wantStatus(t, "queued behind a waiter", full.Enqueue("q", TierAnonymous, t0), Waiting, 2)
+}
+
+func TestHammeringPollsAreRefusedButKeepThePlace(t *testing.T) {
+	r := roomFor(1, CapacityConfig{})
+	r.Join("in", TierAnonymous, t0)
+	r.Join("w", TierAnonymous, t0)
+	var early int
+	for i := range 20 {
+		if r.Poll("w", t0.Add(time.Duration(i)*time.Millisecond)).Verdict == Early {
+			early++
+		}
+	}
+	if early != 20-maxPolls {
+		t.Errorf("%d of 20 polls in 20 ms refused, want %d", early, 20-maxPolls)
+	}
+	wantStatus(t, "w after a pause", r.Poll("w", t0.Add(r.cfg.PollInterval)), Waiting, 1)
+}
+
+// connect is Connect's ok.
+func connect(r *Room, place string, now time.Time) bool {
+	_, ok := r.Connect(place, now)
+	return ok
 }
 
 // TestQueuePositionsMatchAModel checks the Fenwick-tree ranks, through

@@ -49,15 +49,17 @@ func (t Tier) String() string {
 	return fmt.Sprintf("tier(%d)", uint8(t))
 }
 
-// Ticket is what a listener shows on every listen request: who (a random
-// listener id), where (one space), how long, and with which priority.
+// Ticket is what a listener shows on every listen request: whose place
+// (the place id of a random listener id), where (one space), how long, and
+// with which priority.
 type Ticket struct {
 	// Space is the space the ticket opens, at most MaxSpaceLen bytes.
 	Space string
-	// Listener is a random id from NewListenerID: ListenerIDLen base64url
-	// characters. It names the listener's place in Room.
-	Listener string
-	Tier     Tier
+	// Place names the listener's place in its Room: PlaceID of the
+	// listener id, ListenerIDLen base64url characters. The listener id
+	// itself never appears in a ticket: it is the waiter's secret.
+	Place string
+	Tier  Tier
 	// Expires is kept to the second (rounded down).
 	Expires time.Time
 }
@@ -69,7 +71,7 @@ type Ticket struct {
 //	2      tier (ticket) or difficulty in bits (challenge)
 //	3..6   expiry, Unix seconds, big-endian uint32 (good until 2106)
 //	7..8   reserved, zero
-//	9..23  listener id (ticket) or random seed (challenge), 15 bytes
+//	9..23  place id (ticket) or random seed (challenge), 15 bytes
 //	24     n = length of the space id, 1..MaxSpaceLen
 //	25..   the space id, n bytes
 //	then   MAC: HMAC-SHA256 over everything before it, truncated to 16 bytes
@@ -266,11 +268,11 @@ func (s *Signer) Issue(t Ticket) (string, error) {
 		return "", amphi.Errorf(amphi.EInvalid, "unknown tier %d", t.Tier)
 	}
 	var id [idLen]byte
-	if len(t.Listener) != ListenerIDLen {
-		return "", amphi.Errorf(amphi.EInvalid, "listener id must be %d base64url characters", ListenerIDLen)
+	if len(t.Place) != ListenerIDLen {
+		return "", amphi.Errorf(amphi.EInvalid, "place id must be %d base64url characters", ListenerIDLen)
 	}
-	if n, ok := decodeB64(id[:], t.Listener); !ok || n != idLen {
-		return "", amphi.Errorf(amphi.EInvalid, "listener id must be %d base64url characters", ListenerIDLen)
+	if n, ok := decodeB64(id[:], t.Place); !ok || n != idLen {
+		return "", amphi.Errorf(amphi.EInvalid, "place id must be %d base64url characters", ListenerIDLen)
 	}
 	return s.sign(kindTicket, byte(t.Tier), t.Expires, id, t.Space)
 }
@@ -353,7 +355,7 @@ func (s *Signer) open(tok string, kind byte, space string) (token, reason, bool)
 // is a *RefusalError whose Reason is ReasonMalformed, ReasonUnknownKey,
 // ReasonBadSignature, ReasonWrongSpace or ReasonExpired, counted in Stats.
 // It does no I/O and allocates nothing, accepted or refused; garbage is
-// refused before any MAC is computed. The returned Listener is a substring
+// refused before any MAC is computed. The returned Place is a substring
 // of tok.
 func (s *Signer) Verify(tok, space string, now time.Time) (Ticket, error) {
 	t, r, ok := s.open(tok, kindTicket, space)
@@ -370,10 +372,10 @@ func (s *Signer) Verify(tok, space string, now time.Time) (Ticket, error) {
 	default:
 		s.ticketsOK.Add(1)
 		return Ticket{
-			Space:    space,
-			Listener: tok[idTextStart : idTextStart+ListenerIDLen],
-			Tier:     Tier(t.param),
-			Expires:  time.Unix(t.expires, 0),
+			Space:   space,
+			Place:   tok[idTextStart : idTextStart+ListenerIDLen],
+			Tier:    Tier(t.param),
+			Expires: time.Unix(t.expires, 0),
 		}, nil
 	}
 	s.tickets[r].Add(1)

@@ -44,7 +44,7 @@ func TestTicketRoundTripsAndIsCompact(t *testing.T) {
 		{"staff, longest space", strings.Repeat("s", MaxSpaceLen), TierStaff},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := Ticket{Space: tc.space, Listener: NewListenerID(), Tier: tc.tier, Expires: t0.Add(time.Hour)}
+			in := Ticket{Space: tc.space, Place: PlaceID(NewListenerID()), Tier: tc.tier, Expires: t0.Add(time.Hour)}
 			tok := mustIssue(t, s, in)
 			if len(tok) > MaxTokenLen || len(tok) > 120 {
 				t.Errorf("token is %d characters, want at most %d", len(tok), MaxTokenLen)
@@ -56,12 +56,12 @@ func TestTicketRoundTripsAndIsCompact(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got.Space != in.Space || got.Listener != in.Listener || got.Tier != in.Tier || !got.Expires.Equal(in.Expires) {
+			if got.Space != in.Space || got.Place != in.Place || got.Tier != in.Tier || !got.Expires.Equal(in.Expires) {
 				t.Errorf("Verify = %+v, want %+v", got, in)
 			}
 		})
 	}
-	if tok := mustIssue(t, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Listener: NewListenerID(), Expires: t0}); len(tok) != 76 {
+	if tok := mustIssue(t, s, Ticket{Space: "k3v7q2m9x4b8n6c1", Place: PlaceID(NewListenerID()), Expires: t0}); len(tok) != 76 {
 		t.Errorf("ticket for a 16-character space is %d characters, want 76", len(tok))
 	}
 }
@@ -69,7 +69,7 @@ func TestTicketRoundTripsAndIsCompact(t *testing.T) {
 func TestTicketRefusedWithReason(t *testing.T) {
 	s := newTestSigner(t)
 	const space = "k3v7q2m9x4b8n6c1"
-	good := mustIssue(t, s, Ticket{Space: space, Listener: NewListenerID(), Tier: TierSignedIn, Expires: t0.Add(time.Minute)})
+	good := mustIssue(t, s, Ticket{Space: space, Place: PlaceID(NewListenerID()), Tier: TierSignedIn, Expires: t0.Add(time.Minute)})
 	raw, _ := base64.RawURLEncoding.DecodeString(good)
 	alter := func(i int, f func(byte) byte) string {
 		b := append([]byte(nil), raw...)
@@ -77,7 +77,7 @@ func TestTicketRefusedWithReason(t *testing.T) {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	other, _ := NewSigner(testKey(1))
-	otherTok := mustIssue(t, other, Ticket{Space: space, Listener: NewListenerID(), Expires: t0.Add(time.Minute)})
+	otherTok := mustIssue(t, other, Ticket{Space: space, Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Minute)})
 	chal, _ := s.IssueChallenge(space, 8, t0)
 	for _, tc := range []struct {
 		name, tok, space string
@@ -119,11 +119,11 @@ func TestTicketRefusedWithReason(t *testing.T) {
 
 func TestKeyRotationKeepsPreviousTicketsValid(t *testing.T) {
 	s := newTestSigner(t)
-	old := mustIssue(t, s, Ticket{Space: "sp", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	old := mustIssue(t, s, Ticket{Space: "sp", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	if err := s.Rotate(testKey(1)); err != nil {
 		t.Fatal(err)
 	}
-	fresh := mustIssue(t, s, Ticket{Space: "sp", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	fresh := mustIssue(t, s, Ticket{Space: "sp", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	for _, tok := range []string{old, fresh} {
 		if _, err := s.Verify(tok, "sp", t0); err != nil {
 			t.Errorf("after one rotation: %v", err)
@@ -165,13 +165,13 @@ func TestIssueRefusesWhatATicketCannotHold(t *testing.T) {
 		name string
 		t    Ticket
 	}{
-		{"listener not from NewListenerID", Ticket{Space: "s", Listener: "bob", Expires: t0}},
-		{"listener with bad characters", Ticket{Space: "s", Listener: strings.Repeat("+", ListenerIDLen), Expires: t0}},
-		{"empty space", Ticket{Listener: id, Expires: t0}},
-		{"space too long", Ticket{Space: strings.Repeat("s", MaxSpaceLen+1), Listener: id, Expires: t0}},
-		{"unknown tier", Ticket{Space: "s", Listener: id, Tier: numTiers, Expires: t0}},
-		{"zero expiry", Ticket{Space: "s", Listener: id}},
-		{"expiry past 2106", Ticket{Space: "s", Listener: id, Expires: time.Date(2107, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		{"place not from PlaceID", Ticket{Space: "s", Place: "bob", Expires: t0}},
+		{"place with bad characters", Ticket{Space: "s", Place: strings.Repeat("+", ListenerIDLen), Expires: t0}},
+		{"empty space", Ticket{Place: id, Expires: t0}},
+		{"space too long", Ticket{Space: strings.Repeat("s", MaxSpaceLen+1), Place: id, Expires: t0}},
+		{"unknown tier", Ticket{Space: "s", Place: id, Tier: numTiers, Expires: t0}},
+		{"zero expiry", Ticket{Space: "s", Place: id}},
+		{"expiry past 2106", Ticket{Space: "s", Place: id, Expires: time.Date(2107, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := s.Issue(tc.t); amphi.ErrorCode(err) != amphi.EInvalid {
@@ -186,7 +186,7 @@ func TestVerifyAllocatesNothing(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop items")
 	}
 	s := newTestSigner(t)
-	good := mustIssue(t, s, Ticket{Space: "sp", Listener: NewListenerID(), Expires: t0.Add(time.Hour)})
+	good := mustIssue(t, s, Ticket{Space: "sp", Place: PlaceID(NewListenerID()), Expires: t0.Add(time.Hour)})
 	forged := good[:len(good)-2] + "AA"
 	for name, tok := range map[string]string{"valid": good, "forged": forged, "garbage": "garbage!"} {
 		if n := testing.AllocsPerRun(100, func() { s.Verify(tok, "sp", t0) }); n != 0 {

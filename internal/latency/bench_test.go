@@ -3,6 +3,8 @@ package latency
 import (
 	"testing"
 	"time"
+
+	"github.com/amphi-audio/amphi"
 )
 
 // BenchmarkDetectorAdd feeds one decoded 20 ms frame of a marker stream
@@ -23,7 +25,7 @@ func BenchmarkDetectorAdd(b *testing.B) {
 // one time in seventeen.
 func BenchmarkMarkerFrame(b *testing.B) {
 	m := NewMarker(MarkerConfig{})
-	dst := make([]int16, FrameSamples)
+	dst := make([]int16, amphi.FrameSamples)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/tone"
 )
 
@@ -43,8 +44,8 @@ const (
 // centre, so the onset is where the sliding amplitude crosses one half,
 // interpolated between hops.
 const (
-	subWindow = SampleRate / 200  // 5 ms
-	subHop    = SampleRate / 2000 // 0.5 ms
+	subWindow = amphi.SampleRate / 200  // 5 ms
+	subHop    = amphi.SampleRate / 2000 // 0.5 ms
 )
 
 // Detection is one mark found by a listener.
@@ -96,15 +97,15 @@ func NewDetector(cfg MarkerConfig) *Detector {
 		pow:   make([]float64, len(cfg.Freqs)),
 		slots: make([]slotState, len(cfg.Freqs)),
 		bank:  newBank(cfg.Freqs),
-		buf:   make([]int16, 0, histFrames*FrameSamples),
+		buf:   make([]int16, 0, histFrames*amphi.FrameSamples),
 	}
 	for i := range d.hist {
-		d.hist[i].pcm = make([]int16, 0, FrameSamples)
+		d.hist[i].pcm = make([]int16, 0, amphi.FrameSamples)
 	}
 	return d
 }
 
-// Add feeds one decoded frame (FrameSamples samples, 48 kHz mono) and the
+// Add feeds one decoded frame (amphi.FrameSamples samples, 48 kHz mono) and the
 // time its packet arrived at the listener (the arrival of the Ogg page
 // holding it). Frames must be fed in stream order, one per packet, with no
 // gaps: feed a lost packet's concealment frame in its place.
@@ -177,7 +178,7 @@ func (d *Detector) locate(s, back int) time.Time {
 	pos := float64(subWindow / 2)
 	prev := -1.0
 	for start := 0; start+subWindow <= len(d.buf); start += subHop {
-		a := math.Sqrt(tone.Goertzel(d.buf[start:start+subWindow], SampleRate, freq) / ref)
+		a := math.Sqrt(tone.Goertzel(d.buf[start:start+subWindow], amphi.SampleRate, freq) / ref)
 		if a >= 0.5 {
 			pos = float64(start + subWindow/2)
 			if prev >= 0 && a > prev {
@@ -194,7 +195,7 @@ func (d *Detector) locate(s, back int) time.Time {
 	for n := first; n < d.n; n++ {
 		f := &d.hist[n%histFrames]
 		if pos < float64(len(f.pcm)) || n == d.n-1 {
-			return f.arrived.Add(time.Duration(pos * float64(time.Second) / SampleRate))
+			return f.arrived.Add(time.Duration(pos * float64(time.Second) / amphi.SampleRate))
 		}
 		pos -= float64(len(f.pcm))
 	}
@@ -219,9 +220,9 @@ func newBank(freqs []float64) bank {
 	n := (len(freqs) + 3) / 4 * 4
 	b := bank{coeff: make([]float64, n), out: make([]float64, n)}
 	for i, f := range freqs {
-		b.coeff[i] = 2 * math.Cos(2*math.Pi*f/SampleRate)
+		b.coeff[i] = 2 * math.Cos(2*math.Pi*f/amphi.SampleRate)
 	}
-	b.setLen(FrameSamples)
+	b.setLen(amphi.FrameSamples)
 	return b
 }
 

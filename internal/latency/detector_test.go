@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/tone"
 	"gopkg.in/hraban/opus.v2"
 )
@@ -13,13 +14,13 @@ import (
 // opusDelay is libopus's algorithmic delay at 48 kHz (2.5 ms lookahead +
 // 4 ms delay compensation): a sample fed to the encoder comes out of the
 // decoder this much later. It is part of every measured latency.
-const opusDelay = 312 * time.Second / SampleRate
+const opusDelay = 312 * time.Second / amphi.SampleRate
 
 // t0 is the bot's frame 0 in the tests' synthetic clock.
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // sendTime is the mouth time of the bot's frame i.
-func sendTime(i int) time.Time { return t0.Add(time.Duration(i) * FrameDuration) }
+func sendTime(i int) time.Time { return t0.Add(time.Duration(i) * amphi.FrameDuration) }
 
 // lead is how many frames of silence a listener decodes before the bot's
 // frame 0: the listener joined first, so it has heard the mark
@@ -29,7 +30,7 @@ const lead = 5
 // stream is a marker stream as one listener decodes it: frame j of frames
 // is aligned with the bot's frame j-lead.
 type stream struct {
-	frames [][]int16   // decoded, FrameSamples each
+	frames [][]int16   // decoded, amphi.FrameSamples each
 	sent   []time.Time // send time of each mark
 }
 
@@ -48,21 +49,21 @@ type streamOpts struct {
 // decodes them.
 func makeStream(t testing.TB, cfg MarkerConfig, o streamOpts) stream {
 	t.Helper()
-	enc, err := opus.NewEncoder(SampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := enc.SetBitrate(32000); err != nil {
 		t.Fatal(err)
 	}
-	dec, err := opus.NewDecoder(SampleRate, 1)
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := NewMarker(cfg)
 	rng := rand.New(rand.NewPCG(1, 2))
 	// The bot's samples, delayed by shift, in one line.
-	line := make([]int16, lead*FrameSamples+o.shift, (lead+o.frames+1)*FrameSamples)
+	line := make([]int16, lead*amphi.FrameSamples+o.shift, (lead+o.frames+1)*amphi.FrameSamples)
 	var s stream
 	var buf []int16
 	for i := range o.frames {
@@ -71,7 +72,7 @@ func makeStream(t testing.TB, cfg MarkerConfig, o streamOpts) stream {
 		if o.marks {
 			buf, mark, ok = m.Frame(buf, i)
 		} else {
-			buf = make([]int16, FrameSamples)
+			buf = make([]int16, amphi.FrameSamples)
 		}
 		if ok {
 			if mark != len(s.sent) {
@@ -82,13 +83,13 @@ func makeStream(t testing.TB, cfg MarkerConfig, o streamOpts) stream {
 		line = append(line, buf...)
 	}
 	var phase float64
-	other := make([]int16, FrameSamples)
-	noise := make([]int16, FrameSamples)
+	other := make([]int16, amphi.FrameSamples)
+	noise := make([]int16, amphi.FrameSamples)
 	pkt := make([]byte, 1500)
 	for i := range lead + o.frames {
-		pcm := line[i*FrameSamples : (i+1)*FrameSamples]
+		pcm := line[i*amphi.FrameSamples : (i+1)*amphi.FrameSamples]
 		if o.other > 0 {
-			other, phase = tone.Sine(other, o.other, o.level, SampleRate, phase)
+			other, phase = tone.Sine(other, o.other, o.level, amphi.SampleRate, phase)
 			tone.Mix(pcm, other)
 		}
 		if o.noise > 0 {
@@ -98,9 +99,9 @@ func makeStream(t testing.TB, cfg MarkerConfig, o streamOpts) stream {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := make([]int16, FrameSamples)
+		out := make([]int16, amphi.FrameSamples)
 		got, err := dec.Decode(pkt[:n], out)
-		if err != nil || got != FrameSamples {
+		if err != nil || got != amphi.FrameSamples {
 			t.Fatalf("decode frame %d: %d samples, %v", i, got, err)
 		}
 		s.frames = append(s.frames, out)
@@ -215,12 +216,12 @@ func TestDetectorIgnoresWhatIsNotAMark(t *testing.T) {
 // A mark must persist for two whole frames: a 20 ms burst is not one.
 func TestDetectorRejectsOneFrameGlitch(t *testing.T) {
 	d := NewDetector(MarkerConfig{})
-	pcm := make([]int16, FrameSamples)
+	pcm := make([]int16, amphi.FrameSamples)
 	var phase float64
 	for i := range 100 {
 		clear(pcm)
 		if i%10 == 5 { // a 20 ms burst at a mark frequency every 200 ms
-			pcm, phase = tone.Sine(pcm, 1200, 0.5, SampleRate, phase)
+			pcm, phase = tone.Sine(pcm, 1200, 0.5, amphi.SampleRate, phase)
 		}
 		if det, ok := d.Add(pcm, sendTime(i)); ok {
 			t.Fatalf("frame %d: detected %v", i, det)
@@ -239,7 +240,7 @@ func TestDetectorLocatesOnsetWithinAMillisecond(t *testing.T) {
 		}
 		// The listener's stream is the bot's delayed by shift samples and
 		// the codec: that is the latency to find.
-		want := time.Duration(shift)*time.Second/SampleRate + opusDelay
+		want := time.Duration(shift)*time.Second/amphi.SampleRate + opusDelay
 		for k, det := range dets {
 			err := det.Arrived.Sub(s.sent[k]) - want
 			worst = max(worst, err, -err)
@@ -262,7 +263,7 @@ func TestMatchedLatencyIsTheDelay(t *testing.T) {
 			if len(lats) < len(s.sent)-1 {
 				t.Fatalf("D %v: %d latencies for %d marks", D, len(lats), len(s.sent))
 			}
-			codec := time.Duration(shift)*time.Second/SampleRate + opusDelay
+			codec := time.Duration(shift)*time.Second/amphi.SampleRate + opusDelay
 			for k, lat := range lats {
 				if (lat - D).Abs() > 20*time.Millisecond {
 					t.Errorf("D %v shift %d mark %d: latency %v", D, shift, k, lat)
@@ -317,15 +318,15 @@ func TestBankMatchesToneGoertzel(t *testing.T) {
 	freqs := []float64{440, 1200, 1500, 1800, 2100, 2400, 2700}
 	b := newBank(freqs)
 	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{FrameSamples, 480, 7} {
+	for _, n := range []int{amphi.FrameSamples, 480, 7} {
 		x := make([]int16, n)
 		tone.Noise(x, 0.3, rng)
-		sine, _ := tone.Sine(make([]int16, n), 1500, 0.4, SampleRate, 0)
+		sine, _ := tone.Sine(make([]int16, n), 1500, 0.4, amphi.SampleRate, 0)
 		tone.Mix(x, sine)
 		got := make([]float64, len(freqs))
 		b.power(got, x)
 		for i, f := range freqs {
-			want := tone.Goertzel(x, SampleRate, f)
+			want := tone.Goertzel(x, amphi.SampleRate, f)
 			if math.Abs(got[i]-want) > 1e-9*max(want, 1e-6) {
 				t.Errorf("n %d %v Hz: power %g, tone.Goertzel %g", n, f, got[i], want)
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/latency"
 )
 
@@ -21,7 +22,7 @@ func Example() {
 	var dets []latency.Detection
 	var pcm []int16
 	for i := range 500 { // 10 s
-		handed := start.Add(time.Duration(i) * latency.FrameDuration)
+		handed := start.Add(time.Duration(i) * amphi.FrameDuration)
 		var ok bool
 		pcm, _, ok = bot.Frame(pcm, i)
 		if ok {

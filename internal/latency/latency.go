@@ -51,17 +51,8 @@ package latency
 import (
 	"math"
 	"time"
-)
 
-// The stream's format: the program and a WHIP speaker are both mono Opus at
-// 48 kHz in 20 ms frames.
-const (
-	// SampleRate is the sample rate of every frame, in Hz.
-	SampleRate = 48000
-	// FrameSamples is the number of samples in one 20 ms frame.
-	FrameSamples = 960
-	// FrameDuration is the length of one frame.
-	FrameDuration = 20 * time.Millisecond
+	"github.com/amphi-audio/amphi"
 )
 
 // minBurstFrames is the shortest burst, in frames: the mixer's frame
@@ -74,7 +65,7 @@ const minBurstFrames = 3
 // burst (1 ms): short enough to keep the onset sharp, long enough that the
 // click of a hard start does not splash power onto the other mark
 // frequencies.
-const rampSamples = SampleRate / 1000
+const rampSamples = amphi.SampleRate / 1000
 
 // MarkerConfig describes the marks. The same config must be given to the
 // bot's [Marker], the listeners' [Detector]s and [Match].
@@ -118,15 +109,15 @@ func DefaultConfig() MarkerConfig {
 // change a running detector's frequencies.
 func (c MarkerConfig) withDefaults() MarkerConfig {
 	if c.Burst <= 0 {
-		c.Burst = minBurstFrames * FrameDuration
+		c.Burst = minBurstFrames * amphi.FrameDuration
 	}
-	burst := max(minBurstFrames, int((c.Burst+FrameDuration-1)/FrameDuration))
-	c.Burst = time.Duration(burst) * FrameDuration
+	burst := max(minBurstFrames, int((c.Burst+amphi.FrameDuration-1)/amphi.FrameDuration))
+	c.Burst = time.Duration(burst) * amphi.FrameDuration
 	if c.Interval <= 0 {
 		c.Interval = time.Second
 	}
-	interval := max(burst+2, int((c.Interval+FrameDuration/2)/FrameDuration))
-	c.Interval = time.Duration(interval) * FrameDuration
+	interval := max(burst+2, int((c.Interval+amphi.FrameDuration/2)/amphi.FrameDuration))
+	c.Interval = time.Duration(interval) * amphi.FrameDuration
 	if len(c.Freqs) == 0 {
 		c.Freqs = make([]float64, 8)
 		for i := range c.Freqs {
@@ -143,8 +134,8 @@ func (c MarkerConfig) withDefaults() MarkerConfig {
 
 // intervalFrames and burstFrames return the config's durations in frames;
 // the config must have its defaults set.
-func (c MarkerConfig) intervalFrames() int { return int(c.Interval / FrameDuration) }
-func (c MarkerConfig) burstFrames() int    { return int(c.Burst / FrameDuration) }
+func (c MarkerConfig) intervalFrames() int { return int(c.Interval / amphi.FrameDuration) }
+func (c MarkerConfig) burstFrames() int    { return int(c.Burst / amphi.FrameDuration) }
 
 // Marker makes the PCM a speaker bot sends. It holds no state between
 // frames, so it is safe for concurrent use and frames may be asked for in
@@ -168,17 +159,17 @@ func NewMarker(cfg MarkerConfig) *Marker {
 // Config returns the marker's config with its defaults filled in.
 func (m *Marker) Config() MarkerConfig { return m.cfg }
 
-// Frame returns the PCM (FrameSamples samples, 48 kHz mono) of frame i of
+// Frame returns the PCM (amphi.FrameSamples samples, 48 kHz mono) of frame i of
 // the bot's stream, frame i covering [i·20 ms, (i+1)·20 ms) of the bot's
 // own timeline, written into dst when it has room. When a mark starts in
 // this frame (on its first sample: marks start on frame boundaries) it also
 // returns the mark's index k and ok = true; the caller records the time it
 // hands this frame over as mark k's send time. Negative i gives silence.
 func (m *Marker) Frame(dst []int16, i int) (pcm []int16, mark int, ok bool) {
-	if cap(dst) < FrameSamples {
-		dst = make([]int16, FrameSamples)
+	if cap(dst) < amphi.FrameSamples {
+		dst = make([]int16, amphi.FrameSamples)
 	}
-	pcm = dst[:FrameSamples]
+	pcm = dst[:amphi.FrameSamples]
 	clear(pcm)
 	if i < 0 {
 		return pcm, 0, false
@@ -192,10 +183,10 @@ func (m *Marker) Frame(dst []int16, i int) (pcm []int16, mark int, ok bool) {
 		return pcm, 0, false
 	}
 	freq := m.cfg.Freqs[k%len(m.cfg.Freqs)]
-	step := 2 * math.Pi * freq / SampleRate
+	step := 2 * math.Pi * freq / amphi.SampleRate
 	scale := m.cfg.Amplitude * (math.MaxInt16)
-	first := f * FrameSamples // the burst's sample number of pcm[0]
-	last := burst * FrameSamples
+	first := f * amphi.FrameSamples // the burst's sample number of pcm[0]
+	last := burst * amphi.FrameSamples
 	for j := range pcm {
 		s := first + j
 		v := scale * math.Sin(step*float64(s))

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/tone"
 )
 
@@ -68,7 +69,7 @@ func TestMarkerFrame(t *testing.T) {
 	}
 	for _, tt := range tests {
 		pcm, mark, ok := m.Frame(nil, tt.frame)
-		if len(pcm) != FrameSamples {
+		if len(pcm) != amphi.FrameSamples {
 			t.Fatalf("frame %d: %d samples", tt.frame, len(pcm))
 		}
 		if mark != tt.mark || ok != tt.ok {
@@ -86,7 +87,7 @@ func TestMarkerFrame(t *testing.T) {
 				others = append(others, f)
 			}
 		}
-		if !tone.Present(pcm, SampleRate, tt.freq, others...) {
+		if !tone.Present(pcm, amphi.SampleRate, tt.freq, others...) {
 			t.Errorf("frame %d: %v Hz not present", tt.frame, tt.freq)
 		}
 	}
@@ -94,9 +95,9 @@ func TestMarkerFrame(t *testing.T) {
 
 func TestMarkerFrameReusesDst(t *testing.T) {
 	m := NewMarker(MarkerConfig{})
-	dst := make([]int16, 2*FrameSamples)
+	dst := make([]int16, 2*amphi.FrameSamples)
 	pcm, _, _ := m.Frame(dst, 0)
-	if &pcm[0] != &dst[0] || len(pcm) != FrameSamples {
+	if &pcm[0] != &dst[0] || len(pcm) != amphi.FrameSamples {
 		t.Error("Frame did not write into dst")
 	}
 	if n := testing.AllocsPerRun(10, func() { m.Frame(dst, 1) }); n != 0 {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,11 +33,27 @@ type Config struct {
 	Record record.Config
 	// Logger receives pipeline events. Nil means slog.Default().
 	Logger *slog.Logger
+	// MaxLive caps the spaces on air on this node at once: a start past it
+	// is refused with amphi.EFull. Zero means no cap; DefaultConfig sets
+	// DefaultMaxLive for this machine's cores.
+	MaxLive int
+	// IdleEnd is how long a space may stay on air with nobody on its
+	// stage, since it went on air or since its last speaker left, before
+	// its session says so on Idle. Zero means never; DefaultConfig sets
+	// DefaultIdleEnd.
+	IdleEnd time.Duration
 }
+
+// DefaultIdleEnd is how long a space on air waits for a speaker: long
+// enough for a host to set up or to come back after a dropped connection,
+// short enough that a forgotten or abandoned space stops mixing and
+// recording silence.
+const DefaultIdleEnd = 10 * time.Minute
 
 // DefaultConfig returns each part's defaults.
 func DefaultConfig() Config {
-	return Config{Mix: mix.DefaultConfig(), Stage: stage.DefaultConfig(), Record: record.DefaultConfig()}
+	return Config{Mix: mix.DefaultConfig(), Stage: stage.DefaultConfig(), Record: record.DefaultConfig(),
+		MaxLive: DefaultMaxLive(runtime.NumCPU()), IdleEnd: DefaultIdleEnd}
 }
 
 // Session is one space on air.
@@ -51,6 +68,9 @@ type Session struct {
 
 	cancel   context.CancelFunc
 	mixDone  chan error
+	watcher  sync.WaitGroup // the idle watch
+	idle     chan struct{}  // closed once the stage has been empty for IdleEnd
+	done     chan struct{}  // closed once Stop has finished
 	stopOnce sync.Once
 	stopErr  error
 
@@ -74,6 +94,8 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 		pub:     pub,
 		packer:  program.NewPacker(space.Serial),
 		mixDone: make(chan error, 1),
+		idle:    make(chan struct{}),
+		done:    make(chan struct{}),
 		heard:   make(map[string]uint64),
 	}
 	// Every part logs with the space's id.
@@ -96,7 +118,35 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() { s.mixDone <- s.mixer.Run(ctx) }()
+	if cfg.IdleEnd > 0 {
+		s.watcher.Go(func() { s.watchIdle(ctx, cfg.IdleEnd) })
+	}
 	return s, nil
+}
+
+// watchIdle closes idle once the stage has had nobody on it for after,
+// counted from going on air or from the last look that found someone.
+func (s *Session) watchIdle(ctx context.Context, after time.Duration) {
+	// Ten looks per period are precise enough, and a look is one lock of
+	// the stage; every 5 s at most for the default ten minutes.
+	tick := time.NewTicker(min(max(after/10, 10*time.Millisecond), 5*time.Second))
+	defer tick.Stop()
+	emptySince := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			switch {
+			case s.stage.Stats().Speakers > 0:
+				emptySince = now
+			case now.Sub(emptySince) >= after:
+				s.logger.Info("live: nobody on stage", "for", now.Sub(emptySince).Round(time.Second))
+				close(s.idle)
+				return
+			}
+		}
+	}
 }
 
 // onFrame runs on the mixer's goroutine for every 20 ms of program.
@@ -142,7 +192,7 @@ func (s *Session) Mixer() *mix.Mixer { return s.mixer }
 // Speaking returns the ids of the speakers audible in the last window of
 // the program, in no particular order.
 func (s *Session) Speaking(window time.Duration) []string {
-	frames := uint64(window / mix.FrameDuration)
+	frames := uint64(window / amphi.FrameDuration)
 	now := s.frame.Load()
 	s.heardMu.Lock()
 	defer s.heardMu.Unlock()
@@ -161,6 +211,14 @@ func (s *Session) Speaking(window time.Duration) []string {
 // Recorder returns the space's recorder.
 func (s *Session) Recorder() *record.Recorder { return s.rec }
 
+// Idle is closed once the stage has had nobody on it for the configured
+// IdleEnd; it stays open if that is zero. The session goes on: ending the
+// space is the caller's decision.
+func (s *Session) Idle() <-chan struct{} { return s.idle }
+
+// Done is closed once Stop has taken the space off air.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
 // Stop takes the space off air: speakers are disconnected, the mixer makes
 // the frames owed up to now, the last chunk (EOS) is published and recorded,
 // and the recording is closed. It is safe to call more than once.
@@ -174,6 +232,7 @@ func (s *Session) Stop() error {
 		if err := <-s.mixDone; err != nil {
 			errs = append(errs, err)
 		}
+		s.watcher.Wait()
 		// The mixer has returned: its goroutine no longer touches the packer.
 		c, err := s.packer.Finish()
 		if err != nil {
@@ -185,6 +244,7 @@ func (s *Session) Stop() error {
 			errs = append(errs, err)
 		}
 		s.stopErr = errors.Join(errs...)
+		close(s.done)
 	})
 	return s.stopErr
 }

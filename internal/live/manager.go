@@ -2,6 +2,7 @@ package live
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/amphi-audio/amphi"
@@ -14,6 +15,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+	reserved int // places held by Reserve and not yet used or released
 	closed   bool
 }
 
@@ -22,10 +24,41 @@ func NewManager(pub Publisher, cfg Config) *Manager {
 	return &Manager{cfg: cfg, pub: pub, sessions: make(map[string]*Session)}
 }
 
-// Start puts a space on air. It is amphi.EConflict if it already is.
-func (m *Manager) Start(space *amphi.Space, recordPath string) (*Session, error) {
+// Reserve holds one of the node's places on air for a space about to
+// start, so that the work done before its start (the store's state) cannot
+// overrun MaxLive. It is amphi.EFull when MaxLive spaces are on air or
+// starting, amphi.EUnavailable once the manager is closed. Start the space
+// in the place, or Release it.
+func (m *Manager) Reserve() (*Place, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, amphi.Errorf(amphi.EUnavailable, "server is shutting down")
+	}
+	if m.cfg.MaxLive > 0 && len(m.sessions)+m.reserved >= m.cfg.MaxLive {
+		return nil, amphi.Errorf(amphi.EFull, "this server already has %d spaces on air, the most it takes: try again when one ends", m.cfg.MaxLive)
+	}
+	m.reserved++
+	return &Place{m: m}, nil
+}
+
+// Place is a place on air held by Reserve.
+type Place struct {
+	m    *Manager
+	used bool // guarded by m.mu
+}
+
+// Start puts a space on air in the place, which is used up whether or not
+// it succeeds. It is amphi.EConflict if the space already is on air.
+func (p *Place) Start(space *amphi.Space, recordPath string) (*Session, error) {
+	m := p.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p.used {
+		return nil, fmt.Errorf("live: start %s: %w", space.ID, amphi.Errorf(amphi.EInternal, "place on air used twice"))
+	}
+	p.used = true
+	m.reserved--
 	if m.closed {
 		return nil, amphi.Errorf(amphi.EUnavailable, "server is shutting down")
 	}
@@ -38,6 +71,17 @@ func (m *Manager) Start(space *amphi.Space, recordPath string) (*Session, error)
 	}
 	m.sessions[space.ID] = s
 	return s, nil
+}
+
+// Release gives the place back unless Start used it; it may be called
+// more than once, and after Start.
+func (p *Place) Release() {
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	if !p.used {
+		p.used = true
+		p.m.reserved--
+	}
 }
 
 // Session returns the space's session, or nil if it is not on air here.

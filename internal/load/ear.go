@@ -1,10 +1,12 @@
 package load
 
 import (
-	"errors"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/latency"
+	"github.com/amphi-audio/amphi/internal/ogg"
+	"github.com/amphi-audio/amphi/internal/opuspkt"
 	"gopkg.in/hraban/opus.v2"
 )
 
@@ -16,7 +18,7 @@ const (
 	// afresh rather than being fed a second of made-up audio.
 	maxConcealFrames = 50
 	// maxPacketSamples is the longest packet Opus allows, 120 ms.
-	maxPacketSamples = 120 * latency.SampleRate / 1000
+	maxPacketSamples = opuspkt.MaxSamples
 	// burstMargin is added to the burst a listener receives on joining to
 	// get its warm-up (see ear.warmEnd).
 	burstMargin = 500 * time.Millisecond
@@ -24,48 +26,6 @@ const (
 	// ask for one (the edge's default).
 	serverBurst = 500 * time.Millisecond
 )
-
-// errPageLacing means a page's lacing values run past the page.
-var errPageLacing = errors.New("load: Ogg page shorter than its lacing values say")
-
-// oggPackets appends to dst the packets of one whole Ogg page (header
-// included) and returns it; each is a slice of page. Only packets that
-// start and end on the page are returned: amphi's pages hold whole packets,
-// so the tail of a packet continued from the previous page (header flag 1)
-// and the head of one continued on the next (a last lacing value of 255)
-// are dropped.
-func oggPackets(dst [][]byte, page []byte) ([][]byte, error) {
-	if len(page) < oggHeaderSize || string(page[:4]) != "OggS" {
-		return dst, errNotOgg
-	}
-	segs := int(page[26])
-	off := oggHeaderSize + segs
-	if len(page) < off {
-		return dst, errPageLacing
-	}
-	lacing := page[oggHeaderSize:off]
-	continued := page[5]&1 != 0
-	start, size := off, 0
-	for _, v := range lacing {
-		size += int(v)
-		if v == 255 {
-			continue
-		}
-		if start+size > len(page) {
-			return dst, errPageLacing
-		}
-		if !continued {
-			dst = append(dst, page[start:start+size])
-		}
-		continued = false
-		start += size
-		size = 0
-	}
-	if start+size > len(page) {
-		return dst, errPageLacing
-	}
-	return dst, nil
-}
 
 // ear is what a sampled listener adds to a plain one: it gathers each page,
 // decodes its packets and finds the latency marks in them. Plain listeners
@@ -93,7 +53,7 @@ type ear struct {
 
 // newEar returns the ear of one sampled listener of sc.
 func newEar(sc *Scenario) (*ear, error) {
-	dec, err := opus.NewDecoder(latency.SampleRate, 1)
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +87,9 @@ func (e *ear) start(now time.Time) { e.warmEnd = now.Add(e.warmup) }
 // its frames to the detector.
 func (e *ear) hear(p pageInfo, arrived time.Time) {
 	var err error
-	e.pkts, err = oggPackets(e.pkts[:0], e.page)
+	// amphi's pages hold whole packets; a piece continued across pages
+	// would not be the program's.
+	e.pkts, err = ogg.AppendPackets(e.pkts[:0], e.page)
 	e.page = e.page[:0]
 	if err != nil {
 		e.errs++
@@ -136,10 +98,11 @@ func (e *ear) hear(p pageInfo, arrived time.Time) {
 	// Samples the page's packets hold, so a gap before it can be told.
 	samples := int64(0)
 	for _, pkt := range e.pkts {
-		samples += int64(packetSamples(pkt))
+		n, _ := opuspkt.Samples(pkt) // 0 for a malformed packet
+		samples += int64(n)
 	}
 	if e.granule >= 0 {
-		gap := (p.Granule - samples - e.granule) / latency.FrameSamples
+		gap := (p.Granule - samples - e.granule) / amphi.FrameSamples
 		switch {
 		case gap > maxConcealFrames:
 			e.det = latency.NewDetector(e.mcfg)
@@ -164,7 +127,7 @@ func (e *ear) hear(p pageInfo, arrived time.Time) {
 // conceal feeds one frame of the decoder's concealment in place of a lost
 // packet, as the detector asks.
 func (e *ear) conceal(arrived time.Time) {
-	pcm := e.pcm[:latency.FrameSamples]
+	pcm := e.pcm[:amphi.FrameSamples]
 	if err := e.dec.DecodePLC(pcm); err != nil {
 		clear(pcm)
 	}
@@ -175,41 +138,10 @@ func (e *ear) conceal(arrived time.Time) {
 // marks found after the warm-up.
 func (e *ear) feed(pcm []int16, arrived time.Time) {
 	for len(pcm) > 0 {
-		n := min(len(pcm), latency.FrameSamples)
+		n := min(len(pcm), amphi.FrameSamples)
 		if d, ok := e.det.Add(pcm[:n], arrived); ok && !d.Arrived.Before(e.warmEnd) {
 			e.dets = append(e.dets, d)
 		}
 		pcm = pcm[n:]
 	}
-}
-
-// packetSamples returns how many 48 kHz samples an Opus packet holds, from
-// its TOC byte and frame count (RFC 6716 §3.1); 0 for a malformed packet.
-func packetSamples(pkt []byte) int {
-	if len(pkt) == 0 {
-		return 0
-	}
-	toc := pkt[0]
-	var frame int // samples per frame at 48 kHz
-	switch cfg := toc >> 3; {
-	case cfg < 12: // SILK: 10, 20, 40, 60 ms
-		frame = [4]int{480, 960, 1920, 2880}[cfg&3]
-	case cfg < 16: // hybrid: 10, 20 ms
-		frame = [2]int{480, 960}[cfg&1]
-	default: // CELT: 2.5, 5, 10, 20 ms
-		frame = [4]int{120, 240, 480, 960}[cfg&3]
-	}
-	count := 0
-	switch toc & 3 {
-	case 0:
-		count = 1
-	case 1, 2:
-		count = 2
-	case 3:
-		if len(pkt) < 2 {
-			return 0
-		}
-		count = int(pkt[1] & 0x3f)
-	}
-	return frame * count
 }

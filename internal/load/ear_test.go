@@ -3,141 +3,15 @@ package load
 import (
 	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/latency"
-	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 	"gopkg.in/hraban/opus.v2"
 )
-
-// fill returns n bytes of b.
-func fill(n int, b byte) []byte { return bytes.Repeat([]byte{b}, n) }
-
-// page returns p as bytes.
-func page(t testing.TB, p ogg.Page) []byte {
-	t.Helper()
-	b, err := ogg.AppendPage(nil, &p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestOggPacketsSplitsAPageIntoItsPackets(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		page ogg.Page
-		want [][]byte // nil: the same as page.Packets
-	}{
-		{"five packets", ogg.Page{Packets: [][]byte{fill(40, 1), fill(100, 2), fill(3, 3), fill(254, 4), fill(90, 5)}}, nil},
-		{"255 bytes exactly", ogg.Page{Packets: [][]byte{fill(255, 1)}}, nil},
-		{"255 bytes then more", ogg.Page{Packets: [][]byte{fill(255, 1), fill(10, 2), fill(510, 3), fill(256, 4)}}, nil},
-		{"an empty packet", ogg.Page{Packets: [][]byte{fill(20, 1), {}, fill(20, 2)}}, nil},
-		{"no packets", ogg.Page{}, [][]byte{}},
-		{
-			"continued from the page before",
-			ogg.Page{Flags: ogg.FlagContinued, Packets: [][]byte{fill(300, 9), fill(20, 1), fill(30, 2)}},
-			[][]byte{fill(20, 1), fill(30, 2)},
-		},
-		{
-			"continued on the page after",
-			ogg.Page{Packets: [][]byte{fill(20, 1), fill(510, 9)}, LastContinues: true},
-			[][]byte{fill(20, 1)},
-		},
-		{
-			"one piece of a longer packet",
-			ogg.Page{Flags: ogg.FlagContinued, Packets: [][]byte{fill(255, 9)}, LastContinues: true},
-			[][]byte{},
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			want := tc.want
-			if want == nil {
-				want = tc.page.Packets
-			}
-			got, err := oggPackets(nil, page(t, tc.page))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(want) {
-				t.Fatalf("%d packets, want %d", len(got), len(want))
-			}
-			for i := range got {
-				if !bytes.Equal(got[i], want[i]) {
-					t.Errorf("packet %d: %d bytes of %v, want %d bytes", i, len(got[i]), got[i][:min(len(got[i]), 1)], len(want[i]))
-				}
-			}
-		})
-	}
-}
-
-func TestOggPacketsRefusesBrokenPages(t *testing.T) {
-	whole := page(t, ogg.Page{Packets: [][]byte{fill(40, 1), fill(300, 2)}})
-	for _, tc := range []struct {
-		name string
-		page []byte
-		want error
-	}{
-		{"empty", nil, errNotOgg},
-		{"not Ogg", append([]byte("RIFF"), whole[4:]...), errNotOgg},
-		{"header cut", whole[:20], errNotOgg},
-		{"lacing cut", whole[:oggHeaderSize+1], errPageLacing},
-		{"body cut in the last packet", whole[:len(whole)-1], errPageLacing},
-		{"body cut in the first packet", whole[:oggHeaderSize+3+10], errPageLacing},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := oggPackets(nil, tc.page); !errors.Is(err, tc.want) {
-				t.Fatalf("err = %v, want %v", err, tc.want)
-			}
-		})
-	}
-}
-
-// FuzzOggPackets checks that on any input oggPackets neither panics nor
-// returns bytes outside the page, and that on a page the ogg package reads
-// it finds the same whole packets.
-func FuzzOggPackets(f *testing.F) {
-	f.Add(page(f, ogg.Page{Packets: [][]byte{fill(40, 1), fill(255, 2), fill(3, 3)}}))
-	f.Add(page(f, ogg.Page{Flags: ogg.FlagContinued, Packets: [][]byte{fill(255, 9), fill(20, 1)}}))
-	f.Add([]byte("OggS\x00\x00"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		pkts, err := oggPackets(nil, data)
-		total := 0
-		for _, p := range pkts {
-			total += len(p)
-		}
-		if total > len(data) {
-			t.Fatalf("%d bytes of packets from a %d-byte page", total, len(data))
-		}
-		p, rerr := ogg.NewReader(bytes.NewReader(data)).ReadPage()
-		if rerr != nil {
-			return
-		}
-		if err != nil {
-			t.Fatalf("the reader reads the page, oggPackets: %v", err)
-		}
-		want := p.Packets
-		if p.LastContinues {
-			want = want[:len(want)-1]
-		}
-		if p.Flags&ogg.FlagContinued != 0 && len(want) > 0 {
-			want = want[1:]
-		}
-		if len(pkts) != len(want) {
-			t.Fatalf("%d packets, the reader %d", len(pkts), len(want))
-		}
-		for i := range pkts {
-			if !bytes.Equal(pkts[i], want[i]) {
-				t.Fatalf("packet %d differs from the reader's", i)
-			}
-		}
-	})
-}
 
 // earStream is a marker stream as the program would carry it: the marker's
 // frames encoded as the bot does, packed into pages as the mixer does, and
@@ -154,7 +28,7 @@ const earLead = 10
 
 func makeEarStream(t testing.TB, cfg latency.MarkerConfig, frames int, t0 time.Time) earStream {
 	t.Helper()
-	enc, err := opus.NewEncoder(latency.SampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +44,7 @@ func makeEarStream(t testing.TB, cfg latency.MarkerConfig, frames int, t0 time.T
 		var ok bool
 		pcm, _, ok = m.Frame(pcm, i)
 		if ok {
-			s.sent = append(s.sent, t0.Add(time.Duration(i)*latency.FrameDuration))
+			s.sent = append(s.sent, t0.Add(time.Duration(i)*amphi.FrameDuration))
 		}
 		n, err := enc.Encode(pcm, buf)
 		if err != nil {
@@ -182,7 +56,7 @@ func makeEarStream(t testing.TB, cfg latency.MarkerConfig, frames int, t0 time.T
 		}
 		if c != nil {
 			s.pages = append(s.pages, bytes.Clone(c.Page))
-			s.at = append(s.at, t0.Add(time.Duration(i+1)*latency.FrameDuration))
+			s.at = append(s.at, t0.Add(time.Duration(i+1)*amphi.FrameDuration))
 		}
 	}
 	return s
@@ -224,7 +98,7 @@ func TestEarMeasuresTheDelayOfEachMark(t *testing.T) {
 	const delay = 150 * time.Millisecond
 	// Encoding and decoding delay the audio by 312 samples (6.5 ms); a
 	// page exists once its fifth frame has been played.
-	const codec = 312 * time.Second / latency.SampleRate
+	const codec = 312 * time.Second / amphi.SampleRate
 	for _, tc := range []struct {
 		name     string
 		interval time.Duration
@@ -291,26 +165,6 @@ func TestEarIgnoresTheMarksOfTheBurst(t *testing.T) {
 	for k, l := range lats {
 		if l > 200*time.Millisecond {
 			t.Errorf("latency %d is %v: a mark of the burst, measured against its arrival", k, l)
-		}
-	}
-}
-
-func TestOpusPacketSamples(t *testing.T) {
-	for _, tc := range []struct {
-		pkt  []byte
-		want int
-	}{
-		{nil, 0},
-		{[]byte{1 << 3}, 960},           // SILK NB 20 ms
-		{[]byte{3 << 3}, 2880},          // SILK NB 60 ms
-		{[]byte{13 << 3}, 960},          // hybrid 20 ms
-		{[]byte{31 << 3}, 960},          // CELT FB 20 ms
-		{[]byte{31<<3 | 1}, 1920},       // two frames
-		{[]byte{28<<3 | 3, 6}, 6 * 120}, // six 2.5 ms frames
-		{[]byte{31<<3 | 3}, 0},          // a count byte missing
-	} {
-		if got := packetSamples(tc.pkt); got != tc.want {
-			t.Errorf("packetSamples(%x) = %d, want %d", tc.pkt, got, tc.want)
 		}
 	}
 }

@@ -15,16 +15,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/loopnet"
+	"github.com/amphi-audio/amphi/internal/ogg"
 )
 
-// Program timing the listener relies on: amphi's program is 20 ms packets,
-// and the stream starts with two header pages (OpusHead, OpusTags).
-const (
-	packetDuration = 20 * time.Millisecond
-	headerPages    = 2
-	oggFlagEOS     = 4
-)
+// headerPages is the pages a stream starts with (OpusHead, OpusTags),
+// which hold no audio.
+const headerPages = 2
 
 // readBufferSize is each listener's one read buffer. The edge writes about
 // 200 ms of pages (~1 KiB) at a time; a larger burst takes several reads.
@@ -127,14 +125,16 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 		query += "&flush=" + time.Duration(sc.Flush).String()
 	}
 	r := &shareRun{
-		sh:      sh,
-		addr:    addr,
-		host:    u.Host,
-		join:    space + "/join",
-		live:    space + "/live.opus?ticket=",
-		query:   query,
-		stream:  sc.Stream,
-		dialer:  &loopnet.Dialer{Sources: sc.Sources, Offset: listenerSources},
+		sh:     sh,
+		addr:   addr,
+		host:   u.Host,
+		join:   space + "/join",
+		live:   space + "/live.opus?ticket=",
+		query:  query,
+		stream: sc.Stream,
+		dialer: &loopnet.Dialer{
+			Sources: sc.Sources, Offset: listenerSources + sh.Worker, Stride: sh.Workers, PerPrefix: sc.PerPrefix,
+		},
 		timeout: time.Duration(sc.Timeout),
 		buffer:  time.Duration(sc.PlayerBuffer),
 	}
@@ -429,7 +429,7 @@ func (r *shareRun) listen(ctx context.Context, k int, start time.Time, e *ear) (
 			if !ok {
 				continue
 			}
-			eos = eos || p.Flags&oggFlagEOS != 0
+			eos = eos || p.Flags&ogg.FlagEOS != 0
 			if pages++; pages <= headerPages || p.Packets == 0 {
 				if e != nil {
 					e.skip()
@@ -444,7 +444,7 @@ func (r *shareRun) listen(ctx context.Context, k int, start time.Time, e *ear) (
 					e.start(now)
 				}
 			}
-			pl.arrive(at, time.Duration(p.Packets)*packetDuration)
+			pl.arrive(at, time.Duration(p.Packets)*amphi.FrameDuration)
 			if e != nil {
 				e.hear(p, now)
 			}

@@ -39,6 +39,8 @@ type Report struct {
 	Disconnects map[string]int64 `json:"disconnects"`
 	// Attacks is what each of the scenario's attacks did, in its order.
 	Attacks []attack.Stats `json:"attacks,omitempty"`
+	// Faults is the scenario's faults, each with when it was posted.
+	Faults []PostedFault `json:"faults,omitempty"`
 	// Server is the server's resource use, when its PID was given.
 	Server   *Server  `json:"server,omitempty"`
 	Timeline []Sample `json:"timeline"`
@@ -312,6 +314,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	for _, a := range r.Attacks {
 		fmt.Fprintf(&b, "attack     %s\n", a)
+	}
+	for _, f := range r.Faults {
+		fmt.Fprintf(&b, "fault      %s for %v, posted %v after the start\n", f.Kind, f.For, f.Posted.Sub(r.Started).Round(time.Millisecond))
 	}
 	if s := r.Server; s != nil {
 		fmt.Fprintf(&b, "server     pid %d: %.2f s CPU, %.1f µs per listener-second; RSS max %.1f MiB, %.1f KiB per listener at the peak of %d\n",

@@ -99,6 +99,7 @@ func TestScenarioBoundsAreEnforced(t *testing.T) {
 		s.Listeners, s.Duration = 100, Duration(10*time.Second)
 		return s
 	}
+	stall := Fault{At: Duration(time.Second), Kind: "mixer_stall", For: Duration(time.Second)}
 	for _, tc := range []struct {
 		name   string
 		change func(*Scenario)
@@ -129,6 +130,13 @@ func TestScenarioBoundsAreEnforced(t *testing.T) {
 		{"pages poll too often", func(s *Scenario) { s.PollState = Duration(100 * time.Millisecond) }, "poll state"},
 		{"pages poll too seldom", func(s *Scenario) { s.PollState = Duration(2 * time.Minute) }, "poll state"},
 		{"a plain stream has no state", func(s *Scenario) { s.Stream, s.PollState = "/amphi.opus", Duration(2*time.Second) }, "poll state"},
+		{"a fault", func(s *Scenario) { s.Ops, s.Faults = "http://127.0.0.1:8081", []Fault{stall} }, ""},
+		{"faults need the ops address", func(s *Scenario) { s.Faults = []Fault{stall} }, "set ops"},
+		{"ops off loopback", func(s *Scenario) { s.Ops, s.Faults = "http://192.0.2.1:8081", []Fault{stall} }, "loopback"},
+		{"fault after the end", func(s *Scenario) {
+			s.Ops, s.Faults = "http://127.0.0.1:8081", []Fault{{At: s.Duration, Kind: "mixer_stall", For: stall.For}}
+		}, "fault 0"},
+		{"fault without an end", func(s *Scenario) { s.Ops, s.Faults = "http://127.0.0.1:8081", []Fault{{Kind: "bus_loss"}} }, "fault 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ok()

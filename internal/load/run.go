@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"time"
 
@@ -189,8 +190,9 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		sh := Share{Scenario: sc, Worker: w, Workers: workers, Start: start}
-		// This process runs the speakers and the attacks.
-		sh.Scenario.Speakers, sh.Scenario.Token, sh.Scenario.Attacks = 0, "", nil
+		// This process runs the speakers and the attacks, and posts the
+		// faults.
+		sh.Scenario.Speakers, sh.Scenario.Token, sh.Scenario.Attacks, sh.Scenario.Faults = 0, "", nil, nil
 		onSample := func(s Sample) { prog.update(w, s) }
 		wg.Go(func() {
 			switch {
@@ -217,6 +219,18 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 			}
 		})
 	}
+	faults := make([]PostedFault, len(sc.Faults))
+	faultErrs := make([]error, len(sc.Faults))
+	for i, f := range sc.Faults {
+		wg.Go(func() {
+			select {
+			case <-time.After(time.Until(start.Add(time.Duration(f.At)))):
+				faults[i], faultErrs[i] = postFault(ctx, hc, sc.Ops, f)
+			case <-ctx.Done():
+				faultErrs[i] = ctx.Err()
+			}
+		})
+	}
 	wg.Wait()
 	stopProgress()
 	progWG.Wait()
@@ -233,7 +247,7 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	if err := errors.Join(append(errs, attackErrs...)...); err != nil {
+	if err := errors.Join(slices.Concat(errs, attackErrs, faultErrs)...); err != nil {
 		return nil, err
 	}
 	for _, s := range shares {
@@ -246,6 +260,9 @@ func Run(ctx context.Context, sc Scenario, cfg Config) (*Report, error) {
 	}
 	rep.Speakers = spk.counts()
 	rep.Attacks = attacks
+	if len(faults) > 0 {
+		rep.Faults = faults
+	}
 	if srv != nil {
 		rep.Server = srv.summarize(rep)
 	}

@@ -1,19 +1,10 @@
 package load
 
 import (
-	"encoding/binary"
-	"errors"
-)
+	"fmt"
 
-// Sizes of an Ogg page header (RFC 3533 §6): 27 fixed bytes, then one
-// lacing value per segment.
-const (
-	oggHeaderSize  = 27
-	oggMaxSegments = 255
+	"github.com/amphi-audio/amphi/internal/ogg"
 )
-
-// errNotOgg means the stream lost Ogg page framing.
-var errNotOgg = errors.New("load: not an Ogg page")
 
 // pageInfo is what a listener needs of one Ogg page.
 type pageInfo struct {
@@ -32,10 +23,11 @@ type pageInfo struct {
 // The header of a page split across reads is gathered in hdr, so the
 // scanner allocates nothing.
 type pageScanner struct {
-	hdr  [oggHeaderSize + oggMaxSegments]byte
-	have int // bytes of hdr gathered
-	need int // bytes of hdr wanted: 27, then 27 + segments
-	body int // body bytes of the current page still to skip; -1 in the header
+	hdr  [ogg.HeaderSize + ogg.MaxSegments]byte
+	have int        // bytes of hdr gathered
+	need int        // bytes of hdr wanted: the fixed header, then its lacing values too
+	body int        // body bytes of the current page still to skip; -1 in the header
+	h    ogg.Header // the current page's fixed header, once gathered
 	page pageInfo
 }
 
@@ -44,7 +36,7 @@ type pageScanner struct {
 // Call it again with b[n:] until b is consumed.
 func (s *pageScanner) Next(b []byte) (n int, p pageInfo, ok bool, err error) {
 	if s.need == 0 {
-		s.need, s.body = oggHeaderSize, -1
+		s.need, s.body = ogg.HeaderSize, -1
 	}
 	for {
 		if s.body < 0 {
@@ -54,12 +46,12 @@ func (s *pageScanner) Next(b []byte) (n int, p pageInfo, ok bool, err error) {
 			if s.have < s.need {
 				return n, p, false, nil
 			}
-			if s.need == oggHeaderSize {
-				if string(s.hdr[:4]) != "OggS" || s.hdr[4] != 0 {
-					return n, p, false, errNotOgg
+			if s.need == ogg.HeaderSize {
+				if s.h, err = ogg.ParseHeader(s.hdr[:]); err != nil {
+					return n, p, false, fmt.Errorf("load: listener stream: %w", err)
 				}
-				if s.hdr[26] > 0 {
-					s.need += int(s.hdr[26])
+				if s.h.Segments > 0 {
+					s.need = s.h.Len()
 					continue
 				}
 			}
@@ -72,25 +64,14 @@ func (s *pageScanner) Next(b []byte) (n int, p pageInfo, ok bool, err error) {
 			return n, p, false, nil
 		}
 		p = s.page
-		s.have, s.need, s.body = 0, oggHeaderSize, -1
+		s.have, s.need, s.body = 0, ogg.HeaderSize, -1
 		return n, p, true, nil
 	}
 }
 
 // startBody reads the complete header gathered in hdr.
 func (s *pageScanner) startBody() {
-	body, packets := 0, 0
-	for _, v := range s.hdr[oggHeaderSize:s.need] {
-		body += int(v)
-		if v < 255 {
-			packets++
-		}
-	}
-	s.page = pageInfo{
-		Flags:   s.hdr[5],
-		Granule: int64(binary.LittleEndian.Uint64(s.hdr[6:14])),
-		Packets: packets,
-		Size:    s.need + body,
-	}
+	body, packets := ogg.Lacing(s.hdr[ogg.HeaderSize:s.need])
+	s.page = pageInfo{Flags: s.h.Flags, Granule: s.h.Granule, Packets: packets, Size: s.need + body}
 	s.body = body
 }

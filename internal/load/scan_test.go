@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
@@ -17,7 +18,7 @@ func programStream(t testing.TB, chunks int) []byte {
 	t.Helper()
 	stream := program.Headers(7)
 	p := program.NewPacker(7)
-	for i := range chunks * program.FramesPerChunk {
+	for i := range chunks * amphi.FramesPerChunk {
 		frame := bytes.Repeat([]byte{byte(i)}, 40+i%7*60) // 40..400 bytes
 		c, err := p.Add(frame)
 		if err != nil {
@@ -67,9 +68,9 @@ func TestPageScannerFindsEveryPageWhereverReadsAreCut(t *testing.T) {
 		{Packets: 1},
 	}
 	for i := range 4 {
-		want = append(want, pageInfo{Granule: int64(i+1) * 5 * program.FrameSamples, Packets: 5})
+		want = append(want, pageInfo{Granule: int64(i+1) * 5 * amphi.FrameSamples, Packets: 5})
 	}
-	want = append(want, pageInfo{Flags: ogg.FlagEOS, Granule: 4 * 5 * program.FrameSamples})
+	want = append(want, pageInfo{Flags: ogg.FlagEOS, Granule: 4 * 5 * amphi.FrameSamples})
 	off := 0
 	for i := range want {
 		want[i].Size = pageLen(stream[off:])
@@ -109,18 +110,16 @@ func TestPageScannerRefusesWhatIsNotOgg(t *testing.T) {
 	stream := programStream(t, 1)
 	stream[len(program.Headers(7))] = 'X' // the first chunk's capture pattern
 	got, err := scanAll(t, stream, nil)
-	if !errors.Is(err, errNotOgg) || len(got) != 2 {
-		t.Fatalf("got %d pages and %v, want the 2 header pages and errNotOgg", len(got), err)
+	if !errors.Is(err, ogg.ErrCapture) || len(got) != 2 {
+		t.Fatalf("got %d pages and %v, want the 2 header pages and ogg.ErrCapture", len(got), err)
 	}
 }
 
 // pageLen returns the length of the page at the start of b.
 func pageLen(b []byte) int {
-	n := ogg.HeaderSize + int(b[26])
-	for _, v := range b[ogg.HeaderSize:n] {
-		n += int(v)
-	}
-	return n
+	h, _ := ogg.ParseHeader(b)
+	body, _ := ogg.Lacing(b[ogg.HeaderSize:h.Len()])
+	return h.Len() + body
 }
 
 func seq(from, to, step int) []int {

@@ -39,7 +39,6 @@ const (
 	MaxListeners    = 2_000_000
 	MaxDuration     = time.Hour
 	MaxJoinRate     = 100_000 // joins per second
-	MaxSpeakers     = 13      // the stage's capacity
 	MaxBurst        = 10 * time.Second
 	MaxPlayerBuffer = 30 * time.Second
 	MaxTimeout      = time.Minute
@@ -51,6 +50,8 @@ const (
 	MaxWorkers = 256
 	// MaxAttacks bounds the attacks one run makes at once.
 	MaxAttacks = 16
+	// MaxFaults bounds the faults one run asks the server to feign.
+	MaxFaults = 16
 	// MaxLatencySample bounds the listeners that decode: at about 0.13 %
 	// of a core each, a thousand take more than a core from the listeners
 	// beside them.
@@ -142,6 +143,10 @@ type Scenario struct {
 	// per listener, as in a real crowd, so the gate's per-source and
 	// per-prefix limits see what they would in production.
 	Sources int `json:"sources,omitempty"`
+	// PerPrefix, when set, puts that many consecutive listeners (at most
+	// 253) in one /24, each with its own address, before the next /24: a
+	// crowd behind a carrier's NAT. Zero gives each listener another /24.
+	PerPrefix int `json:"per_prefix,omitempty"`
 	// PerProcess is the most listeners one process opens; more are split
 	// over worker processes. Zero means DefaultPerProcess.
 	PerProcess int `json:"per_process,omitempty"`
@@ -153,6 +158,14 @@ type Scenario struct {
 	// Duration, when zero or longer than the run's, is the run's. Nil means
 	// none.
 	Attacks []attack.Config `json:"attacks,omitempty"`
+	// Ops is the server's ops address (`amphi serve --ops-addr`), a
+	// loopback URL such as http://127.0.0.1:8081, where Faults are posted.
+	// Empty means none; Faults need it.
+	Ops string `json:"ops,omitempty"`
+	// Faults are internal faults the server is asked to feign during the
+	// run, each posted to Ops's /faults at its time; the server must run
+	// with --rehearsal-faults. Nil means none.
+	Faults []Fault `json:"faults,omitempty"`
 	// PID is the server's process id when it runs on this machine: its CPU
 	// time and memory are sampled each second. Zero means not sampled.
 	PID int `json:"pid,omitempty"`
@@ -265,8 +278,8 @@ func (s *Scenario) Normalize() error {
 			s.Speakers = 1
 		}
 	}
-	if s.Speakers > MaxSpeakers {
-		return bad("speakers %d: a stage holds at most %d", s.Speakers, MaxSpeakers)
+	if s.Speakers > amphi.MaxSpeakers {
+		return bad("speakers %d: a stage holds at most %d", s.Speakers, amphi.MaxSpeakers)
 	}
 	if s.Speakers > 0 && s.SpaceID != "" && s.Token == "" {
 		return bad("speaker bots in space %s need a speaker or host token", s.SpaceID)
@@ -276,6 +289,9 @@ func (s *Scenario) Normalize() error {
 	}
 	if s.Sources < 0 || s.Sources > MaxSources {
 		return bad("sources %d: want 1 to %d", s.Sources, MaxSources)
+	}
+	if s.PerPrefix < 0 || s.PerPrefix > 253 {
+		return bad("per prefix %d: want 0 to 253 addresses in a /24", s.PerPrefix)
 	}
 	if s.PerProcess == 0 {
 		s.PerProcess = DefaultPerProcess
@@ -305,6 +321,26 @@ func (s *Scenario) Normalize() error {
 		}
 		if a.Duration <= 0 || a.Duration > d {
 			a.Duration = d
+		}
+	}
+	if s.Ops != "" {
+		s.Ops = strings.TrimRight(s.Ops, "/")
+		if u, err := url.Parse(s.Ops); err != nil || u.Scheme != "http" || u.Host == "" {
+			return bad("ops %q: want an http:// URL", s.Ops)
+		}
+		if err := loopnet.CheckURL(s.Ops); err != nil {
+			return amphi.Errorf(amphi.EInvalid, "load: ops: %v", err)
+		}
+	}
+	if len(s.Faults) > 0 && s.Ops == "" {
+		return bad("faults are posted to the server's ops address: set ops (--ops)")
+	}
+	if len(s.Faults) > MaxFaults {
+		return bad("%d faults: at most %d", len(s.Faults), MaxFaults)
+	}
+	for i, f := range s.Faults {
+		if f.Kind == "" || time.Duration(f.At) < 0 || time.Duration(f.At) >= d || f.For <= 0 || time.Duration(f.For) > MaxDuration || f.Delay < 0 {
+			return bad("fault %d %+v: want a kind, at from 0 to before the duration %v, for above 0", i, f, d)
 		}
 	}
 	if s.PID < 0 {

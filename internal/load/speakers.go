@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/feed"
 	"github.com/amphi-audio/amphi/internal/latency"
@@ -27,7 +28,6 @@ const (
 	toneLevel     = 0.3   // amplitude, of full scale
 	toneLength    = 2 * time.Second
 	speakBitrate  = 32000
-	speakerRate   = 48000
 	connectWithin = 15 * time.Second
 	// maxOpusPacket bounds one encoded packet (libopus never makes one
 	// larger than 1275 bytes per frame).
@@ -81,8 +81,8 @@ func startSpeakers(ctx context.Context, sc Scenario, api *client.Client, token s
 		if file != nil {
 			audio[i] = file
 		} else {
-			pcm, _ := tone.Sine(make([]int16, int(toneLength/time.Millisecond)*speakerRate/1000), toneBase+toneStep*float64(i), toneLevel, speakerRate, 0)
-			audio[i], err = feed.Encode(&wav.Audio{SampleRate: speakerRate, Channels: 1, Samples: pcm}, speakBitrate)
+			pcm, _ := tone.Sine(make([]int16, int(toneLength/time.Millisecond)*amphi.SampleRate/1000), toneBase+toneStep*float64(i), toneLevel, amphi.SampleRate, 0)
+			audio[i], err = feed.Encode(&wav.Audio{SampleRate: amphi.SampleRate, Channels: 1, Samples: pcm}, speakBitrate)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("load: speaker audio: %w", err)
@@ -166,7 +166,7 @@ func (b *speakerBots) speak(ctx, runCtx context.Context, api *client.Client, spa
 // Frames are due on an absolute schedule, as feed.Play's packets are, so a
 // late wake-up does not delay the frames after it.
 func (b *speakerBots) playMarks(ctx context.Context, sess *whip.Session) error {
-	enc, err := opus.NewEncoder(speakerRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		return fmt.Errorf("load: mark encoder: %w", err)
 	}
@@ -197,10 +197,10 @@ func (b *speakerBots) playMarks(ctx context.Context, sess *whip.Session) error {
 			b.mu.Unlock()
 		}
 		b.packets.Add(1)
-		if err := sess.WriteOpus(pkt, latency.FrameDuration); err != nil {
+		if err := sess.WriteOpus(pkt, amphi.FrameDuration); err != nil {
 			return err
 		}
-		sch.Advance(latency.FrameDuration)
+		sch.Advance(amphi.FrameDuration)
 	}
 }
 

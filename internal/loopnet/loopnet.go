@@ -50,7 +50,16 @@ type Dialer struct {
 	// traffic in one rehearsal (listeners and attackers, say) come from
 	// different addresses. Zero starts at 127.0.0.2.
 	Offset int
-	next   atomic.Uint32
+	// Stride is how far apart in the sequence consecutive connections
+	// are: worker w of k processes sharing one sequence dials with Offset
+	// w and Stride k. Zero means 1.
+	Stride int
+	// PerPrefix, when set, fills each /24 with that many consecutive
+	// addresses of the sequence (at most 253) before moving to the next
+	// /24, the way a mobile carrier's NAT pool puts hundreds of people in
+	// one prefix. Zero turns the /24 with every address.
+	PerPrefix int
+	next      atomic.Uint32
 }
 
 // DialContext is for http.Transport.DialContext and the like.
@@ -80,7 +89,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // 127.0.255.2, 127.0.0.3, … skipping .0 and .255 in the last octet.
 func (d *Dialer) source() net.IP {
 	n := max(d.Sources, 1)
-	i := d.Offset + int(d.next.Add(1)-1)%n
+	i := d.Offset + int(d.next.Add(1)-1)*max(d.Stride, 1)%n
+	if per := min(d.PerPrefix, 253); per > 0 {
+		p := i / per
+		return net.IPv4(127, byte(p/256), byte(p%256), byte(2+i%per))
+	}
 	b := i % 256
 	a := 2 + (i/256)%253
 	c := (i / (256 * 253)) % 256

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +74,19 @@ func TestSourceAddressesSkipZeroAndBroadcastOctets(t *testing.T) {
 		if ip[0] != 127 || ip[3] == 0 || ip[3] == 255 {
 			t.Fatalf("source %v", ip)
 		}
+	}
+}
+
+func TestPerPrefixFillsAPrefixBeforeTheNext(t *testing.T) {
+	// Two workers sharing one sequence, 3 addresses a /24.
+	w0 := &Dialer{Sources: 100, PerPrefix: 3, Stride: 2}
+	w1 := &Dialer{Sources: 100, PerPrefix: 3, Stride: 2, Offset: 1}
+	var got []string
+	for range 3 {
+		got = append(got, w0.source().String(), w1.source().String())
+	}
+	want := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.1.2", "127.0.1.3", "127.0.1.4"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("sources %v, want %v", got, want)
 	}
 }

@@ -3,6 +3,8 @@ package mix
 import (
 	"fmt"
 	"testing"
+
+	"github.com/amphi-audio/amphi"
 )
 
 // recorded is a speaker's prepared packets, replayed with RTP numbering that
@@ -17,7 +19,7 @@ type recorded struct {
 func (r *recorded) push(i int) {
 	r.src.Push(r.seq, r.ts, r.payloads[i%len(r.payloads)])
 	r.seq++
-	r.ts += uint32(FrameSamples)
+	r.ts += uint32(amphi.FrameSamples)
 }
 
 // BenchmarkMixFrame13 measures one 20 ms program frame with 13 speakers all
@@ -26,7 +28,7 @@ func (r *recorded) push(i int) {
 func BenchmarkMixFrame13(b *testing.B) {
 	m := newTestMixer(b, Config{})
 	var rs []*recorded
-	for i := range MaxSources {
+	for i := range amphi.MaxSpeakers {
 		k := newTalker(b, 200+float64(i)*150, 1+i%2, 0, 0)
 		r := &recorded{src: addSource(b, m, fmt.Sprint("s", i))}
 		for range 50 {
@@ -77,7 +79,7 @@ func BenchmarkPush(b *testing.B) {
 		s.mu.Lock()
 		s.tickLocked()
 		if s.playing {
-			s.nextLocked(FrameSamples)
+			s.nextLocked(amphi.FrameSamples)
 		}
 		s.mu.Unlock()
 	}

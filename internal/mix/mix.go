@@ -24,22 +24,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/amphi-audio/amphi"
 	"gopkg.in/hraban/opus.v2"
-)
 
-// Program format. Opus RTP always uses a 48 kHz clock (RFC 7587), so the
-// speakers' timestamps and the program share one unit: a sample.
-const (
-	// SampleRate is the program's sample rate in Hz.
-	SampleRate = 48000
-	// FrameDuration is the duration of one program packet.
-	FrameDuration = 20 * time.Millisecond
-	// FrameSamples is the number of samples in one program packet.
-	FrameSamples = SampleRate * int(FrameDuration/time.Millisecond) / 1000
-	// MaxSources is the default cap on the sources mixed at once: a stage
-	// is a few people, and 13 decoders fit one core's 20 ms budget with room.
-	MaxSources = 13
+	"github.com/amphi-audio/amphi"
 )
 
 const (
@@ -60,7 +47,8 @@ type Config struct {
 	// PlayoutDelay is how much audio a source buffers before it is played,
 	// the jitter it absorbs. Zero means 60 ms.
 	PlayoutDelay time.Duration
-	// MaxSources caps the sources mixed at once. Zero means MaxSources (13).
+	// MaxSources caps the sources mixed at once. Zero means
+	// amphi.MaxSpeakers (13).
 	MaxSources int
 	// Now tells the time that paces Run. Nil means time.Now.
 	Now func() time.Time
@@ -77,7 +65,7 @@ func DefaultConfig() Config {
 	return Config{
 		Bitrate:      defaultBitrate,
 		PlayoutDelay: defaultPlayoutDelay,
-		MaxSources:   MaxSources,
+		MaxSources:   amphi.MaxSpeakers,
 		Now:          time.Now,
 		Logger:       slog.Default(),
 	}
@@ -147,8 +135,8 @@ type Mixer struct {
 	// hot path allocates only the packet it hands out.
 	enc          *opus.Encoder
 	active       []*Source
-	acc          [FrameSamples]int32
-	pcm          [FrameSamples]int16
+	acc          [amphi.FrameSamples]int32
+	pcm          [amphi.FrameSamples]int16
 	encBuf       [maxEncoded]byte
 	speakNow     []string
 	lastSpeaking []string
@@ -197,7 +185,7 @@ func New(cfg Config, out func(Frame)) (*Mixer, error) {
 		out:      out,
 		log:      cfg.Logger,
 		now:      cfg.Now,
-		delay:    int(cfg.PlayoutDelay * SampleRate / time.Second),
+		delay:    int(cfg.PlayoutDelay * amphi.SampleRate / time.Second),
 		enc:      enc,
 		active:   make([]*Source, cfg.MaxSources),
 		speakNow: make([]string, cfg.MaxSources),
@@ -208,7 +196,7 @@ func New(cfg Config, out func(Frame)) (*Mixer, error) {
 }
 
 func newEncoder(bitrate int) (*opus.Encoder, error) {
-	enc, err := opus.NewEncoder(SampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		return nil, fmt.Errorf("mix: new encoder: %w", err)
 	}
@@ -223,7 +211,7 @@ func encodeSilence(bitrate int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pcm [FrameSamples]int16
+	var pcm [amphi.FrameSamples]int16
 	buf := make([]byte, maxEncoded)
 	n, err := enc.Encode(pcm[:], buf)
 	if err != nil {
@@ -238,7 +226,7 @@ func (m *Mixer) AddSource(id string) (*Source, error) {
 	if id == "" {
 		return nil, fmt.Errorf("mix: add source: %w", amphi.Errorf(amphi.EInvalid, "empty source id"))
 	}
-	dec, err := opus.NewDecoder(SampleRate, 1) // one channel: libopus downmixes stereo senders
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1) // one channel: libopus downmixes stereo senders
 	if err != nil {
 		return nil, fmt.Errorf("mix: add source %q: new decoder: %w", id, err)
 	}
@@ -299,7 +287,7 @@ func (m *Mixer) Run(ctx context.Context) error {
 	var index uint64
 	// catchUp emits every frame whose 20 ms have fully elapsed.
 	catchUp := func() {
-		owed := uint64(m.now().Sub(start) / FrameDuration)
+		owed := uint64(m.now().Sub(start) / amphi.FrameDuration)
 		if owed > index+1 {
 			behind := owed - index - 1
 			m.caughtUp.Add(behind)
@@ -314,14 +302,14 @@ func (m *Mixer) Run(ctx context.Context) error {
 			m.emit(index)
 		}
 	}
-	timer := time.NewTimer(FrameDuration)
+	timer := time.NewTimer(amphi.FrameDuration)
 	defer timer.Stop()
 	for {
 		catchUp()
 		// Sleep until the next frame is due; capped at one frame so an
 		// injected clock that jumps or stands still is followed closely.
-		wait := start.Add(time.Duration(index+1) * FrameDuration).Sub(m.now())
-		wait = min(max(wait, 0), FrameDuration)
+		wait := start.Add(time.Duration(index+1) * amphi.FrameDuration).Sub(m.now())
+		wait = min(max(wait, 0), amphi.FrameDuration)
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -351,7 +339,7 @@ func (m *Mixer) emit(index uint64) {
 
 // speakingEnergy is the sum of squared samples over one frame above which a
 // source counts as speaking: an RMS of -50 dBFS (about 104 of 32768).
-const speakingEnergy = int64(104 * 104 * FrameSamples)
+const speakingEnergy = int64(104 * 104 * amphi.FrameSamples)
 
 // mixFrame pulls one frame from every source, mixes and encodes it. Only
 // one goroutine may call it at a time.

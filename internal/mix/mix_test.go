@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amphi-audio/amphi"
 	"gopkg.in/hraban/opus.v2"
+
+	"github.com/amphi-audio/amphi"
 )
 
 // talker is a fake speaker: it encodes a sine tone with real libopus into
@@ -28,7 +29,7 @@ type talker struct {
 
 func newTalker(t testing.TB, freq float64, channels int, seq uint16, ts uint32) *talker {
 	t.Helper()
-	enc, err := opus.NewEncoder(SampleRate, channels, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, channels, opus.AppAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,26 +37,26 @@ func newTalker(t testing.TB, freq float64, channels int, seq uint16, ts uint32) 
 		t.Fatal(err)
 	}
 	return &talker{enc: enc, channels: channels, freq: freq, seq: seq, ts: ts,
-		pcm: make([]int16, FrameSamples*channels), buf: make([]byte, 1500)}
+		pcm: make([]int16, amphi.FrameSamples*channels), buf: make([]byte, 1500)}
 }
 
 // packet encodes the next 20 ms and returns it with its RTP numbers.
 func (k *talker) packet(t testing.TB) (uint16, uint32, []byte) {
 	t.Helper()
-	for i := range FrameSamples {
-		v := int16(8000 * math.Sin(2*math.Pi*k.freq*float64(k.n+i)/SampleRate))
+	for i := range amphi.FrameSamples {
+		v := int16(8000 * math.Sin(2*math.Pi*k.freq*float64(k.n+i)/amphi.SampleRate))
 		for c := range k.channels {
 			k.pcm[i*k.channels+c] = v
 		}
 	}
-	k.n += FrameSamples
+	k.n += amphi.FrameSamples
 	n, err := k.enc.Encode(k.pcm, k.buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seq, ts := k.seq, k.ts
 	k.seq++
-	k.ts += uint32(FrameSamples)
+	k.ts += uint32(amphi.FrameSamples)
 	return seq, ts, append([]byte(nil), k.buf[:n]...)
 }
 
@@ -70,7 +71,7 @@ func (k *talker) skip(t testing.TB) { k.packet(t) }
 
 // goertzel returns the power of freq in x.
 func goertzel(x []int16, freq float64) float64 {
-	w := 2 * math.Pi * freq / SampleRate
+	w := 2 * math.Pi * freq / amphi.SampleRate
 	c := 2 * math.Cos(w)
 	var s1, s2 float64
 	for _, v := range x {
@@ -92,7 +93,7 @@ func rms(x []int16) float64 {
 // test unless every packet is exactly 20 ms.
 func decodeFrames(t testing.TB, frames []Frame) [][]int16 {
 	t.Helper()
-	dec, err := opus.NewDecoder(SampleRate, 1)
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +104,8 @@ func decodeFrames(t testing.TB, frames []Frame) [][]int16 {
 		if err != nil {
 			t.Fatalf("frame %d: decode program: %v", i, err)
 		}
-		if n != FrameSamples {
-			t.Fatalf("frame %d: %d samples, want %d", i, n, FrameSamples)
+		if n != amphi.FrameSamples {
+			t.Fatalf("frame %d: %d samples, want %d", i, n, amphi.FrameSamples)
 		}
 		out[i] = pcm[:n]
 	}
@@ -228,7 +229,7 @@ func TestMixerConcealsLostPacketsWithoutGap(t *testing.T) {
 func TestMixerReordersAcrossSequenceWrap(t *testing.T) {
 	m := newTestMixer(t, Config{})
 	s := addSource(t, m, "a")
-	k := newTalker(t, 440, 1, 65530, math.MaxUint32-3*uint32(FrameSamples))
+	k := newTalker(t, 440, 1, 65530, math.MaxUint32-3*uint32(amphi.FrameSamples))
 	var pend []func()
 	for i := range 60 {
 		seq, ts, p := k.packet(t)
@@ -258,8 +259,8 @@ func TestMixerPlaysSilenceForDTXGap(t *testing.T) {
 		if i == 20 {
 			// DTX: the next packet keeps its sequence number but its
 			// timestamp says 100 ms went by.
-			k.ts += 5 * uint32(FrameSamples)
-			k.n += 5 * FrameSamples
+			k.ts += 5 * uint32(amphi.FrameSamples)
+			k.n += 5 * amphi.FrameSamples
 		}
 		k.push(t, s)
 		frames = append(frames, m.mixFrame(uint64(i)))
@@ -371,7 +372,7 @@ func TestPushDropsAndCountsBadPackets(t *testing.T) {
 					if payload == nil {
 						payload = good
 					}
-					s.Push(p.seq, uint32(p.seq)*uint32(FrameSamples), payload)
+					s.Push(p.seq, uint32(p.seq)*uint32(amphi.FrameSamples), payload)
 				}
 			}
 			do(tt.before)
@@ -413,7 +414,7 @@ func TestPushResyncsWhenSenderRestartsSequence(t *testing.T) {
 func TestAddSourceRefusesPastMaxAndDuplicates(t *testing.T) {
 	m := newTestMixer(t, Config{})
 	var srcs []*Source
-	for i := range MaxSources {
+	for i := range amphi.MaxSpeakers {
 		srcs = append(srcs, addSource(t, m, string(rune('a'+i))))
 	}
 	if _, err := m.AddSource("z"); amphi.ErrorCode(err) != amphi.EFull {
@@ -509,12 +510,12 @@ func TestRunEmitsOneFramePer20msAcrossJoinsAndLeaves(t *testing.T) {
 		t.Helper()
 		clock.Add(d)
 		elapsed += d
-		for uint64(len(got)) < uint64(elapsed/FrameDuration) {
+		for uint64(len(got)) < uint64(elapsed/amphi.FrameDuration) {
 			select {
 			case f := <-ch:
 				got = append(got, f)
 			case <-time.After(10 * time.Second): // a hang, not a timing check
-				t.Fatalf("after %v: %d frames, want %d", elapsed, len(got), elapsed/FrameDuration)
+				t.Fatalf("after %v: %d frames, want %d", elapsed, len(got), elapsed/amphi.FrameDuration)
 			}
 		}
 	}
@@ -523,7 +524,7 @@ func TestRunEmitsOneFramePer20msAcrossJoinsAndLeaves(t *testing.T) {
 	s := addSource(t, m, "a")
 	for range 20 {
 		k.push(t, s)
-		advance(FrameDuration)
+		advance(amphi.FrameDuration)
 	}
 	b := addSource(t, m, "b")
 	kb := newTalker(t, 1000, 2, 0, 0)
@@ -532,7 +533,7 @@ func TestRunEmitsOneFramePer20msAcrossJoinsAndLeaves(t *testing.T) {
 		if i%3 != 0 {
 			kb.push(t, b) // lossy
 		}
-		advance(FrameDuration + time.Millisecond)
+		advance(amphi.FrameDuration + time.Millisecond)
 	}
 	s.Close()
 	s.Push(k.packet(t)) // after Close: ignored
@@ -543,7 +544,7 @@ func TestRunEmitsOneFramePer20msAcrossJoinsAndLeaves(t *testing.T) {
 	for len(ch) > 0 {
 		got = append(got, <-ch)
 	}
-	if want := int(elapsed / FrameDuration); len(got) != want {
+	if want := int(elapsed / amphi.FrameDuration); len(got) != want {
 		t.Fatalf("%d frames over %v, want %d", len(got), elapsed, want)
 	}
 	for i, f := range got {
@@ -612,7 +613,7 @@ func TestRunCatchesUpAfterStall(t *testing.T) {
 	clock.mu.Unlock()
 	// Run's last look at the clock decides the frames owed; they must all
 	// be out.
-	if want := int(elapsed / FrameDuration); n != want {
+	if want := int(elapsed / amphi.FrameDuration); n != want {
 		t.Errorf("%d frames in %v, want %d", n, elapsed, want)
 	}
 	if st := m.Stats(); st.CaughtUp < 4 {
@@ -642,8 +643,8 @@ func TestMixFrameAllocatesOnlyThePacket(t *testing.T) {
 		q1, q2 := p1[i%n], p2[i%n]
 		// Keep numbering going past the prepared packets.
 		off := uint16(i / n * n)
-		s1.Push(q1.seq+off, q1.ts+uint32(off)*uint32(FrameSamples), q1.payload)
-		s2.Push(q2.seq+off, q2.ts+uint32(off)*uint32(FrameSamples), q2.payload)
+		s1.Push(q1.seq+off, q1.ts+uint32(off)*uint32(amphi.FrameSamples), q1.payload)
+		s2.Push(q2.seq+off, q2.ts+uint32(off)*uint32(amphi.FrameSamples), q2.payload)
 		m.mixFrame(uint64(i))
 		i++
 	}

@@ -5,6 +5,7 @@ import (
 
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/opuspkt"
 )
 
@@ -17,7 +18,7 @@ func FuzzPacketSamples(f *testing.F) {
 	f.Add([]byte{0xfb, 0x41, 2, 1, 0, 0})
 	f.Add([]byte{0xfa, 253, 1, 2})
 	f.Add([]byte{0x0b, 0xc3, 1, 2, 3, 4})
-	dec, err := opus.NewDecoder(SampleRate, 1)
+	dec, err := opus.NewDecoder(amphi.SampleRate, 1)
 	if err != nil {
 		f.Fatal(err)
 	}

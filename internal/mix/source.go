@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/opuspkt"
 )
 
@@ -18,7 +19,7 @@ const (
 	// idleFrames is how long a source may send nothing, once its buffer is
 	// empty, before it goes idle: silence instead of PLC, and a fresh
 	// PlayoutDelay of buffering when packets come again.
-	idleFrames = int(200 * time.Millisecond / FrameDuration)
+	idleFrames = int(200 * time.Millisecond / amphi.FrameDuration)
 	// overflowMargin is how far a buffer may grow past PlayoutDelay (a burst,
 	// or a sender whose clock runs fast) before its oldest audio is dropped
 	// to bring it back to PlayoutDelay.
@@ -26,7 +27,7 @@ const (
 	// maxGapSamples bounds the DTX silence played for a timestamp jump
 	// between consecutive packets; a larger jump is a sender that reset its
 	// clock, and playout just follows it.
-	maxGapSamples = 2 * SampleRate
+	maxGapSamples = 2 * amphi.SampleRate
 	// resyncAfter is how many packets in a row may be refused as late or
 	// too far ahead before the source assumes its sender restarted the
 	// sequence numbering and starts over from the next packet.
@@ -77,7 +78,7 @@ type Source struct {
 	// Owned by the mixing goroutine.
 	dec     *opus.Decoder
 	pkt     [maxPayload]byte
-	pcm     [FrameSamples + maxPacketSamples]int16
+	pcm     [amphi.FrameSamples + maxPacketSamples]int16
 	have    int // decoded samples in pcm
 	silence int // samples of DTX silence owed before the next packet
 
@@ -101,7 +102,7 @@ func newSource(m *Mixer, id string, dec *opus.Decoder) *Source {
 		id:       id,
 		m:        m,
 		delay:    m.delay,
-		maxDepth: m.delay + int(overflowMargin*SampleRate/time.Second),
+		maxDepth: m.delay + int(overflowMargin*amphi.SampleRate/time.Second),
 		ring:     make([]slot, n),
 		mask:     int64(n - 1),
 		dec:      dec,
@@ -237,7 +238,7 @@ func (s *Source) tickLocked() {
 			return
 		}
 		span := int(int32(s.highTS + uint32(s.highSamples) - first.ts))
-		if span >= s.delay || s.waitFrames*FrameSamples >= s.delay {
+		if span >= s.delay || s.waitFrames*amphi.FrameSamples >= s.delay {
 			s.playing, s.played = true, true
 			s.next, s.playTS, s.lastSamples, s.lastDTX = s.low, first.ts, first.samples, false
 			s.waitFrames = 0
@@ -336,21 +337,21 @@ func (s *Source) fill() []int16 {
 	s.mu.Lock()
 	s.tickLocked()
 	s.mu.Unlock()
-	for s.have < FrameSamples {
+	for s.have < amphi.FrameSamples {
 		if s.silence > 0 {
-			k := min(s.silence, FrameSamples-s.have)
+			k := min(s.silence, amphi.FrameSamples-s.have)
 			clear(s.pcm[s.have : s.have+k])
 			s.have += k
 			s.silence -= k
 			continue
 		}
 		s.mu.Lock()
-		act, n := s.nextLocked(FrameSamples - s.have)
+		act, n := s.nextLocked(amphi.FrameSamples - s.have)
 		s.mu.Unlock()
 		switch act {
 		case actSilence:
-			clear(s.pcm[s.have:FrameSamples])
-			s.have = FrameSamples
+			clear(s.pcm[s.have:amphi.FrameSamples])
+			s.have = amphi.FrameSamples
 		case actGap:
 			s.silence = n
 		case actDecode:
@@ -367,7 +368,7 @@ func (s *Source) fill() []int16 {
 			s.conceal(nil)
 		}
 	}
-	return s.pcm[:FrameSamples]
+	return s.pcm[:amphi.FrameSamples]
 }
 
 // conceal synthesises one lost packet's worth of audio, from the FEC data in
@@ -375,7 +376,7 @@ func (s *Source) fill() []int16 {
 func (s *Source) conceal(next []byte) {
 	l := s.lastSamples
 	if l <= 0 || l > maxPacketSamples {
-		l = FrameSamples
+		l = amphi.FrameSamples
 	}
 	pcm := s.pcm[s.have : s.have+l : s.have+l] // libopus takes the length to conceal from cap
 	var err error
@@ -393,7 +394,7 @@ func (s *Source) conceal(next []byte) {
 
 // consume removes the frame fill returned.
 func (s *Source) consume() {
-	s.have = copy(s.pcm[:], s.pcm[FrameSamples:s.have])
+	s.have = copy(s.pcm[:], s.pcm[amphi.FrameSamples:s.have])
 }
 
 // SourceStats are one source's counters.

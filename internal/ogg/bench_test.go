@@ -74,3 +74,24 @@ func BenchmarkValidPrefix(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendPackets parses a page of five packets in place, as a
+// sampled rehearsal listener does with every page: no allocation.
+func BenchmarkAppendPackets(b *testing.B) {
+	p := &Page{Serial: 1, Granule: 48000}
+	for range 5 {
+		p.Packets = append(p.Packets, make([]byte, 80))
+	}
+	page, err := AppendPage(nil, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkts := make([][]byte, 0, 5)
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if pkts, err = AppendPackets(pkts[:0], page); err != nil || len(pkts) != 5 {
+			b.Fatal(len(pkts), err)
+		}
+	}
+}

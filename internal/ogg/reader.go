@@ -2,6 +2,7 @@ package ogg
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -68,21 +69,16 @@ func (r *Reader) readRaw() ([]byte, error) {
 		}
 		return nil, r.wrap(err)
 	}
-	if string(hdr[:4]) != "OggS" {
-		return nil, r.wrap(ErrCapture)
+	h, err := ParseHeader(hdr)
+	if err != nil {
+		return nil, r.wrap(err)
 	}
-	if hdr[4] != 0 {
-		return nil, r.wrap(fmt.Errorf("%w: %d", ErrVersion, hdr[4]))
-	}
-	nseg := int(hdr[26])
-	head := r.raw[:HeaderSize+nseg]
+	head := r.raw[:h.Len()]
 	if err := readFull(r.r, head[HeaderSize:]); err != nil {
 		return nil, r.wrap(err)
 	}
-	size := len(head)
-	for _, l := range head[HeaderSize:] {
-		size += int(l)
-	}
+	body, _ := Lacing(head[HeaderSize:])
+	size := len(head) + body
 	if cap(r.raw) < size {
 		grown := make([]byte, size, max(size, MaxPageSize))
 		copy(grown, head)
@@ -92,10 +88,7 @@ func (r *Reader) readRaw() ([]byte, error) {
 	if err := readFull(r.r, page[len(head):]); err != nil {
 		return nil, r.wrap(err)
 	}
-	want := binary.LittleEndian.Uint32(page[22:])
-	binary.LittleEndian.PutUint32(page[22:], 0)
-	got := Checksum(page)
-	binary.LittleEndian.PutUint32(page[22:], want)
+	want, got := binary.LittleEndian.Uint32(page[22:]), pageChecksum(page)
 	if got != want {
 		return nil, r.wrap(fmt.Errorf("%w: stored %#08x, computed %#08x", ErrChecksum, want, got))
 	}
@@ -135,38 +128,12 @@ func (r *Reader) ReadPage() (*Page, error) {
 		r.err = err
 		return nil, err
 	}
-	nseg := int(raw[26])
-	data := make([]byte, len(raw)-HeaderSize-nseg)
-	copy(data, raw[HeaderSize+nseg:])
-	p := &Page{
-		Flags:   raw[5],
-		Granule: int64(binary.LittleEndian.Uint64(raw[6:])),
-		Serial:  binary.LittleEndian.Uint32(raw[14:]),
-		Seq:     binary.LittleEndian.Uint32(raw[18:]),
-	}
-	npkt := 0
-	for _, l := range raw[HeaderSize : HeaderSize+nseg] {
-		if l < 255 {
-			npkt++
-		}
-	}
-	lastContinues := nseg > 0 && raw[HeaderSize+nseg-1] == 255
-	if lastContinues {
-		npkt++
-	}
-	p.Packets = make([][]byte, 0, npkt)
-	start, end := 0, 0
-	for _, l := range raw[HeaderSize : HeaderSize+nseg] {
-		end += int(l)
-		if l < 255 {
-			p.Packets = append(p.Packets, data[start:end:end])
-			start = end
-		}
-	}
-	if lastContinues {
-		p.Packets = append(p.Packets, data[start:end:end])
-		p.LastContinues = true
-	}
+	// The page's own checks passed in readRaw, so it parses.
+	h, _ := ParseHeader(raw)
+	_, npkt := Lacing(raw[HeaderSize:h.Len()])
+	p := &Page{Flags: h.Flags, Granule: h.Granule, Serial: h.Serial, Seq: h.Seq}
+	// One copy of the page that the pieces share, for the caller to keep.
+	p.Packets, p.LastContinues, _ = appendPieces(make([][]byte, 0, npkt+1), h, bytes.Clone(raw))
 	return p, nil
 }
 
@@ -252,8 +219,8 @@ func ValidPrefix(r io.Reader) (n int64, lastGranule int64, pages int, err error)
 			return rd.off, lastGranule, pages, fmt.Errorf("ogg: valid prefix: %w", err)
 		}
 		pages++
-		if g := int64(binary.LittleEndian.Uint64(page[6:])); g != NoGranule {
-			lastGranule = g
+		if h, _ := ParseHeader(page); h.Granule != NoGranule {
+			lastGranule = h.Granule
 		}
 	}
 }

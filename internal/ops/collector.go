@@ -18,6 +18,7 @@ type collectorDescs struct {
 	listeners, listenersServed, egress              *prometheus.Desc
 	joins, joinRequests, listenRequests, refusals   *prometheus.Desc
 	ticketsVerified, waiting, powDifficulty, http   *prometheus.Desc
+	waitingForStart, polls                          *prometheus.Desc
 	componentErrors, componentStalls, mixerMaxFrame *prometheus.Desc
 	spaceSpeakers, spaceListeners, spaces           *prometheus.Desc
 	goroutines, heap, cpu                           *prometheus.Desc
@@ -39,7 +40,9 @@ func NewCollector(snap func() Snapshot) prometheus.Collector {
 		listenRequests:  d("listen_requests_total", "Listen requests that reached the gate, refused ones included."),
 		refusals:        d("refusals_total", "Requests refused, by reason.", "reason"),
 		ticketsVerified: d("tickets_verified_total", "Tickets whose signature checked out."),
-		waiting:         d("waiting", "People in the waiting room now."),
+		waiting:         d("waiting", "People in the waiting room of open spaces now."),
+		waitingForStart: d("waiting_for_start", "People waiting for a scheduled space to start."),
+		polls:           d("waiting_polls_total", "Polls of people in line (not join requests)."),
 		powDifficulty:   d("pow_difficulty", "Proof-of-work difficulty asked now, in bits."),
 		http:            d("http_responses_total", "HTTP responses by status code.", "code"),
 		componentErrors: d("component_errors_total", "Errors by component (mixer, recorder, bus, stage, edge).", "component"),
@@ -59,7 +62,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := &c.descs
 	for _, desc := range []*prometheus.Desc{
 		d.listeners, d.listenersServed, d.egress, d.joins, d.joinRequests,
-		d.listenRequests, d.refusals, d.ticketsVerified, d.waiting,
+		d.listenRequests, d.refusals, d.ticketsVerified, d.waiting, d.waitingForStart, d.polls,
 		d.powDifficulty, d.http, d.componentErrors, d.componentStalls,
 		d.mixerMaxFrame, d.spaceSpeakers, d.spaceListeners, d.spaces,
 		d.goroutines, d.heap, d.cpu,
@@ -89,6 +92,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(d.ticketsVerified, float64(s.TicketsVerified))
 	gauge(d.waiting, float64(s.Waiting))
+	gauge(d.waitingForStart, float64(s.WaitingForStart))
+	counter(d.polls, float64(s.Polls))
 	gauge(d.powDifficulty, s.PoWDifficulty)
 	for code, n := range s.HTTPResponses {
 		counter(d.http, float64(n), strconv.Itoa(code))

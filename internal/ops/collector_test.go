@@ -70,7 +70,7 @@ amphi_mixer_max_frame_seconds 0.025
 # HELP amphi_space_speakers Speakers on stage, by space.
 # TYPE amphi_space_speakers gauge
 amphi_space_speakers{space="s1"} 3
-# HELP amphi_waiting People in the waiting room now.
+# HELP amphi_waiting People in the waiting room of open spaces now.
 # TYPE amphi_waiting gauge
 amphi_waiting 42
 `

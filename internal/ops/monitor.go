@@ -20,7 +20,9 @@ type Report struct {
 	// under_attack, overloaded or healthy.
 	Verdict string `json:"verdict"`
 	// Conditions lists every condition that holds, most severe first;
-	// Conditions[0] == Verdict. "healthy" holds only alone.
+	// Conditions[0] == Verdict. "healthy" holds only alone. A condition
+	// holds from the first window that shows it until Config.Calm after
+	// the last one did: its evidence then says it is clearing.
 	Conditions []string `json:"conditions"`
 	// Since is when the verdict last changed (or the first sample).
 	Since time.Time `json:"since"`
@@ -40,12 +42,13 @@ type Report struct {
 	TopPrefixes []PrefixCount     `json:"top_prefixes"`
 	Components  []ComponentReport `json:"components"`
 
-	Listeners     int64           `json:"listeners"`
-	Waiting       int64           `json:"waiting"`
-	PoWDifficulty float64         `json:"pow_difficulty"`
-	Spaces        []SpaceSnapshot `json:"spaces"`
-	Goroutines    int             `json:"goroutines"`
-	HeapBytes     uint64          `json:"heap_bytes"`
+	Listeners       int64           `json:"listeners"`
+	Waiting         int64           `json:"waiting"`
+	WaitingForStart int64           `json:"waiting_for_start"`
+	PoWDifficulty   float64         `json:"pow_difficulty"`
+	Spaces          []SpaceSnapshot `json:"spaces"`
+	Goroutines      int             `json:"goroutines"`
+	HeapBytes       uint64          `json:"heap_bytes"`
 }
 
 // Evidence is one signal behind a condition: what was measured, its value,
@@ -60,7 +63,9 @@ type Evidence struct {
 
 // Rates are per-second rates over the report's window.
 type Rates struct {
-	JoinRequests   float64 `json:"join_requests_per_second"`
+	JoinRequests float64 `json:"join_requests_per_second"`
+	// Polls is the polls of people in line, not counted in Requests.
+	Polls          float64 `json:"polls_per_second"`
 	ListenRequests float64 `json:"listen_requests_per_second"`
 	// Requests is join plus listen requests, or all refusals if more
 	// were counted than requests (a wiring that counts them apart).
@@ -128,6 +133,7 @@ type Monitor struct {
 	points     []Point
 	lastRotate time.Time
 	since      time.Time
+	lastSeen   map[string]time.Time // when each condition last held in a window
 
 	report atomic.Pointer[Report]
 }
@@ -233,6 +239,7 @@ func (m *Monitor) Observe(s Snapshot) Report {
 		base = h
 	}
 	r := m.judge(base, s)
+	m.holdForCalm(&r)
 
 	prev := m.report.Load()
 	switch {
@@ -255,6 +262,47 @@ func (m *Monitor) Observe(s Snapshot) Report {
 	}
 	m.report.Store(&r)
 	return r
+}
+
+// holdForCalm keeps each condition that held within Config.Calm in r,
+// with evidence that it is clearing, so the verdict clears only after a
+// full minute of calm.
+func (m *Monitor) holdForCalm(r *Report) {
+	if m.lastSeen == nil {
+		m.lastSeen = map[string]time.Time{}
+	}
+	held := map[string]bool{}
+	for _, c := range r.Conditions {
+		held[c] = true
+		m.lastSeen[c] = r.At
+	}
+	changed := false
+	for _, c := range severity {
+		seen, ok := m.lastSeen[c]
+		if c == Healthy || held[c] || !ok {
+			continue
+		}
+		calm := r.At.Sub(seen)
+		if calm >= m.cfg.Calm {
+			delete(m.lastSeen, c)
+			continue
+		}
+		held[c], changed = true, true
+		r.Evidence = append(r.Evidence, Evidence{c, "calm_seconds", calm.Seconds(), m.cfg.Calm.Seconds(),
+			fmt.Sprintf("clearing: no sign of %s for %s; the verdict clears after %s of calm", c, fmtDuration(calm), fmtDuration(m.cfg.Calm))})
+	}
+	if !changed {
+		return
+	}
+	r.Conditions = r.Conditions[:0]
+	for _, c := range severity {
+		if held[c] && c != Healthy {
+			r.Conditions = append(r.Conditions, c)
+		}
+	}
+	// Healthy's own evidence goes: it no longer holds.
+	r.Evidence = slices.DeleteFunc(r.Evidence, func(e Evidence) bool { return e.Condition == Healthy })
+	r.Verdict = r.Conditions[0]
 }
 
 func evidenceLine(ev []Evidence) string {
@@ -292,7 +340,7 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 
 	r := Report{
 		At: s.At, Window: window, WindowSeconds: secs,
-		Listeners: s.Listeners, Waiting: s.Waiting, PoWDifficulty: s.PoWDifficulty,
+		Listeners: s.Listeners, Waiting: s.Waiting, WaitingForStart: s.WaitingForStart, PoWDifficulty: s.PoWDifficulty,
 		Spaces: s.Spaces, Goroutines: s.Goroutines, HeapBytes: s.HeapBytes,
 	}
 	if r.Spaces == nil {
@@ -302,6 +350,7 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 	// Rates.
 	rt := &r.Rates
 	rt.JoinRequests = rate(delta(s.JoinRequests, base.JoinRequests))
+	rt.Polls = rate(delta(s.Polls, base.Polls))
 	rt.ListenRequests = rate(delta(s.ListenRequests, base.ListenRequests))
 	rt.Joins = rate(delta(s.Joins, base.Joins))
 	rt.TicketsVerified = rate(delta(s.TicketsVerified, base.TicketsVerified))
@@ -449,6 +498,12 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 			Evidence{Healthy, "invalid_share", rt.InvalidShare, cfg.AttackShare, fmt.Sprintf("invalid share %s at %s requests/s (attack: %s at %s/s or more)", fmtPercent(rt.InvalidShare), fmtRate(rt.Requests), fmtPercent(cfg.AttackShare), fmtRate(cfg.AttackMinRate))},
 			Evidence{Healthy, "waiting", float64(s.Waiting), 0, "waiting room empty, nobody refused for capacity"},
 		)
+	}
+	if s.WaitingForStart > 0 {
+		// Whatever the verdict: the herd is expected, and the operator
+		// wants to know its size before pressing start.
+		r.Evidence = append(r.Evidence, Evidence{r.Conditions[0], "waiting_for_start", float64(s.WaitingForStart), 0,
+			fmt.Sprintf("%d people wait for a scheduled start (%s polls/s): expected, not overload", s.WaitingForStart, fmtRate(rt.Polls))})
 	}
 	r.Verdict = r.Conditions[0]
 	return r

@@ -415,12 +415,19 @@ func TestVerdictSinceStaysUntilItChanges(t *testing.T) {
 	if !r.Since.Equal(t0.Add(4 * time.Second)) {
 		t.Errorf("since moved to %v while the verdict held", r.Since.Sub(t0))
 	}
-	// Once the stall is out of the window, the server is healthy again.
-	for i := 8; i <= 20; i += 2 {
+	// Once the stall is out of the window, the verdict holds, clearing,
+	// until a minute of calm has passed; then the server is healthy again.
+	for i := 8; i <= 30; i += 2 {
 		r = stall(t0.Add(time.Duration(i)*time.Second), 0)
 	}
-	if r.Verdict != ops.Healthy {
-		t.Errorf("verdict %s 16 s after the stall, want healthy", r.Verdict)
+	if r.Verdict != ops.FailingInternally || !slices.ContainsFunc(r.Evidence, func(e ops.Evidence) bool { return e.Signal == "calm_seconds" }) {
+		t.Errorf("verdict %s 26 s after the stall with evidence %+v, want failing_internally, clearing", r.Verdict, r.Evidence)
+	}
+	for i := 32; i <= 80; i += 2 {
+		r = stall(t0.Add(time.Duration(i)*time.Second), 0)
+	}
+	if r.Verdict != ops.Healthy || len(r.Conditions) != 1 {
+		t.Errorf("verdict %s (%v) 76 s after the stall, want healthy", r.Verdict, r.Conditions)
 	}
 }
 
@@ -459,4 +466,24 @@ func Example() {
 	// failing_internally component.mixer.stalls mixer: 4 mixer stalls of 100 ms or more in the last 10s
 	// under_attack invalid_share 90 % of requests were invalid (ticket_bad_signature 90/s), at or above 50 %
 	// under_attack requests_per_second 100 requests/s (join 100/s, listen 0/s), at or above 20/s
+}
+
+func TestHerdWaitingForAScheduledStartIsExpectedNotOverload(t *testing.T) {
+	m := newMonitor(nil)
+	var r ops.Report
+	for i := range 10 {
+		s := quiet(t0.Add(time.Duration(i) * 2 * time.Second))
+		s.WaitingForStart = 15000
+		s.Polls = uint64(i) * 2 * 2677 // the herd's polls, 2 677/s
+		r = m.Observe(s)
+	}
+	if r.Verdict != ops.Healthy {
+		t.Fatalf("verdict %s with a herd waiting for the start, want healthy: %+v", r.Verdict, r.Evidence)
+	}
+	if !slices.ContainsFunc(r.Evidence, func(e ops.Evidence) bool { return e.Signal == "waiting_for_start" && e.Value == 15000 }) {
+		t.Errorf("no evidence of the herd: %+v", r.Evidence)
+	}
+	if r.Rates.Polls < 2600 || r.Rates.Requests > 1 {
+		t.Errorf("polls %v/s and requests %v/s: polls are not requests", r.Rates.Polls, r.Rates.Requests)
+	}
 }

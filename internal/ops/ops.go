@@ -25,12 +25,13 @@
 // failing_internally: something that is our own fault happened in the
 // window. Any increase of Errors or Stalls of an internal component
 // (Config.InternalComponents: the mixer fell behind and had to catch up
-// frames, the recorder dropped a chunk or failed a write, the bus failed to
-// publish), or HTTP 5xx responses other than 503 above
-// Config.ServerErrorRate per second. 503 is how amphi sheds load on
-// purpose, so it counts as overload, not as a fault. Components outside the
-// list (the stage losing a speaker's network, the edge cutting slow
-// listeners) are shown but judged elsewhere: they happen to healthy servers.
+// frames, the recorder dropped a chunk, fell behind or failed a write, the
+// bus failed to publish or lost chunks on the way), or HTTP 5xx responses
+// other than 503 above Config.ServerErrorRate per second. 503 is how amphi
+// sheds load on purpose, so it counts as overload, not as a fault.
+// Components outside the list (the stage losing a speaker's network, the
+// edge cutting slow listeners) are shown but judged elsewhere: they happen
+// to healthy servers.
 //
 // under_attack: the traffic is mostly garbage, or one source is hammering.
 // Either the invalid share — refusals for an invalid reason
@@ -91,10 +92,20 @@ const (
 	RefusalPoWReplayed        = "pow_replayed"
 	RefusalRateSource         = "rate_source"
 	RefusalRatePrefix         = "rate_prefix"
-	RefusalBadRequest         = "bad_request"
-	RefusalNotFound           = "not_found"
-	RefusalRoomFull           = "room_full"
-	RefusalWaitingFull        = "waiting_full"
+	// RefusalPollEarly: someone in line polled far more often than told.
+	RefusalPollEarly  = "poll_early"
+	RefusalBadRequest = "bad_request"
+	// RefusalTicketLapsed: a genuine ticket whose place is gone (its holder
+	// never connected, or left long ago): join again. Neither invalid nor
+	// capacity: it happens to people whose network dropped.
+	RefusalTicketLapsed = "ticket_lapsed"
+	// RefusalPoWOutdated: a correct answer to a challenge issued before
+	// the difficulty rose: a new challenge is sent. Neither invalid nor
+	// capacity.
+	RefusalPoWOutdated = "pow_outdated"
+	RefusalNotFound    = "not_found"
+	RefusalRoomFull    = "room_full"
+	RefusalWaitingFull = "waiting_full"
 )
 
 // Component names the Monitor knows how to explain. Others may appear in
@@ -118,6 +129,10 @@ type Config struct {
 	Window time.Duration
 	// History is how long samples are kept. Zero means 5 min.
 	History time.Duration
+	// Calm is how long a condition must stay away before the verdict
+	// lets it go, so that a flood in waves or a crowd arriving in bursts
+	// does not make the verdict flap. Zero means 60 s.
+	Calm time.Duration
 	// AttackShare is the invalid share of requests at or above which the
 	// traffic counts as an attack. Zero means 0.5.
 	AttackShare float64
@@ -155,7 +170,7 @@ func DefaultInvalidReasons() []string {
 	return []string{
 		RefusalTicketMalformed, RefusalTicketBadSignature, RefusalTicketExpired,
 		RefusalTicketWrongSpace, RefusalPoWWrong, RefusalPoWStale,
-		RefusalPoWReplayed, RefusalRateSource, RefusalRatePrefix,
+		RefusalPoWReplayed, RefusalRateSource, RefusalRatePrefix, RefusalPollEarly,
 		RefusalBadRequest, RefusalNotFound,
 	}
 }
@@ -166,6 +181,7 @@ func DefaultConfig() Config {
 		Interval:           2 * time.Second,
 		Window:             10 * time.Second,
 		History:            5 * time.Minute,
+		Calm:               time.Minute,
 		AttackShare:        0.5,
 		AttackMinRate:      20,
 		PrefixShare:        0.5,
@@ -189,6 +205,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.History < c.Window {
 		c.History = c.Window
+	}
+	if c.Calm <= 0 {
+		c.Calm = d.Calm
 	}
 	if c.AttackShare == 0 {
 		c.AttackShare = d.AttackShare
@@ -248,8 +267,15 @@ type Snapshot struct {
 	Refusals map[string]uint64
 	// TicketsVerified counts tickets whose signature checked out.
 	TicketsVerified uint64
-	// Waiting is the number of people in the waiting room now (gauge).
+	// Waiting is the number of people in the waiting room now (gauge), in
+	// line for spaces that are open.
 	Waiting int64
+	// WaitingForStart is the people in line for scheduled spaces that
+	// have not started (gauge): a herd that is expected, not overload.
+	WaitingForStart int64
+	// Polls counts the polls of people in line: not demand for new
+	// places, so not in JoinRequests.
+	Polls uint64
 	// PoWDifficulty is the proof-of-work difficulty asked now, in bits
 	// (gauge).
 	PoWDifficulty float64
@@ -279,8 +305,10 @@ type Snapshot struct {
 //	mixer     Stalls: times the mixing clock fell 100 ms or more behind;
 //	          Errors: encode/decode failures. MaxFrame: longest frame.
 //	recorder  Errors: write or fsync failures; Stalls: chunks dropped
-//	          because the recorder's queue was full.
-//	bus       Errors: publish failures; Stalls: bad chunks received.
+//	          because the recorder's queue was full, and times the disk
+//	          fell 2 s behind the program.
+//	bus       Errors: publish failures; Stalls: chunks lost on the way
+//	          (gaps) and bad chunks received.
 //	stage     Errors: RTP packets dropped; Stalls: speakers lost.
 //	edge      Errors: listeners cut (slow, behind, write errors).
 type ComponentHealth struct {

@@ -14,18 +14,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 )
 
-// Timing of the program. The mixer makes one frame per FrameDuration; a chunk
-// holds FramesPerChunk of them.
+// The program's Ogg Opus framing; its timing is amphi's media format
+// (amphi.FrameDuration, amphi.FramesPerChunk).
 const (
-	SampleRate     = 48000
-	FrameDuration  = 20 * time.Millisecond
-	FrameSamples   = SampleRate / 50
-	FramesPerChunk = 5
-	ChunkDuration  = FramesPerChunk * FrameDuration
-	chunkSamples   = FramesPerChunk * FrameSamples
 	// PreSkip is the encoder's lookahead at 48 kHz that players discard at
 	// the start (RFC 7845 §4.2); libopus's is 312 samples in the VoIP and
 	// audio applications.
@@ -48,14 +43,14 @@ type Chunk struct {
 
 // Duration returns the program time at the end of the chunk.
 func (c *Chunk) Duration() time.Duration {
-	return time.Duration(c.Seq+1) * ChunkDuration
+	return time.Duration(c.Seq+1) * amphi.ChunkDuration
 }
 
 // Headers returns the OpusHead and OpusTags pages of a program with the given
 // Ogg serial number: what every listener receives first.
 func Headers(serial uint32) []byte {
 	var buf []byte
-	head := ogg.AppendOpusHead(nil, 1, PreSkip, SampleRate)
+	head := ogg.AppendOpusHead(nil, 1, PreSkip, amphi.SampleRate)
 	buf, err := ogg.AppendPage(buf, &ogg.Page{Flags: ogg.FlagBOS, Granule: 0, Serial: serial, Seq: 0, Packets: [][]byte{head}})
 	if err != nil {
 		panic(err) // one small packet always fits a page
@@ -79,7 +74,7 @@ type Packer struct {
 
 // NewPacker returns a packer for a program with the Ogg serial number.
 func NewPacker(serial uint32) *Packer {
-	return &Packer{serial: serial, frames: make([][]byte, 0, FramesPerChunk)}
+	return &Packer{serial: serial, frames: make([][]byte, 0, amphi.FramesPerChunk)}
 }
 
 // Add appends one frame; it returns a chunk when one is complete, nil
@@ -89,7 +84,7 @@ func (p *Packer) Add(packet []byte) (*Chunk, error) {
 		return nil, errors.New("program: frame after the end")
 	}
 	p.frames = append(p.frames, packet)
-	if len(p.frames) < FramesPerChunk {
+	if len(p.frames) < amphi.FramesPerChunk {
 		return nil, nil
 	}
 	return p.flush(false)
@@ -106,7 +101,7 @@ func (p *Packer) Finish() (*Chunk, error) {
 }
 
 func (p *Packer) flush(end bool) (*Chunk, error) {
-	granule := p.lastEnd + int64(len(p.frames)*FrameSamples)
+	granule := p.lastEnd + int64(len(p.frames)*amphi.FrameSamples)
 	page := &ogg.Page{Granule: granule, Serial: p.serial, Seq: uint32(p.seq + headerPages), Packets: p.frames}
 	if end {
 		page.Flags |= ogg.FlagEOS
@@ -151,17 +146,18 @@ func (c *Chunk) AppendWire(dst []byte) []byte {
 }
 
 // ParseWire decodes a chunk from its bus encoding. The chunk's page is a
-// copy, so msg may be reused.
+// copy, so msg may be reused. Its page header parses (ogg.ParseHeader), so
+// readers of a chunk's header need not handle an error.
 func ParseWire(msg []byte) (*Chunk, error) {
-	if len(msg) < wireHeader+27 {
+	if len(msg) < wireHeader {
 		return nil, fmt.Errorf("program: wire chunk of %d bytes is too short", len(msg))
 	}
 	if msg[0] != wireVersion {
 		return nil, fmt.Errorf("program: wire version %d, want %d", msg[0], wireVersion)
 	}
 	page := msg[wireHeader:]
-	if string(page[:4]) != "OggS" {
-		return nil, errors.New("program: wire chunk does not hold an Ogg page")
+	if _, err := ogg.ParseHeader(page); err != nil {
+		return nil, fmt.Errorf("program: wire chunk does not hold an Ogg page: %w", err)
 	}
 	return &Chunk{
 		Seq:  binary.BigEndian.Uint64(msg[2:]),

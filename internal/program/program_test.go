@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/hraban/opus.v2"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/tone"
 )
@@ -32,16 +33,16 @@ func fakeFrames(n int) [][]byte {
 // mixer does.
 func opusFrames(t testing.TB, n int) [][]byte {
 	t.Helper()
-	enc, err := opus.NewEncoder(SampleRate, 1, opus.AppAudio)
+	enc, err := opus.NewEncoder(amphi.SampleRate, 1, opus.AppAudio)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcm := make([]int16, FrameSamples)
+	pcm := make([]int16, amphi.FrameSamples)
 	var phase float64
 	buf := make([]byte, 1500)
 	out := make([][]byte, n)
 	for i := range out {
-		pcm, phase = tone.Sine(pcm, 440, 0.3, SampleRate, phase)
+		pcm, phase = tone.Sine(pcm, 440, 0.3, amphi.SampleRate, phase)
 		m, err := enc.Encode(pcm, buf)
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +111,7 @@ func TestPackerMakesOneChunkPerFiveFrames(t *testing.T) {
 		if p.Serial != testSerial || p.Flags != 0 {
 			t.Errorf("chunk %d: serial %#x flags %#x", i, p.Serial, p.Flags)
 		}
-		if len(p.Packets) != FramesPerChunk {
+		if len(p.Packets) != amphi.FramesPerChunk {
 			t.Fatalf("chunk %d: %d packets", i, len(p.Packets))
 		}
 		for j, pkt := range p.Packets {
@@ -177,7 +178,7 @@ func TestPackerReportsOversizedChunk(t *testing.T) {
 	// Five packets of 14 KB need more than 255 lacing values.
 	p := NewPacker(testSerial)
 	var err error
-	for range FramesPerChunk {
+	for range amphi.FramesPerChunk {
 		_, err = p.Add(make([]byte, 14000))
 	}
 	if !errors.Is(err, ogg.ErrTooManySegments) {
@@ -199,7 +200,7 @@ func TestHeadersAreOpusHeadAndTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if oh.Channels != 1 || oh.PreSkip != PreSkip || oh.InputRate != SampleRate {
+	if oh.Channels != 1 || oh.PreSkip != PreSkip || oh.InputRate != amphi.SampleRate {
 		t.Errorf("OpusHead %+v", oh)
 	}
 	tags, err := r.ReadPage()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
@@ -103,7 +104,7 @@ func checkStream(t *testing.T, data []byte) stream {
 		}
 		s.eos = p.Flags&ogg.FlagEOS != 0
 		if s.pages >= 2 {
-			want := s.granule + int64(len(p.Packets)*program.FrameSamples)
+			want := s.granule + int64(len(p.Packets)*amphi.FrameSamples)
 			if p.Granule != want {
 				t.Fatalf("page %d (%d packets) has granule %d after %d, want %d", s.pages, len(p.Packets), p.Granule, s.granule, want)
 			}
@@ -125,7 +126,7 @@ func checkStream(t *testing.T, data []byte) stream {
 func checkFFmpeg(t *testing.T, path string, frames int) {
 	t.Helper()
 	ffprobe, ffmpeg := lookTool(t, "ffprobe"), lookTool(t, "ffmpeg")
-	want := time.Duration(frames)*program.FrameDuration - program.PreSkip*time.Second/program.SampleRate
+	want := time.Duration(frames)*amphi.FrameDuration - program.PreSkip*time.Second/amphi.SampleRate
 
 	cmd := exec.CommandContext(t.Context(), ffprobe, "-v", "error",
 		"-show_entries", "format=duration", "-of", "default=noprint_wrappers=1:nokey=1", path)
@@ -139,7 +140,7 @@ func checkFFmpeg(t *testing.T, path string, frames int) {
 	if err != nil {
 		t.Fatalf("ffprobe duration %q: %v", out, err)
 	}
-	if got := time.Duration(secs * float64(time.Second)); (got - want).Abs() > program.FrameDuration {
+	if got := time.Duration(secs * float64(time.Second)); (got - want).Abs() > amphi.FrameDuration {
 		t.Errorf("ffprobe duration %v, want %v within a frame", got, want)
 	}
 
@@ -150,8 +151,8 @@ func checkFFmpeg(t *testing.T, path string, frames int) {
 	if err != nil || stderr.Len() > 0 {
 		t.Fatalf("ffmpeg decode: %v\n%s", err, stderr.Bytes())
 	}
-	wantSamples := frames*program.FrameSamples - program.PreSkip
-	if got := len(pcm) / 2; math.Abs(float64(got-wantSamples)) > program.FrameSamples {
+	wantSamples := frames*amphi.FrameSamples - program.PreSkip
+	if got := len(pcm) / 2; math.Abs(float64(got-wantSamples)) > amphi.FrameSamples {
 		t.Errorf("ffmpeg decoded %d samples, want %d within a frame", got, wantSamples)
 	}
 }
@@ -196,13 +197,13 @@ func TestPausedRecordingIsOneContinuousStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := checkStream(t, data)
-			if s.frames != tt.wantFrames || s.granule != int64(tt.wantFrames*program.FrameSamples) {
+			if s.frames != tt.wantFrames || s.granule != int64(tt.wantFrames*amphi.FrameSamples) {
 				t.Errorf("file holds %d frames to granule %d, want %d frames", s.frames, s.granule, tt.wantFrames)
 			}
 			if s.eos != tt.end {
 				t.Errorf("last page EOS %v, want %v", s.eos, tt.end)
 			}
-			wantDur := granuleDuration(int64(tt.wantFrames * program.FrameSamples))
+			wantDur := granuleDuration(int64(tt.wantFrames * amphi.FrameSamples))
 			if r.Duration() != wantDur {
 				t.Errorf("Duration %v, want %v", r.Duration(), wantDur)
 			}
@@ -256,8 +257,8 @@ func TestPauseAtCloseStillEndsTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("last %d bytes are not the empty EOS page: %v", ogg.HeaderSize, err)
 	}
-	if len(last.Packets) != 0 || last.Flags != ogg.FlagEOS || last.Granule != 50*program.FrameSamples {
-		t.Errorf("last page %+v, want an empty EOS page at granule %d", last, 50*program.FrameSamples)
+	if len(last.Packets) != 0 || last.Flags != ogg.FlagEOS || last.Granule != 50*amphi.FrameSamples {
+		t.Errorf("last page %+v, want an empty EOS page at granule %d", last, 50*amphi.FrameSamples)
 	}
 	if r.Duration() != audio(50) {
 		t.Errorf("Duration %v, want %v", r.Duration(), audio(50))

@@ -9,7 +9,6 @@
 package record
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
@@ -35,7 +35,50 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// Knobs inject disk faults in tests and rehearsals. The zero value
+	// injects none.
+	Knobs Knobs
 }
+
+// Knobs are fault-injection hooks for tests and rehearsals; nil fields do
+// nothing.
+type Knobs struct {
+	// Open runs before the file is created; an error it returns is
+	// Create's, as from a missing or read-only disk.
+	Open func(path string) error
+	// Write runs before each write(2); an error it returns is the write's,
+	// as from a full disk. Sleeping in it makes a slow disk.
+	Write func() error
+	// Sync runs before each fsync; an error it returns is the sync's.
+	Sync func() error
+}
+
+// write writes p to f, through the Write knob.
+func (k *Knobs) write(f *os.File, p []byte) error {
+	if k.Write != nil {
+		if err := k.Write(); err != nil {
+			return err
+		}
+	}
+	_, err := f.Write(p)
+	return err
+}
+
+// sync syncs f, through the Sync knob.
+func (k *Knobs) sync(f *os.File) error {
+	if k.Sync != nil {
+		if err := k.Sync(); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// behindLimit is how far the disk may fall behind the program before the
+// recorder counts it as lagging (Lagged): past it a crash loses more than
+// the SyncEvery it promises. Twice that period, so one slow fsync on a busy
+// machine is not a fault.
+const behindLimit = 2 * time.Second
 
 // DefaultConfig returns the defaults described on Config's fields.
 func DefaultConfig() Config {
@@ -56,6 +99,7 @@ type Recorder struct {
 	bytes   atomic.Int64
 	granule atomic.Int64
 	dropped atomic.Int64
+	lagged  atomic.Int64
 	err     atomic.Pointer[error]
 
 	paused atomic.Bool
@@ -78,10 +122,6 @@ type queued struct {
 	paused bool
 }
 
-// chunkSamples is the audio of every chunk but the last, in 48 kHz samples:
-// chunk n starts at granule n*chunkSamples.
-const chunkSamples = program.FramesPerChunk * program.FrameSamples
-
 // Create creates the file at path, writes the program's header pages and
 // starts the writer.
 func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
@@ -98,11 +138,16 @@ func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Knobs.Open != nil {
+		if err := cfg.Knobs.Open(path); err != nil {
+			return nil, fmt.Errorf("record: create: %w", err)
+		}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("record: create: %w", err)
 	}
-	if _, err := f.Write(headers); err != nil {
+	if err := cfg.Knobs.write(f, headers); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("record: write headers: %w", err)
 	}
@@ -117,9 +162,10 @@ func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
 // except the program's last (End) one, which still ends the file.
 func (r *Recorder) Write(c *program.Chunk) {
 	if r.paused.Load() {
-		// Chunk c.Seq starts at c.Seq*chunkSamples whatever was dropped or
-		// skipped before it, so its audio is its granule minus that.
-		n := max(pageGranule(c.Page)-int64(c.Seq)*chunkSamples, 0)
+		// Every chunk but the last holds amphi.ChunkSamples, so chunk c.Seq
+		// starts at c.Seq*amphi.ChunkSamples whatever was dropped or skipped
+		// before it, and its audio is its granule minus that.
+		n := max(header(c.Page).Granule-int64(c.Seq)*amphi.ChunkSamples, 0)
 		skip := r.skipSamples.Add(n)
 		if !c.End {
 			r.skipPages.Add(1)
@@ -157,7 +203,15 @@ func (r *Recorder) Recording() bool { return !r.paused.Load() }
 func (r *Recorder) run() {
 	defer close(r.done)
 	lastSync := r.cfg.Now()
+	behind := false
 	for q := range r.q {
+		// Counted once per episode, as the mixer counts its stalls.
+		if n := len(r.q); n >= int(behindLimit/amphi.ChunkDuration) && !behind {
+			behind = true
+			r.lagged.Add(1)
+		} else if n == 0 {
+			behind = false
+		}
 		c := q.c
 		if r.err.Load() != nil {
 			r.dropped.Add(1)
@@ -166,14 +220,14 @@ func (r *Recorder) run() {
 		page := r.page(q)
 		// One write(2) a page and no user-space buffer: what returned is in
 		// the kernel and survives the process being killed.
-		if _, err := r.f.Write(page); err != nil {
+		if err := r.cfg.Knobs.write(r.f, page); err != nil {
 			r.fail(fmt.Errorf("record: write chunk %d: %w", c.Seq, err))
 			continue
 		}
 		r.bytes.Add(int64(len(page)))
-		r.granule.Store(pageGranule(page))
+		r.granule.Store(header(page).Granule)
 		if now := r.cfg.Now(); now.Sub(lastSync) >= r.cfg.SyncEvery {
-			if err := r.f.Sync(); err != nil {
+			if err := r.cfg.Knobs.sync(r.f); err != nil {
 				r.fail(fmt.Errorf("record: sync: %w", err))
 			}
 			lastSync = now
@@ -189,30 +243,21 @@ func (r *Recorder) page(q queued) []byte {
 	if q.skipSamples == 0 && q.skipPages == 0 {
 		return page
 	}
-	granule := pageGranule(page) - q.skipSamples
-	seq := binary.LittleEndian.Uint32(page[18:]) - uint32(q.skipPages)
+	h := header(page)
+	granule, seq := h.Granule-q.skipSamples, h.Seq-uint32(q.skipPages)
 	if q.paused {
 		// An empty EOS page at the granule reached, as program.Packer ends
 		// a program with no frames pending.
-		buf, err := ogg.AppendPage(r.buf[:0], &ogg.Page{
-			Flags:   ogg.FlagEOS,
-			Granule: granule,
-			Serial:  binary.LittleEndian.Uint32(page[14:]),
-			Seq:     seq,
-		})
+		buf, err := ogg.AppendPage(r.buf[:0], &ogg.Page{Flags: ogg.FlagEOS, Granule: granule, Serial: h.Serial, Seq: seq})
 		if err != nil {
 			panic(err) // an empty page always fits
 		}
 		r.buf = buf
 		return buf
 	}
-	buf := append(r.buf[:0], page...)
-	binary.LittleEndian.PutUint64(buf[6:], uint64(granule))
-	binary.LittleEndian.PutUint32(buf[18:], seq)
-	binary.LittleEndian.PutUint32(buf[22:], 0)
-	binary.LittleEndian.PutUint32(buf[22:], ogg.Checksum(buf))
-	r.buf = buf
-	return buf
+	r.buf = append(r.buf[:0], page...)
+	ogg.Renumber(r.buf, granule, seq)
+	return r.buf
 }
 
 func (r *Recorder) fail(err error) {
@@ -229,7 +274,7 @@ func (r *Recorder) Close() error {
 	if p := r.err.Load(); p != nil {
 		errs = append(errs, *p)
 	}
-	if err := r.f.Sync(); err != nil {
+	if err := r.cfg.Knobs.sync(r.f); err != nil {
 		errs = append(errs, fmt.Errorf("record: sync: %w", err))
 	}
 	if err := r.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
@@ -248,6 +293,10 @@ func (r *Recorder) Duration() time.Duration { return granuleDuration(r.granule.L
 // Dropped returns how many chunks never reached the file.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }
 
+// Lagged returns how many times the disk fell behindLimit (2 s of chunks)
+// or more behind the program.
+func (r *Recorder) Lagged() int64 { return r.lagged.Load() }
+
 // Err returns the error that stopped the recording, if any.
 func (r *Recorder) Err() error {
 	if p := r.err.Load(); p != nil {
@@ -256,13 +305,11 @@ func (r *Recorder) Err() error {
 	return nil
 }
 
-// pageGranule reads an Ogg page's granule position (RFC 3533).
-func pageGranule(page []byte) int64 {
-	var g int64
-	for i := 13; i >= 6; i-- {
-		g = g<<8 | int64(page[i])
-	}
-	return g
+// header reads the header of a chunk's page. The program's packer built
+// the page, so it parses; a page that did not would read as granule 0.
+func header(page []byte) ogg.Header {
+	h, _ := ogg.ParseHeader(page)
+	return h
 }
 
 // granuleDuration converts a program granule position to playable time:
@@ -271,7 +318,7 @@ func granuleDuration(g int64) time.Duration {
 	if g <= program.PreSkip {
 		return 0
 	}
-	return time.Duration(g-program.PreSkip) * time.Second / program.SampleRate
+	return time.Duration(g-program.PreSkip) * time.Second / amphi.SampleRate
 }
 
 // Recover makes a recording cut by a crash valid: it truncates the file to

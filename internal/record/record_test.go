@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
@@ -70,7 +71,7 @@ func record(t *testing.T, cs []*program.Chunk) (string, *Recorder) {
 
 // audio is the playable duration of n 20 ms frames after the pre-skip.
 func audio(frames int) time.Duration {
-	return time.Duration(frames*960-program.PreSkip) * time.Second / program.SampleRate
+	return time.Duration(frames*960-program.PreSkip) * time.Second / amphi.SampleRate
 }
 
 func TestRecordingIsWholeValidOggOpus(t *testing.T) {

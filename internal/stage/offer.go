@@ -12,6 +12,13 @@ import (
 // too, but Join is also called directly (tests, load tool).
 const maxOfferBytes = 64 << 10
 
+// MaxCandidates bounds the a=candidate lines of one media section of an
+// offer. The stage is ICE-lite and never contacts a candidate, so the bound
+// only caps what one offer makes Pion parse and pair; it leaves room for a
+// laptop whose browser lists a UDP and a TCP candidate for each address of
+// many interfaces (Wi-Fi, IPv6 temporary addresses, VPN, container bridges).
+const MaxCandidates = 32
+
 // offerInfo is what Join needs to know about an offer before Pion sees it.
 type offerInfo struct {
 	// micMid is the mid of the one audio m-line the speaker sends on.
@@ -45,6 +52,9 @@ func parseOffer(offer string) (offerInfo, error) {
 		if m == nil {
 			continue
 		}
+		if n := countCandidates(m); n > MaxCandidates {
+			return info, amphi.Errorf(amphi.EInvalid, "offer lists %d ICE candidates in one media section, more than the %d the stage takes", n, MaxCandidates)
+		}
 		mid, _ := m.Attribute("mid")
 		if mid != "" {
 			if seen[mid] {
@@ -77,6 +87,17 @@ func parseOffer(offer string) (offerInfo, error) {
 		return info, amphi.Errorf(amphi.EInvalid, "offer sends no audio: one sendonly or sendrecv Opus m-line is required")
 	}
 	return info, nil
+}
+
+// countCandidates returns how many a=candidate lines m has.
+func countCandidates(m *sdp.MediaDescription) int {
+	n := 0
+	for _, a := range m.Attributes {
+		if a.IsICECandidate() {
+			n++
+		}
+	}
+	return n
 }
 
 // directionOf returns the direction attribute among attrs, or def when there

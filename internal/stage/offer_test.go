@@ -1,6 +1,7 @@
 package stage
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,16 @@ func sdpOf(sections ...string) string {
 		b.WriteString("a=mid:" + string(rune('a'+i)) + "\r\n")
 		b.WriteString("a=" + f[2] + "\r\n")
 		b.WriteString("a=rtpmap:" + strings.Replace(f[3], ":", " ", 1) + "\r\n")
+	}
+	return b.String()
+}
+
+// withCandidates appends n host candidates to the offer's last section.
+func withCandidates(offer string, n int) string {
+	var b strings.Builder
+	b.WriteString(offer)
+	for i := range n {
+		fmt.Fprintf(&b, "a=candidate:%d 1 udp 2130706431 127.0.0.2 %d typ host\r\n", i, 5000+i)
 	}
 	return b.String()
 }
@@ -42,6 +53,8 @@ func TestParseOfferFindsMicrophoneAndSlots(t *testing.T) {
 		{"video only", sdpOf("video 9 sendonly 96:VP8/90000"), "", nil, amphi.EUnsupported},
 		{"no media", sdpOf(), "", nil, amphi.EInvalid},
 		{"no mid", strings.Replace(sdpOf("audio 9 sendonly 111:opus/48000/2"), "a=mid:a\r\n", "", 1), "", nil, amphi.EInvalid},
+		{"candidates up to the cap", withCandidates(sdpOf("audio 9 sendonly 111:opus/48000/2"), MaxCandidates), "a", nil, ""},
+		{"candidates past the cap", withCandidates(sdpOf("audio 9 sendonly 111:opus/48000/2"), MaxCandidates+1), "", nil, amphi.EInvalid},
 		{"repeated mid", strings.Replace(sdpOf("audio 9 sendonly 111:opus/48000/2", "audio 9 recvonly 111:opus/48000/2"), "a=mid:b", "a=mid:a", 1), "", nil, amphi.EInvalid},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ package stage
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -57,7 +58,7 @@ var opusCodec = webrtc.RTPCodecParameters{
 // Config configures a Stage.
 type Config struct {
 	// MaxSpeakers caps the speakers on the stage at once; a join past it is
-	// refused with amphi.EFull. Zero means 13.
+	// refused with amphi.EFull. Zero means amphi.MaxSpeakers (13).
 	MaxSpeakers int
 
 	// AddSource registers a speaker with the mixer under id and returns where
@@ -92,7 +93,7 @@ type Config struct {
 // AddSource, which the caller must set.
 func DefaultConfig() Config {
 	return Config{
-		MaxSpeakers:       13,
+		MaxSpeakers:       amphi.MaxSpeakers,
 		DisconnectTimeout: 5 * time.Second,
 		Logger:            slog.Default(),
 		Now:               time.Now,
@@ -246,13 +247,23 @@ func newAPI(cfg Config) (*webrtc.API, error) {
 		return nil, err
 	}
 	var se webrtc.SettingEngine
+	// ICE-lite: the stage never sends a connectivity check, it only answers
+	// the speaker's, so it sends packets only to an address that proved it
+	// holds the offer's ICE password by writing to us first. A full agent
+	// checks every candidate of the offer: an offer of 500 candidates made
+	// the server send 8 000 packets to addresses of the caller's choosing.
+	// Pion then gathers host candidates only, which is all a server with a
+	// public address (or PublicIPs) needs.
+	se.SetLite(true)
 	// Speakers on the same machine (amphi speak, tests, a local rehearsal)
 	// reach the server over loopback only.
 	se.SetIncludeLoopbackCandidate(true)
 	// Half the timeout without a packet makes ICE say disconnected, and the
 	// stage removes the speaker the other half later: a vanished speaker is
-	// gone about DisconnectTimeout after its last packet. Keepalives go out
-	// often enough that a silent (DTX) but present speaker never looks gone.
+	// gone about DisconnectTimeout after its last packet. A lite agent sends
+	// no keepalives of its own; a present speaker's consent checks (every
+	// 2-2.5 s in Pion and Chromium) and RTCP keep it alive even when silent.
+	// The keepalive interval is still how often ICE looks for that silence.
 	half := cfg.DisconnectTimeout / 2
 	se.SetICETimeouts(half, half, max(cfg.DisconnectTimeout/10, 50*time.Millisecond))
 	// mDNS would cost a multicast socket per connection for candidates a
@@ -328,7 +339,7 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 		// one must be gone first.
 		old.shutdown()
 		s.stats.replaced.Add(1)
-		s.log.Info("stage: speaker rejoined, old session replaced", "speaker", speakerID, "session", old.session)
+		s.log.Info("stage: speaker rejoined, old session replaced", "speaker", speakerID, logSession(old.session))
 	}
 
 	sp, err := s.connect(ctx, speakerID, muted, info, offerSDP)
@@ -370,7 +381,7 @@ func (s *Stage) Join(ctx context.Context, speakerID string, offerSDP string) (se
 	s.mu.Unlock()
 
 	s.stats.joins.Add(1)
-	s.log.Info("stage: speaker joined", "speaker", speakerID, "session", sp.session, "slots", len(sp.out))
+	s.log.Info("stage: speaker joined", "speaker", speakerID, logSession(sp.session), "slots", len(sp.out))
 	return sp.session, answer.SDP, nil
 }
 
@@ -493,10 +504,24 @@ func (s *Stage) attachSlots(sp *speaker, info offerInfo) error {
 // Leave ends the session: the speaker leaves the stage, its slots in the
 // others' connections are freed and its mixer source closed. An unknown or
 // already ended session is amphi.ENotFound.
-func (s *Stage) Leave(sessionID string) error {
+func (s *Stage) Leave(sessionID string) error { return s.leave(sessionID, "") }
+
+// LeaveOwn is Leave for speakerID's own session only. Another speaker's
+// session is amphi.ENotFound, exactly as an unknown one, so a speaker can
+// neither end another's session nor learn that its id exists.
+func (s *Stage) LeaveOwn(sessionID, speakerID string) error {
+	if speakerID == "" {
+		return amphi.Errorf(amphi.EInvalid, "speaker id is empty")
+	}
+	return s.leave(sessionID, speakerID)
+}
+
+// leave ends the session if it belongs to owner, or to anyone when owner
+// is empty.
+func (s *Stage) leave(sessionID, owner string) error {
 	s.mu.Lock()
 	sp := s.bySession[sessionID]
-	if sp == nil {
+	if sp == nil || (owner != "" && sp.id != owner) {
 		s.mu.Unlock()
 		return amphi.Errorf(amphi.ENotFound, "no session %q on the stage", sessionID)
 	}
@@ -504,7 +529,7 @@ func (s *Stage) Leave(sessionID string) error {
 	s.mu.Unlock()
 	sp.shutdown()
 	s.stats.leaves.Add(1)
-	s.log.Info("stage: speaker left", "speaker", sp.id, "session", sp.session)
+	s.log.Info("stage: speaker left", "speaker", sp.id, logSession(sp.session))
 	return nil
 }
 
@@ -525,7 +550,7 @@ func (s *Stage) Remove(speakerID string) error {
 	s.mu.Unlock()
 	sp.shutdown()
 	s.stats.removed.Add(1)
-	s.log.Info("stage: speaker removed", "speaker", sp.id, "session", sp.session)
+	s.log.Info("stage: speaker removed", "speaker", sp.id, logSession(sp.session))
 	return nil
 }
 
@@ -551,7 +576,7 @@ func (s *Stage) Mute(speakerID string, muted bool) error {
 	was := sp.muted.Swap(muted)
 	s.mu.Unlock()
 	if was != muted {
-		s.log.Info("stage: speaker mute changed", "speaker", speakerID, "session", sp.session, "muted", muted)
+		s.log.Info("stage: speaker mute changed", "speaker", speakerID, logSession(sp.session), "muted", muted)
 	}
 	return nil
 }
@@ -569,7 +594,7 @@ func (s *Stage) lose(sp *speaker, why string) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.stats.lost.Add(1)
-	s.log.Info("stage: speaker lost", "speaker", sp.id, "session", sp.session, "why", why)
+	s.log.Info("stage: speaker lost", "speaker", sp.id, logSession(sp.session), "why", why)
 	go func() {
 		defer s.wg.Done()
 		sp.shutdown()
@@ -789,8 +814,16 @@ func (sp *speaker) shutdown() {
 	})
 }
 
+// logSession is how a session appears in logs: the first 8 hex digits of
+// its SHA-256, enough to follow one session through them. The id names the
+// WHIP resource its owner deletes, so a log reader never sees it.
+func logSession(id string) slog.Attr {
+	sum := sha256.Sum256([]byte(id))
+	return slog.String("session", hex.EncodeToString(sum[:4]))
+}
+
 // newSessionID returns 128 random bits in hex: the WHIP resource name,
-// unguessable because knowing it is enough to DELETE the session.
+// unguessable so that no one can aim a request at another's session.
 func newSessionID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -527,7 +527,12 @@ func TestSameSpeakerJoiningAgainReplacesOldSession(t *testing.T) {
 
 func TestVanishedSpeakerIsRemovedAndItsSlotFreed(t *testing.T) {
 	ts := newTestStage(t, func(c *Config) { c.DisconnectTimeout = time.Second })
-	b := ts.dial(t, "bob", whip.Config{})
+	// The stage is ICE-lite: it hears that a silent speaker is still there
+	// only from the speaker's consent checks, so a test that shortens the
+	// timeout to 1 s must have its speakers check more often than Pion's
+	// default 2 s.
+	checkOften := func(se *webrtc.SettingEngine) { se.SetICETimeouts(5*time.Second, 25*time.Second, 100*time.Millisecond) }
+	b := ts.dial(t, "bob", whip.Config{ConfigureSettings: checkOften})
 
 	t.Run("network gone", func(t *testing.T) {
 		// The client's sockets start swallowing everything it sends, as if
@@ -539,6 +544,7 @@ func TestVanishedSpeakerIsRemovedAndItsSlotFreed(t *testing.T) {
 				t.Fatal(err)
 			}
 			se.SetNet(blackholeNet{Net: n, dead: &dead})
+			checkOften(se)
 		}})
 		waitConnected(t, ts.Stage, 2)
 		eventually(t, "bob hears alice's slot assigned", func() bool { return ts.Speakers()[0].Hears[0] == "alice" })

@@ -11,7 +11,7 @@ import (
 	"github.com/amphi-audio/amphi"
 )
 
-const spaceCols = `id, title, state, scheduled_at, created_at, started_at, ended_at, serial, description, owner_id`
+const spaceCols = `id, title, state, scheduled_at, created_at, started_at, ended_at, serial, description, owner_id, end_reason`
 
 const spaceSQL = `SELECT ` + spaceCols + ` FROM spaces WHERE id = ?`
 
@@ -71,8 +71,8 @@ func (db *DB) createSpace(ctx context.Context, s *amphi.Space) error {
 	// DO NOTHING instead of parsing the driver's constraint error: no rows
 	// affected can only mean the id is taken.
 	n, err := db.exec(ctx, `INSERT INTO spaces (`+spaceCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		s.ID, s.Title, string(s.State), scheduled, created, started, ended, int64(s.Serial), s.Description, nullString(s.OwnerID))
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		s.ID, s.Title, string(s.State), scheduled, created, started, ended, int64(s.Serial), s.Description, nullString(s.OwnerID), string(s.EndReason))
 	if err != nil {
 		return err
 	}
@@ -178,14 +178,26 @@ func stateList(states []amphi.State) (string, []any, error) {
 // current state, if the space is in none of the from states, and with
 // amphi.ENotFound if there is no such space.
 func (db *DB) SetSpaceState(ctx context.Context, id string, from []amphi.State, to amphi.State, at time.Time) (*amphi.Space, error) {
-	s, err := db.setSpaceState(ctx, id, from, to, at)
+	s, err := db.setSpaceState(ctx, id, from, to, at, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: set space %q state to %s: %w", id, to, err)
 	}
 	return s, nil
 }
 
-func (db *DB) setSpaceState(ctx context.Context, id string, from []amphi.State, to amphi.State, at time.Time) (*amphi.Space, error) {
+// EndSpace is SetSpaceState to ended that also records why the space
+// ended.
+func (db *DB) EndSpace(ctx context.Context, id string, from []amphi.State, at time.Time, why amphi.EndReason) (*amphi.Space, error) {
+	s, err := db.setSpaceState(ctx, id, from, amphi.StateEnded, at, string(why))
+	if err != nil {
+		return nil, fmt.Errorf("store: end space %q (%s): %w", id, why, err)
+	}
+	return s, nil
+}
+
+// setSpaceState moves the space; a non-nil why is stored as its end
+// reason.
+func (db *DB) setSpaceState(ctx context.Context, id string, from []amphi.State, to amphi.State, at time.Time, why any) (*amphi.Space, error) {
 	if len(from) == 0 {
 		return nil, amphi.Errorf(amphi.EInvalid, "no states to move from")
 	}
@@ -216,10 +228,11 @@ func (db *DB) setSpaceState(ctx context.Context, id string, from []amphi.State, 
 		return nil, err
 	}
 	defer tx.Rollback()
-	args := append([]any{string(to), started, ended, id}, inArgs...)
+	args := append([]any{string(to), started, ended, why, id}, inArgs...)
 	s, err := scanSpace(tx.QueryRowContext(ctx, `UPDATE spaces SET state = ?,
 			started_at = COALESCE(started_at, ?),
-			ended_at = COALESCE(ended_at, ?)
+			ended_at = COALESCE(ended_at, ?),
+			end_reason = COALESCE(?, end_reason)
 		WHERE id = ? AND state IN `+in+`
 		RETURNING `+spaceCols, args...))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -266,8 +279,9 @@ func scanSpace(row scanner) (*amphi.Space, error) {
 		scheduled, started, endedAt sql.NullInt64
 		serial                      int64
 		owner                       sql.NullString
+		why                         string
 	)
-	if err := row.Scan(&s.ID, &s.Title, &state, &scheduled, &created, &started, &endedAt, &serial, &s.Description, &owner); err != nil {
+	if err := row.Scan(&s.ID, &s.Title, &state, &scheduled, &created, &started, &endedAt, &serial, &s.Description, &owner, &why); err != nil {
 		return nil, err
 	}
 	s.State = amphi.State(state)
@@ -277,6 +291,7 @@ func scanSpace(row scanner) (*amphi.Space, error) {
 	s.EndedAt = fromNullNanos(endedAt)
 	s.Serial = uint32(serial)
 	s.OwnerID = owner.String
+	s.EndReason = amphi.EndReason(why)
 	return &s, nil
 }
 

@@ -20,7 +20,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"strings"
 	"time"
 
@@ -59,16 +61,24 @@ type DB struct {
 	space *sql.Stmt
 }
 
-// Open opens the SQLite database at path, creating the file if needed, and
-// brings its schema up to date. The connection runs in WAL mode with foreign
-// keys enforced and a busy timeout. Open refuses a database whose schema is
-// newer than this binary knows (ErrSchemaTooNew). path must name a file:
-// ":memory:" would give every pooled connection its own empty database.
+// Open opens the SQLite database at path, creating the file if needed
+// (readable and writable by its owner only), and brings its schema up to
+// date. The connection runs in WAL mode with foreign keys enforced and a
+// busy timeout. Open refuses a database whose schema is newer than this
+// binary knows (ErrSchemaTooNew). path must name a file: ":memory:" would
+// give every pooled connection its own empty database.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" || path == ":memory:" || strings.ContainsRune(path, '?') {
 		// The driver splits a DSN at the first '?', so such a path would be
 		// misread as options.
 		return nil, fmt.Errorf("store: open %q: %w", path, amphi.Errorf(amphi.EInvalid, "database path must be a file name without '?'"))
+	}
+	// SQLite gives the -wal and -shm files the database file's mode, so
+	// creating it owner-only keeps all three from other users.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("store: open %q: %w", path, err)
 	}
 	sdb, err := sql.Open("sqlite", dsn(path))
 	if err != nil {
@@ -213,6 +223,10 @@ var migrations = [][]string{
 			expires_at INTEGER NOT NULL,
 			used_at    INTEGER
 		) WITHOUT ROWID`,
+	},
+	// 4: why a space ended.
+	{
+		`ALTER TABLE spaces ADD COLUMN end_reason TEXT NOT NULL DEFAULT ''`,
 	},
 }
 

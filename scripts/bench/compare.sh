@@ -215,7 +215,7 @@ run_amphi() {
 	port_free "$port"
 	[ -f "$tmp/tone.wav" ] || ffmpeg -nostdin -hide_banner -loglevel error -f lavfi -i sine=f=440:d=30 -ac 1 -ar 48000 "$tmp/tone.wav"
 	# --join-rate: the node admits 500 joins/s by default; 900/s needs more.
-	"$amphi" serve --addr "127.0.0.1:$port" --data "$data" --max-listeners 19000 --join-rate 1000 --log warn \
+	"$amphi" serve --addr "127.0.0.1:$port" --ops-addr 127.0.0.1:0 --data "$data" --max-listeners 19000 --join-rate 1000 --log warn \
 		>"$logs/amphi-$n.log" 2>&1 &
 	local srv=$!
 	pids+=("$srv")

@@ -38,7 +38,7 @@ for run in baseline attack; do
 	echo "== $run"
 	"$bin" load --server "http://127.0.0.1:$port" --scenario "$tmp/$run.json" --pid "$server" \
 		--quiet --json "$out/flood-$run.json"
-	curl -s -H 'Accept: application/json' "http://127.0.0.1:$port/ops" | jq -c '{verdict, conditions}' || true
+	curl -s -H 'Accept: application/json' "http://127.0.0.1:$ops_port/ops" | jq -c '{verdict, conditions}' || true
 	stop_server
 done
 

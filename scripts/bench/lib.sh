@@ -17,11 +17,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server NAME [SERVE FLAGS...]: a fresh server on $port, waited for.
+# The server's /ops and /metrics, which its main address does not serve.
+ops_port=$((port + 1000))
+
+# start_server NAME [SERVE FLAGS...]: a fresh server on $port (/ops on
+# $ops_port), waited for.
 start_server() {
 	local name=$1
 	shift
-	"$bin" serve --addr 127.0.0.1:$port --data "$tmp/data-$name" --log warn "$@" >"$tmp/serve-$name.log" 2>&1 &
+	"$bin" serve --addr 127.0.0.1:$port --ops-addr 127.0.0.1:$ops_port --data "$tmp/data-$name" --log warn "$@" >"$tmp/serve-$name.log" 2>&1 &
 	server=$!
 	for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && return; sleep 0.1; done
 	echo "the server did not start: $(cat "$tmp/serve-$name.log")" >&2

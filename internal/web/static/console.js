@@ -135,7 +135,7 @@ async function load() {
 async function verdict() {
   const v = $('verdict');
   try {
-    const r = await fetch('/ops', {headers: {Accept: 'application/json'}});
+    const r = await host('GET', '/health');
     if (!r.ok) throw new Error(String(r.status));
     const body = await r.json();
     v.dataset.verdict = body.verdict;

@@ -1,14 +1,16 @@
 // Proof of work for POST /spaces/{id}/join, off the page's main thread.
-// Message in: {challenge, difficulty, forceJS}. Messages out:
-// {attempts} now and then, then {nonce, attempts}.
+// Message in: {challenge, difficulty}. Messages out: {attempts} now and
+// then, then {nonce, attempts}.
 //
 // The nonce matches gate.Solve's: decimal ASCII digits appended to the
 // challenge string's bytes; SHA-256 of the whole must start with
-// `difficulty` zero bits. crypto.subtle exists only in secure contexts
-// (https, localhost), not on a plain-http LAN address, so a small SHA-256
-// in JavaScript stands in there.
+// `difficulty` zero bits. The SHA-256 is this file's own, in plain
+// JavaScript: in Chromium it makes an attempt in ~11 µs where
+// crypto.subtle.digest, asynchronous for every digest, takes ~28 µs even
+// with 512 in flight (BenchmarkWebPoWWorker, docs/BENCHMARKS.md), and it
+// works on a plain-http LAN address too, where crypto.subtle does not
+// exist.
 
-const batch = 512;           // digests in flight at once with crypto.subtle
 const reportEvery = 4096;    // attempts between progress messages
 
 function leadingZeroBits(d) {
@@ -80,25 +82,7 @@ function sha256(msg, len) {
   return out;
 }
 
-async function solveSubtle(prefix, difficulty) {
-  const buf = new Uint8Array(prefix.length + 20);
-  buf.set(prefix);
-  for (let base = 0; ; base += batch) {
-    const digests = [];
-    for (let i = 0; i < batch; i++) {
-      const end = writeDecimal(buf, prefix.length, base + i);
-      // digest copies its input when called, so buf may be reused.
-      digests.push(crypto.subtle.digest('SHA-256', buf.subarray(0, end)));
-    }
-    const sums = await Promise.all(digests);
-    for (let i = 0; i < batch; i++) {
-      if (leadingZeroBits(new Uint8Array(sums[i])) >= difficulty) return base + i;
-    }
-    if ((base + batch) % reportEvery === 0) postMessage({attempts: base + batch});
-  }
-}
-
-function solveJS(prefix, difficulty) {
+function solve(prefix, difficulty) {
   const buf = new Uint8Array(prefix.length + 20);
   buf.set(prefix);
   for (let n = 0; ; n++) {
@@ -108,17 +92,12 @@ function solveJS(prefix, difficulty) {
   }
 }
 
-onmessage = async (e) => {
-  const {challenge, difficulty, forceJS} = e.data;
-  const prefix = new TextEncoder().encode(challenge);
-  const useSubtle = !forceJS && self.crypto && crypto.subtle;
+onmessage = (e) => {
+  const {challenge, difficulty} = e.data;
   try {
-    const n = useSubtle ? await solveSubtle(prefix, difficulty) : solveJS(prefix, difficulty);
-    postMessage({nonce: String(n), attempts: n + 1, engine: useSubtle ? 'subtle' : 'js'});
+    const n = solve(new TextEncoder().encode(challenge), difficulty);
+    postMessage({nonce: String(n), attempts: n + 1});
   } catch (err) {
     postMessage({error: String(err)});
   }
 };
-
-// For tests in a page: the same digest the worker uses without subtle.
-self.amphiSHA256 = sha256;
