@@ -92,6 +92,17 @@ const (
 	EndFailed   EndReason = "failed"   // its audio could not be put on air
 )
 
+// JoinStatus is the status of an answer to POST /spaces/{id}/join: the
+// server sends it, and the clients (client, load, the web page) follow it.
+type JoinStatus string
+
+// Join statuses.
+const (
+	JoinAdmitted  JoinStatus = "admitted"  // a ticket and the URL to listen with it
+	JoinWaiting   JoinStatus = "waiting"   // a place in line: poll again with the listener id
+	JoinChallenge JoinStatus = "challenge" // solve the proof of work and join again
+)
+
 // Role is what a token lets its bearer do in one space.
 type Role string
 

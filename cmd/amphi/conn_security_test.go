@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src.
@@ -204,5 +205,40 @@ func TestOpsOnlyOnTheOpsAddress(t *testing.T) {
 		if resp, body := call(t, "GET", health, nil, hdr); resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
 			t.Errorf("%s asking for health: %d %v, want 401 or 403", who, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestSlowlorisIsCountedAsInvalid: connections cut by the header timeout
+// after part of a request count as invalid refusals from their source, so
+// /ops sees a slowloris; a connection that sends nothing (a browser's
+// preconnect) and one that completes its request do not count.
+func TestSlowlorisIsCountedAsInvalid(t *testing.T) {
+	t.Parallel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	host := strings.TrimPrefix(m.URL(), "http://")
+	for range 3 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n") // and never the end
+	}
+	quiet, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	if st := getStatus(t, t.Context(), m.URL()+"/healthz"); st != http.StatusOK {
+		t.Fatalf("healthz: %d", st)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for m.refusedAtAccept.incomplete.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the quiet one is cut at the same timeout
+	if n := m.snapshot().Refusals[gate.RefusalIncomplete.String()]; n != 3 {
+		t.Errorf("incomplete requests counted: %d, want the 3 slow ones", n)
 	}
 }

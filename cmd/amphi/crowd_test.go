@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
@@ -186,7 +187,7 @@ func TestTicketOpensOneStreamAtATime(t *testing.T) {
 	if _, err := io.ReadFull(second, make([]byte, 2000)); err != nil {
 		t.Fatalf("the newest stream: %v", err)
 	}
-	if n := m.edge.Stats().Ended["replaced"]; n != 1 {
+	if n := m.edge.Stats().Ended[edge.EndReplaced]; n != 1 {
 		t.Errorf("streams ended as replaced: %d, want 1", n)
 	}
 }
@@ -211,7 +212,7 @@ func TestLapsedPlaceNeedsANewJoin(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(errMessage(out), "join again") {
 		t.Errorf("a lapsed place's ticket: %d %q, want 401 asking to join again", resp.StatusCode, errMessage(out))
 	}
-	if n := m.api.GateStats().Refusals[ops.RefusalTicketLapsed]; n != 1 {
+	if n := m.api.GateStats().Refusals[gate.RefusalTicketLapsed]; n != 1 {
 		t.Errorf("lapsed refusals: %d, want 1", n)
 	}
 }
@@ -295,7 +296,7 @@ func TestHammeringTheLineIsRefusedButKeepsThePlace(t *testing.T) {
 	if st, out := postJoin(t, m.URL(), sp.ID, map[string]string{"listener": listener}); st != http.StatusOK || out["position"] != 1.0 {
 		t.Errorf("polling as told afterwards: %d %v, want still first in line", st, out)
 	}
-	if n := m.api.GateStats().Refusals[ops.RefusalPollEarly]; n != uint64(refused) {
+	if n := m.api.GateStats().Refusals[gate.RefusalPollEarly]; n != uint64(refused) {
 		t.Errorf("poll_early refusals %d, want %d", n, refused)
 	}
 }
@@ -377,7 +378,7 @@ func TestListenerWhoLeavesIsNotAnEdgeError(t *testing.T) {
 		client.New(m.URL()).Listen(lctx, sp.ID, client.ListenOptions{})
 		stop()
 	}
-	waitFor(t, func() bool { return m.edge.Stats().Ended["gone"] == 3 })
+	waitFor(t, func() bool { return m.edge.Stats().Ended[edge.EndGone] == 3 })
 	if errs := m.snapshot().Components[ops.ComponentEdge].Errors; errs != 0 {
 		t.Errorf("edge errors %d after three listeners left, want 0", errs)
 	}

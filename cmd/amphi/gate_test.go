@@ -94,9 +94,9 @@ func TestTicketsAreRefusedByReason(t *testing.T) {
 		t.Errorf("expired ticket: %d, want 401", st)
 	}
 	got := m.api.GateStats().Refusals
-	for _, reason := range []string{ops.RefusalTicketWrongSpace, ops.RefusalTicketBadSignature, ops.RefusalTicketExpired} {
+	for _, reason := range []gate.Refusal{gate.RefusalTicketWrongSpace, gate.RefusalTicketBadSignature, gate.RefusalTicketExpired} {
 		if got[reason] != 1 {
-			t.Errorf("refusals[%s] = %d, want 1 (all: %v)", reason, got[reason], got)
+			t.Errorf("refusals[%v] = %d, want 1 (all: %v)", reason, got[reason], got)
 		}
 	}
 }
@@ -137,7 +137,7 @@ func TestProofOfWorkGuardsJoinsWhenArmed(t *testing.T) {
 		t.Errorf("replayed: %d %v, want a refusal", st, out)
 	}
 	got := m.api.GateStats().Refusals
-	if got[ops.RefusalPoWWrong] != 1 || got[ops.RefusalPoWReplayed] != 1 {
+	if got[gate.RefusalPoWWrong] != 1 || got[gate.RefusalPoWReplayed] != 1 {
 		t.Errorf("refusals %v, want one wrong answer and one replay", got)
 	}
 	listenCtx, stop := context.WithTimeout(ctx, 2*time.Second)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
-	"github.com/amphi-audio/amphi/internal/ops"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // TestForgedTicketsAreRefusedBeforeNetHTTP: listen requests with forged
@@ -65,8 +65,8 @@ func TestForgedTicketsAreRefusedBeforeNetHTTP(t *testing.T) {
 		}
 	}
 	g := m.api.GateStats()
-	if g.LeanRefusals != 3 || g.Refusals[ops.RefusalTicketBadSignature] != 4 {
-		t.Errorf("lean refusals %d, bad signatures %d: want 3 refused early, 4 counted", g.LeanRefusals, g.Refusals[ops.RefusalTicketBadSignature])
+	if g.LeanRefusals != 3 || g.Refusals[gate.RefusalTicketBadSignature] != 4 {
+		t.Errorf("lean refusals %d, bad signatures %d: want 3 refused early, 4 counted", g.LeanRefusals, g.Refusals[gate.RefusalTicketBadSignature])
 	}
 	// The genuine ticket on the same connection: the stream flows.
 	io.WriteString(conn, get(adm.Ticket, ""))

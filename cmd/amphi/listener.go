@@ -1,17 +1,21 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // capListener holds at most max connections, and at most perSource from
@@ -47,6 +51,9 @@ const defaultConnsPerSource = 256
 // acceptRefusals counts connections refused at accept, by reason.
 type acceptRefusals struct {
 	nodeCap, sourceCap atomic.Uint64
+	// incomplete counts connections closed after part of a request and
+	// no complete one (countIncomplete).
+	incomplete atomic.Uint64
 }
 
 // listen listens on addr, capped at max connections in all and perSource
@@ -147,6 +154,15 @@ type cappedConn struct {
 	l      *capListener
 	src    netip.Addr // its source's place, if it holds one
 	closed atomic.Bool
+	// read and complete: bytes arrived; a whole request did. Only the
+	// connection's own goroutine reads and writes them.
+	read, complete bool
+}
+
+func (c *cappedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read = c.read || n > 0
+	return n, err
 }
 
 func (c *cappedConn) Close() error {
@@ -195,4 +211,56 @@ func loadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key %s: want 64 hex digits", path)
 	}
 	return key, nil
+}
+
+// connKey holds a request's *cappedConn in its context (connContext).
+type connKey struct{}
+
+// connContext is an http.Server's ConnContext: it lets markComplete find
+// the connection a request came on.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	for inner := c; inner != nil; {
+		if cc, ok := inner.(*cappedConn); ok {
+			return context.WithValue(ctx, connKey{}, cc)
+		}
+		u, ok := inner.(interface{ Unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	return ctx
+}
+
+// markComplete records that a whole request arrived on its connection.
+func markComplete(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cc, ok := r.Context().Value(connKey{}).(*cappedConn); ok {
+			cc.complete = true
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// countIncomplete is an http.Server's ConnState hook: a connection closed
+// after sending part of a request but never a whole one (net/http cut it
+// at ReadHeaderTimeout: a slowloris) counts as an invalid refusal from its
+// source, so /ops sees the attack. One that sent nothing, such as a
+// browser's preconnect, is not counted; nor is one whose requests the
+// lean path answered (it reports them with Answered).
+func (m *Main) countIncomplete(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed {
+		return
+	}
+	if a, ok := c.(interface{ Answered() bool }); ok && a.Answered() {
+		return
+	}
+	cc, _ := connContext(context.Background(), c).Value(connKey{}).(*cappedConn)
+	if cc == nil || !cc.read || cc.complete {
+		return
+	}
+	m.refusedAtAccept.incomplete.Add(1)
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		m.top.Add(gate.Prefix(ap.Addr()))
+	}
 }

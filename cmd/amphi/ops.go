@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -69,7 +70,7 @@ func (m *Main) snapshot() ops.Snapshot {
 		JoinRequests:    g.JoinRequests,
 		ListenRequests:  g.ListenRequests,
 		Joins:           g.Joins,
-		Refusals:        g.Refusals,
+		Refusals:        make(map[string]uint64, len(g.Refusals)+2),
 		TicketsVerified: g.TicketsVerified,
 		Waiting:         g.Waiting,
 		WaitingForStart: g.WaitingForStart,
@@ -78,9 +79,12 @@ func (m *Main) snapshot() ops.Snapshot {
 		HTTPResponses:   m.statuses.snapshot(),
 		Components:      map[string]ops.ComponentHealth{},
 	}
+	for r, n := range g.Refusals {
+		s.Refusals[r.String()] = n
+	}
 	var cut uint64
 	for reason, n := range e.Ended {
-		if reason == "behind" || reason == "write" {
+		if reason.Cut() {
 			cut += uint64(n)
 		}
 	}
@@ -115,8 +119,9 @@ func (m *Main) snapshot() ops.Snapshot {
 	s.Components[ops.ComponentBus] = ops.ComponentHealth{Errors: m.bus.PublishErrors(), Stalls: m.badChunks.Load() + forged + uint64(e.Missed),
 		Detail: "errors: publishes failed; stalls: chunks lost on the way, that did not decode, or of another serial or numbered ahead of the clock (dropped)"}
 	// Connections refused at accept, by reason: the node's cap, a source's.
-	s.Refusals["conns_node_cap"] = m.refusedAtAccept.nodeCap.Load()
-	s.Refusals["conns_source_cap"] = m.refusedAtAccept.sourceCap.Load()
+	s.Refusals[gate.RefusalConnsNodeCap.String()] = m.refusedAtAccept.nodeCap.Load()
+	s.Refusals[gate.RefusalConnsSourceCap.String()] = m.refusedAtAccept.sourceCap.Load()
+	s.Refusals[gate.RefusalIncomplete.String()] = m.refusedAtAccept.incomplete.Load()
 	s.ReadProcess()
 	return s
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/amphi-audio/amphi/internal/api"
 	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
@@ -149,6 +150,8 @@ type Main struct {
 	opsHTTP   *http.Server
 	// refusedAtAccept counts what the addresses refused at accept.
 	refusedAtAccept acceptRefusals
+	// top counts refused requests by source prefix, for /ops.
+	top *ops.TopPrefixes
 
 	monitor   *ops.Monitor
 	faults    *faults // nil without RehearsalFaults
@@ -258,14 +261,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.API.Gate.Key, err = loadKey(filepath.Join(cfg.DataDir, "gate.key")); err != nil {
 		return fmt.Errorf("gate %w", err)
 	}
-	top := ops.NewTopPrefixes(0)
-	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, top); err != nil {
+	m.top = ops.NewTopPrefixes(0)
+	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, m.top); err != nil {
 		return err
 	}
 	if err := m.api.Recover(ctx); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	m.startOps(top)
+	m.startOps(m.top)
 
 	maxConns := cfg.MaxConns
 	if maxConns == 0 {
@@ -320,12 +323,14 @@ func (m *Main) Run(ctx context.Context) error {
 // CONTINUATION floods do not apply; a TLS front end must bound them.
 func (m *Main) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           markComplete(h),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug),
+		ConnState:         m.countIncomplete,
 	}
 }
 
@@ -358,6 +363,8 @@ const opsConns = 64
 func (m *Main) startOps(top *ops.TopPrefixes) {
 	ocfg := ops.DefaultConfig()
 	ocfg.Logger = m.Logger
+	ocfg.InvalidReasons = gate.RefusalNames(gate.Refusal.Invalid)
+	ocfg.CapacityReasons = gate.RefusalNames(gate.Refusal.Capacity)
 	m.monitor = ops.NewMonitor(ocfg, m.snapshot, top)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stopBg = cancel

@@ -57,7 +57,7 @@ type admission struct {
 	joinRequests, polls, queued, listenRequests, joins atomic.Uint64
 	// lean counts listen requests refused before net/http (lean.go).
 	lean     atomic.Uint64
-	refusals map[string]*atomic.Uint64 // fixed at start: read without a lock
+	refusals map[gate.Refusal]*atomic.Uint64 // fixed at start: read without a lock
 }
 
 func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
@@ -81,9 +81,9 @@ func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
 		capacity: gate.NewCapacity(cfg.Node),
 		top:      top,
 		rooms:    make(map[string]*gate.Room),
-		refusals: make(map[string]*atomic.Uint64),
+		refusals: make(map[gate.Refusal]*atomic.Uint64),
 	}
-	for _, r := range refusalReasons {
+	for _, r := range gate.Refusals() {
 		a.refusals[r] = new(atomic.Uint64)
 	}
 	if cfg.PoWDifficulty > 0 {
@@ -92,63 +92,22 @@ func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
 	return a, nil
 }
 
-// refusalReasons are the ops names of every way the gate refuses.
-var refusalReasons = []string{
-	ops.RefusalTicketMalformed, ops.RefusalTicketBadSignature, ops.RefusalTicketExpired, ops.RefusalTicketWrongSpace,
-	ops.RefusalPoWWrong, ops.RefusalPoWStale, ops.RefusalPoWReplayed, ops.RefusalPoWOutdated,
-	ops.RefusalRateSource, ops.RefusalRatePrefix, ops.RefusalPollEarly, ops.RefusalTicketLapsed,
-	ops.RefusalBadRequest, ops.RefusalNotFound, ops.RefusalRoomFull, ops.RefusalWaitingFull,
-}
-
-// opsReason names a gate refusal the way the ops layer counts it. A
-// challenge that expired before it was solved is stale; a ticket that
-// expired is expired.
-func opsReason(err error, pow bool) string {
-	switch gate.Reason(err) {
-	case gate.ReasonMalformed:
-		if pow {
-			return ops.RefusalPoWWrong
-		}
-		return ops.RefusalTicketMalformed
-	case gate.ReasonBadSignature, gate.ReasonUnknownKey:
-		if pow {
-			return ops.RefusalPoWWrong
-		}
-		return ops.RefusalTicketBadSignature
-	case gate.ReasonExpired:
-		if pow {
-			return ops.RefusalPoWStale
-		}
-		return ops.RefusalTicketExpired
-	case gate.ReasonWrongSpace:
-		if pow {
-			return ops.RefusalPoWWrong
-		}
-		return ops.RefusalTicketWrongSpace
-	case gate.ReasonWrongAnswer:
-		return ops.RefusalPoWWrong
-	case gate.ReasonReplayed:
-		return ops.RefusalPoWReplayed
-	case gate.ReasonOutdated:
-		return ops.RefusalPoWOutdated
-	case gate.ReasonSource:
-		return ops.RefusalRateSource
-	case gate.ReasonPrefix:
-		return ops.RefusalRatePrefix
-	case gate.ReasonFull:
-		return ops.RefusalWaitingFull
-	default:
-		return ops.RefusalBadRequest
+// refusalOf is the refusal of a gate error; anything else the gate returns
+// counts as a bad request.
+func refusalOf(err error) gate.Refusal {
+	if r := gate.Reason(err); r != 0 {
+		return r
 	}
+	return gate.RefusalBadRequest
 }
 
 // refuse counts a refusal by reason and, for invalid traffic, by the
 // source's prefix, so /ops can name who floods.
-func (a *admission) refuse(reason string, addr netip.Addr) {
+func (a *admission) refuse(reason gate.Refusal, addr netip.Addr) {
 	if c := a.refusals[reason]; c != nil {
 		c.Add(1)
 	}
-	if reason != ops.RefusalRoomFull && reason != ops.RefusalWaitingFull && addr.IsValid() {
+	if !reason.Capacity() && addr.IsValid() {
 		a.top.Add(gate.Prefix(addr))
 	}
 }
@@ -179,7 +138,7 @@ func (a *admission) check(l *gate.SourceLimiter, addr netip.Addr, now time.Time)
 	}
 	d, reason := l.Check(addr, now)
 	if d == gate.LimitRefuse {
-		a.refuse(opsReason(&gate.RefusalError{Reason: reason}, false), addr)
+		a.refuse(reason, addr)
 		return d, amphi.Errorf(amphi.ERateLimited, "too many requests from your network; retry in a few seconds")
 	}
 	return d, nil
@@ -188,7 +147,7 @@ func (a *admission) check(l *gate.SourceLimiter, addr netip.Addr, now time.Time)
 // lapsed refuses a ticket whose place is gone: its holder must join again
 // (and wait, and solve proof of work, like anyone else).
 func (a *admission) lapsed(id string, addr netip.Addr) error {
-	a.refuse(ops.RefusalTicketLapsed, addr)
+	a.refuse(gate.RefusalTicketLapsed, addr)
 	return amphi.Errorf(amphi.EUnauthorized, "your place in space %s lapsed: join again", id)
 }
 
@@ -257,9 +216,9 @@ type joinRequest struct {
 
 // JoinResponse is what POST /spaces/{id}/join answers.
 type JoinResponse struct {
-	// Status is "admitted", "waiting" or "challenge".
-	Status   string `json:"status"`
-	Listener string `json:"listener,omitempty"`
+	// Status says which of the fields below are set.
+	Status   amphi.JoinStatus `json:"status"`
+	Listener string           `json:"listener,omitempty"`
 	// Admitted: the ticket and the URL to listen with it.
 	Ticket    string     `json:"ticket,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -289,7 +248,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 	if r.ContentLength != 0 {
 		if err := s.decodeJSON(w, r, &req); err != nil {
 			a.joinRequests.Add(1)
-			a.refuse(ops.RefusalBadRequest, addr)
+			a.refuse(gate.RefusalBadRequest, addr)
 			return nil, err
 		}
 	}
@@ -310,7 +269,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 	room, err := s.roomFor(r.Context(), id, now)
 	if err != nil {
 		if amphi.ErrorCode(err) == amphi.ENotFound {
-			a.refuse(ops.RefusalNotFound, addr)
+			a.refuse(gate.RefusalNotFound, addr)
 		}
 		return nil, err
 	}
@@ -319,8 +278,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 			return a.challenge(id, d, now)
 		}
 		if err := a.signer.VerifySolution(req.Challenge, req.Nonce, id, d, now); err != nil {
-			a.refuse(opsReason(err, true), addr)
-			if gate.Reason(err) == gate.ReasonOutdated {
+			a.refuse(refusalOf(err), addr)
+			if gate.Reason(err) == gate.RefusalPoWOutdated {
 				// Solved honestly, but the difficulty rose meanwhile.
 				return a.challenge(id, d, now)
 			}
@@ -342,7 +301,7 @@ func (a *admission) challenge(id string, d uint8, now time.Time) (*JoinResponse,
 	if err != nil {
 		return nil, err
 	}
-	return &JoinResponse{Status: "challenge", Challenge: c, Difficulty: d}, nil
+	return &JoinResponse{Status: amphi.JoinChallenge, Challenge: c, Difficulty: d}, nil
 }
 
 // tier is the request's priority in the waiting room: signed-in people wait
@@ -368,19 +327,19 @@ func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, 
 		}
 		a.joins.Add(1)
 		return &JoinResponse{
-			Status: "admitted", Listener: listener, Ticket: tok, ExpiresAt: &exp,
+			Status: amphi.JoinAdmitted, Listener: listener, Ticket: tok, ExpiresAt: &exp,
 			ListenURL: s.baseURL(r) + "/spaces/" + id + "/live.opus?ticket=" + url.QueryEscape(tok),
 		}, nil
 	case gate.Waiting:
 		return &JoinResponse{
-			Status: "waiting", Listener: listener, Position: st.Position,
+			Status: amphi.JoinWaiting, Listener: listener, Position: st.Position,
 			ETASeconds: st.ETA.Seconds(), PollAfter: st.PollAfter.Milliseconds(),
 		}, nil
 	case gate.Early:
-		a.refuse(ops.RefusalPollEarly, a.clientAddr(r))
+		a.refuse(gate.RefusalPollEarly, a.clientAddr(r))
 		return nil, amphi.Errorf(amphi.ERateLimited, "you keep your place in line, but poll at most every %s", st.PollAfter)
 	default:
-		a.refuse(ops.RefusalWaitingFull, netip.Addr{})
+		a.refuse(gate.RefusalWaitingFull, netip.Addr{})
 		return nil, amphi.Errorf(amphi.EFull, "the space is full and so is its waiting room; try again later")
 	}
 }
@@ -394,12 +353,12 @@ func (s *Server) ticketOf(r *http.Request, tok, id string, addr netip.Addr, now 
 		}
 	}
 	if tok == "" {
-		s.gate.refuse(ops.RefusalTicketMalformed, addr)
+		s.gate.refuse(gate.RefusalTicketMalformed, addr)
 		return gate.Ticket{}, amphi.Errorf(amphi.EUnauthorized, "listening needs a ticket: POST /spaces/%s/join, or open /spaces/%s/listen", id, id)
 	}
 	t, err := s.gate.signer.Verify(tok, id, now)
 	if err != nil {
-		s.gate.refuse(opsReason(err, false), addr)
+		s.gate.refuse(refusalOf(err), addr)
 		return gate.Ticket{}, err
 	}
 	return t, nil
@@ -431,7 +390,7 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 		listener := gate.NewListenerID()
 		st := room.Join(gate.PlaceID(listener), gate.TierAnonymous, now)
 		if st.Verdict == gate.Waiting {
-			a.refuse(ops.RefusalRoomFull, addr)
+			a.refuse(gate.RefusalRoomFull, addr)
 			err = amphi.Errorf(amphi.EFull, "the space is full: %d people are waiting before you; try again in a minute", st.Position)
 		} else {
 			resp, err = s.joinStatus(r, a, id, listener, gate.TierAnonymous, st, now)
@@ -460,7 +419,7 @@ type GateStats struct {
 	// LeanRefusals counts the refusals made before net/http parsed the
 	// request (they are in Refusals too).
 	LeanRefusals    uint64
-	Refusals        map[string]uint64
+	Refusals        map[gate.Refusal]uint64
 	TicketsVerified uint64
 	// Waiting is the people in line for spaces that are open;
 	// WaitingForStart, for scheduled spaces not started yet: a herd
@@ -479,7 +438,7 @@ func (s *Server) GateStats() GateStats {
 		LeanRefusals:    a.lean.Load(),
 		ListenRequests:  a.listenRequests.Load(),
 		Joins:           a.joins.Load(),
-		Refusals:        make(map[string]uint64, len(a.refusals)),
+		Refusals:        make(map[gate.Refusal]uint64, len(a.refusals)),
 		TicketsVerified: a.signer.Stats().TicketsValid,
 		PoWDifficulty:   a.pow.Difficulty(),
 	}

@@ -73,7 +73,13 @@ type leanConn struct {
 	n       int                // bytes held in buf
 	pending []byte             // held bytes net/http has yet to read
 	passed  bool
+	// answered: the lean path refused at least one request here.
+	answered bool
 }
+
+// Answered reports whether the lean path answered a request on the
+// connection, which then counts as having sent a complete one.
+func (c *leanConn) Answered() bool { return c.answered }
 
 // Unwrap gives the edge the connection underneath.
 func (c *leanConn) Unwrap() net.Conn { return c.Conn }
@@ -108,6 +114,7 @@ func (c *leanConn) Read(p []byte) (int, error) {
 				c.pass()
 				break
 			}
+			c.answered = true
 			if err := c.write(resp); err != nil {
 				c.release()
 				return 0, err
@@ -180,7 +187,7 @@ func (c *leanConn) refusal(head []byte) []byte {
 	a, now := c.s.gate, c.s.cfg.Now()
 	if c.addr.IsValid() {
 		if d, reason := a.listen.Check(c.addr, now); d == gate.LimitRefuse {
-			a.leanRefuse(&gate.RefusalError{Reason: reason}, c.addr)
+			a.leanRefuse(reason, c.addr)
 			return leanRateLimited
 		}
 	}
@@ -188,14 +195,14 @@ func (c *leanConn) refusal(head []byte) []byte {
 	if err == nil {
 		return nil
 	}
-	a.leanRefuse(err, c.addr)
+	a.leanRefuse(refusalOf(err), c.addr)
 	return leanResponse(err)
 }
 
-func (a *admission) leanRefuse(err error, addr netip.Addr) {
+func (a *admission) leanRefuse(reason gate.Refusal, addr netip.Addr) {
 	a.listenRequests.Add(1)
 	a.lean.Add(1)
-	a.refuse(opsReason(err, false), addr)
+	a.refuse(reason, addr)
 }
 
 // leanListenRequest reports whether head is an HTTP/1.1 GET of

@@ -9,8 +9,8 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
-	"github.com/amphi-audio/amphi/internal/ops"
 )
 
 // onAir returns the session of a space that is live on this node.
@@ -146,7 +146,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 		st.Flush, err = queryDuration(q, "flush")
 	}
 	if err != nil {
-		a.refuse(ops.RefusalBadRequest, addr)
+		a.refuse(gate.RefusalBadRequest, addr)
 		return err
 	}
 	t, err := s.ticketOf(r, q.Get("ticket"), id, addr, now)
@@ -179,7 +179,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if st.Stop, ok = room.Connect(t.Place, now); !ok {
 		return a.lapsed(id, addr)
 	}
-	leave := func(string) { room.Leave(t.Place, s.cfg.Now()) }
+	leave := func(edge.EndReason) { room.Leave(t.Place, s.cfg.Now()) }
 	if _, err := s.edge.Serve(w, r, ring, st, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {
 		return err // only before the stream started
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
-	"github.com/amphi-audio/amphi/internal/ops"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -461,7 +460,7 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 		if amphi.ErrorCode(err) == amphi.ENotFound {
 			// Polls of spaces that do not exist are what a flood of
 			// made-up URLs looks like: the ops verdict counts them.
-			s.gate.refuse(ops.RefusalNotFound, s.gate.clientAddr(r))
+			s.gate.refuse(gate.RefusalNotFound, s.gate.clientAddr(r))
 		}
 		s.error(w, r, err)
 		return

@@ -8,7 +8,6 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
-	"github.com/amphi-audio/amphi/internal/ops"
 )
 
 // WHIPLimitConfig limits WHIP offers. Each offer costs a peer connection,
@@ -73,7 +72,7 @@ func (s *Server) limitWHIPSpeaker(r *http.Request, speaker string, now time.Time
 		return nil
 	}
 	addr := s.gate.clientAddr(r)
-	s.gate.refuse(ops.RefusalRateSource, addr)
+	s.gate.refuse(gate.RefusalRateSource, addr)
 	return amphi.Errorf(amphi.ERateLimited, "this speaker joined too often: retry in a few seconds")
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
 )
 
@@ -24,15 +25,15 @@ type Admission struct {
 
 // JoinAnswer is the server's answer to POST /spaces/{id}/join (api.JoinResponse).
 type JoinAnswer struct {
-	Status     string  `json:"status"`
-	Listener   string  `json:"listener"`
-	Ticket     string  `json:"ticket"`
-	ListenURL  string  `json:"listen_url"`
-	Position   int     `json:"position"`
-	ETASeconds float64 `json:"eta_seconds"`
-	PollAfter  int64   `json:"poll_after_ms"`
-	Challenge  string  `json:"challenge"`
-	Difficulty uint8   `json:"difficulty"`
+	Status     amphi.JoinStatus `json:"status"`
+	Listener   string           `json:"listener"`
+	Ticket     string           `json:"ticket"`
+	ListenURL  string           `json:"listen_url"`
+	Position   int              `json:"position"`
+	ETASeconds float64          `json:"eta_seconds"`
+	PollAfter  int64            `json:"poll_after_ms"`
+	Challenge  string           `json:"challenge"`
+	Difficulty uint8            `json:"difficulty"`
 }
 
 // maxJoinSteps bounds the exchanges of one join, so a confused server
@@ -52,18 +53,18 @@ func (c *Client) Join(ctx context.Context, spaceID string, onWait func(position 
 			return nil, err
 		}
 		switch resp.Status {
-		case "admitted":
+		case amphi.JoinAdmitted:
 			adm.Listener, adm.Ticket, adm.ListenURL = resp.Listener, resp.Ticket, resp.ListenURL
 			adm.Waited = time.Since(start)
 			return adm, nil
-		case "challenge":
+		case amphi.JoinChallenge:
 			nonce, err := gate.Solve(ctx, resp.Challenge)
 			if err != nil {
 				return nil, fmt.Errorf("join: solving the challenge: %w", err)
 			}
 			adm.Difficulty = resp.Difficulty
 			req = map[string]string{"challenge": resp.Challenge, "nonce": nonce}
-		case "waiting":
+		case amphi.JoinWaiting:
 			if adm.Position == 0 {
 				adm.Position = resp.Position
 			}

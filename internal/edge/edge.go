@@ -177,31 +177,62 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Reasons a listener's stream ends, counted in Stats. Only EndBehind and
-// EndWrite are the edge cutting someone; the rest are ordinary ends.
+// EndReason is why a listener's stream ended, counted in Stats.Ended. The
+// zero value is a stream that has not ended.
+type EndReason uint8
+
+// Reasons a listener's stream ends. Only EndBehind and EndWrite are the edge
+// cutting someone (EndReason.Cut); the rest are ordinary ends.
 const (
-	EndProgram  = "program_ended" // the space ended: a clean end
-	EndBehind   = "behind"        // fell out of the ring
-	EndWrite    = "write"         // the socket failed or took nothing for WriteTimeout
-	EndGone     = "gone"          // the listener closed its connection: it left
-	EndReplaced = "replaced"      // a newer stream of the same ticket took over
-	EndClosed   = "closed"        // the edge shut down
+	_           EndReason = iota
+	EndProgram            // the space ended: a clean end
+	EndBehind             // fell out of the ring
+	EndWrite              // the socket failed or took nothing for WriteTimeout
+	EndGone               // the listener closed its connection: it left
+	EndReplaced           // a newer stream of the same ticket took over
+	EndClosed             // the edge shut down
+	numEndReasons
 )
 
-// endReasons indexes the end counters.
-var endReasons = [...]string{EndProgram, EndBehind, EndWrite, EndGone, EndReplaced, EndClosed}
+// endReasons is the one table of end reasons: each one's name, and whether
+// it is the edge cutting a listener, which /ops counts as an edge error.
+var endReasons = [numEndReasons]struct {
+	name string
+	cut  bool
+}{
+	EndProgram:  {"program_ended", false},
+	EndBehind:   {"behind", true},
+	EndWrite:    {"write", true},
+	EndGone:     {"gone", false},
+	EndReplaced: {"replaced", false},
+	EndClosed:   {"closed", false},
+}
+
+// String returns the reason's name, "" for the zero value.
+func (r EndReason) String() string {
+	if r >= numEndReasons {
+		return ""
+	}
+	return endReasons[r].name
+}
+
+// Cut reports whether r is the edge cutting a listener (slow, or its
+// socket failed) rather than an ordinary end.
+func (r EndReason) Cut() bool { return r < numEndReasons && endReasons[r].cut }
+
+// EndReasons returns every EndReason, in order.
+func EndReasons() []EndReason {
+	rs := make([]EndReason, 0, numEndReasons-1)
+	for r := EndReason(1); r < numEndReasons; r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
 
 // endCounters counts ended streams by reason without locks.
-type endCounters [len(endReasons)]atomic.Int64
+type endCounters [numEndReasons]atomic.Int64
 
-func (c *endCounters) add(reason string) {
-	for i, r := range endReasons {
-		if r == reason {
-			c[i].Add(1)
-			return
-		}
-	}
-}
+func (c *endCounters) add(reason EndReason) { c[reason].Add(1) }
 
 // Reasons a chunk from the bus is dropped, counted in Stats.
 const (
@@ -212,14 +243,14 @@ const (
 
 // Stats are the edge's counters.
 type Stats struct {
-	Listeners int64            // connected now
-	Served    int64            // streams started since start
-	Bytes     int64            // bytes written to listeners
-	Chunks    int64            // chunks received from the bus
-	Stale     int64            // chunks ignored as old or duplicate
-	Missed    int64            // chunks that never arrived: gaps in a space's sequence
-	Ended     map[string]int64 // streams ended, by reason
-	Dropped   map[string]int64 // chunks refused, by reason (Drop*)
+	Listeners int64               // connected now
+	Served    int64               // streams started since start
+	Bytes     int64               // bytes written to listeners
+	Chunks    int64               // chunks received from the bus
+	Stale     int64               // chunks ignored as old or duplicate
+	Missed    int64               // chunks that never arrived: gaps in a space's sequence
+	Ended     map[EndReason]int64 // streams ended, by reason
+	Dropped   map[string]int64    // chunks refused, by reason (Drop*)
 }
 
 // Edge holds the rings and the listeners of this node.
@@ -400,10 +431,10 @@ func (e *Edge) Stats() Stats {
 	}
 }
 
-func (e *Edge) ended() map[string]int64 {
-	m := make(map[string]int64, len(endReasons))
-	for i, r := range endReasons {
-		m[r] = e.ends[i].Load()
+func (e *Edge) ended() map[EndReason]int64 {
+	m := make(map[EndReason]int64, numEndReasons-1)
+	for _, r := range EndReasons() {
+		m[r] = e.ends[r].Load()
 	}
 	return m
 }
@@ -459,23 +490,23 @@ var responseHeadBytes = []byte(responseHead)
 //
 // Serve takes over the connection (HTTP/1.1 hijack) and writes the response
 // head, the header pages and the burst at once, without blocking. It returns
-// "" and nil once the stream is handed over; the reason and any error if the
+// 0 and nil once the stream is handed over; the reason and any error if the
 // stream ended already (the edge is closed, the socket failed, or the whole
 // program fitted in the first write). Only an *amphi.Error, returned when the
 // connection cannot be taken over, comes before the response started.
 //
 // onEnd, if given, is called exactly once: with the stream's reason when it
-// ends, from Serve or later from a writer's goroutine, or with "" if Serve
+// ends, from Serve or later from a writer's goroutine, or with 0 if Serve
 // returned an *amphi.Error. It must not block: the writer serving other
 // listeners waits for it.
-func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, st Stream, onEnd ...func(reason string)) (string, error) {
+func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring, st Stream, onEnd ...func(reason EndReason)) (EndReason, error) {
 	done := joinOnEnd(onEnd)
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		if done != nil {
-			done("")
+			done(0)
 		}
-		return "", amphi.Errorf(amphi.EUnsupported, "live audio needs HTTP/1.1")
+		return 0, amphi.Errorf(amphi.EUnsupported, "live audio needs HTTP/1.1")
 	}
 	if e.isClosed() {
 		conn.Close()
@@ -489,7 +520,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	fd, wrapper, err := e.detach(conn)
 	if err != nil {
 		e.ends.add(EndWrite)
-		e.cfg.Logger.Debug("edge: listener ended", "reason", EndWrite, "err", err)
+		e.cfg.Logger.Debug("edge: listener ended", "reason", EndWrite.String(), "err", err)
 		if done != nil {
 			done(EndWrite)
 		}
@@ -498,7 +529,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	e.listeners.Add(1)
 	if wrapper != nil {
 		then := done
-		done = func(reason string) {
+		done = func(reason EndReason) {
 			wrapper.Close() // its socket is closed already: this is for its owner
 			if then != nil {
 				then(reason)
@@ -516,7 +547,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		stop:     st.Stop,
 	}
 	wr := newWriter(int(min(next-l.pos+2, maxIovecs)))
-	if reason, err := e.service(&l, ring, wr, l.progress); reason != "" {
+	if reason, err := e.service(&l, ring, wr, l.progress); reason != 0 {
 		e.end(&l, reason, err)
 		return reason, err
 	}
@@ -524,18 +555,18 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		e.end(&l, EndClosed, nil)
 		return EndClosed, nil
 	}
-	return "", nil
+	return 0, nil
 }
 
 // joinOnEnd makes Serve's callbacks one, nil if there are none.
-func joinOnEnd(fs []func(string)) func(string) {
+func joinOnEnd(fs []func(EndReason)) func(EndReason) {
 	switch len(fs) {
 	case 0:
 		return nil
 	case 1:
 		return fs[0]
 	}
-	return func(reason string) {
+	return func(reason EndReason) {
 		for _, f := range fs {
 			if f != nil {
 				f(reason)
@@ -645,13 +676,13 @@ func (e *Edge) now() int64 { return int64(e.cfg.Now().Sub(e.start)) }
 
 // end closes a listener's socket and counts its end. The reason is counted
 // before the listener leaves Listeners, so a Drain that returned sees it.
-func (e *Edge) end(l *listener, reason string, err error) {
+func (e *Edge) end(l *listener, reason EndReason, err error) {
 	unix.Close(int(l.fd))
 	l.fd = -1
 	e.ends.add(reason)
 	e.listeners.Add(-1)
 	if err != nil {
-		e.cfg.Logger.Debug("edge: listener ended", "reason", reason, "err", err)
+		e.cfg.Logger.Debug("edge: listener ended", "reason", reason.String(), "err", err)
 	}
 	if l.onEnd != nil {
 		l.onEnd(reason)

@@ -32,8 +32,8 @@ const (
 type testEdge struct {
 	*edge.Edge
 	addr   string
-	seen   map[string]int64 // Stats.Ended already returned by endedNow
-	onEnd  chan string      // Serve's onEnd calls
+	seen   map[edge.EndReason]int64 // Stats.Ended already returned by endedNow
+	onEnd  chan edge.EndReason      // Serve's onEnd calls
 	packer *program.Packer
 	frame  []byte
 	seq    uint64
@@ -44,8 +44,8 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	te := &testEdge{
 		Edge:   edge.New(cfg),
-		seen:   make(map[string]int64),
-		onEnd:  make(chan string, 16),
+		seen:   make(map[edge.EndReason]int64),
+		onEnd:  make(chan edge.EndReason, 16),
 		packer: program.NewPacker(serial),
 		frame:  bytes.Repeat([]byte{0x55}, 40),
 	}
@@ -58,7 +58,7 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 		}
 		// Serve returns once the stream is handed to the writers; how
 		// streams end is counted in Stats and told to onEnd.
-		te.Serve(w, r, ring, edge.Stream{}, func(reason string) {
+		te.Serve(w, r, ring, edge.Stream{}, func(reason edge.EndReason) {
 			select {
 			case te.onEnd <- reason:
 			default:
@@ -102,28 +102,28 @@ func (te *testEdge) publish(t *testing.T, n int, end bool) {
 }
 
 // waitEnded returns the reason of the next stream to end.
-func (te *testEdge) waitEnded(t *testing.T) string {
+func (te *testEdge) waitEnded(t *testing.T) edge.EndReason {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if r := te.endedNow(); r != "" {
+		if r := te.endedNow(); r != 0 {
 			return r
 		}
 	}
 	t.Fatal("no stream ended")
-	return ""
+	return 0
 }
 
 // endedNow returns the reason of a stream that ended since the last call,
-// from Stats.Ended, or "" if none did.
-func (te *testEdge) endedNow() string {
+// from Stats.Ended, or 0 if none did.
+func (te *testEdge) endedNow() edge.EndReason {
 	s := te.Stats()
-	for _, r := range []string{edge.EndProgram, edge.EndBehind, edge.EndWrite, edge.EndClosed} {
+	for _, r := range []edge.EndReason{edge.EndProgram, edge.EndBehind, edge.EndWrite, edge.EndClosed} {
 		if s.Ended[r] > te.seen[r] {
 			te.seen[r]++
 			return r
 		}
 	}
-	return ""
+	return 0
 }
 
 // waitListeners waits until n listeners are connected: a stream's end is
@@ -313,7 +313,7 @@ func TestSlowListenerIsCutWhileOthersKeepReceiving(t *testing.T) {
 	var cutAt uint64
 	for cutAt == 0 {
 		te.publish(t, 1, false)
-		if r := te.endedNow(); r != "" {
+		if r := te.endedNow(); r != 0 {
 			if r != edge.EndWrite {
 				t.Fatalf("slow listener ended with %q, want %q", r, edge.EndWrite)
 			}
@@ -527,13 +527,13 @@ func TestServeRefusesHTTP2(t *testing.T) {
 	e.Publish(space, mustChunk(t))
 	rec := &noHijack{header: http.Header{}}
 	req, _ := http.NewRequest("GET", "/", nil)
-	var ended []string
-	_, err := e.Serve(rec, req, e.Ring(t.Context(), space), edge.Stream{}, func(r string) { ended = append(ended, r) })
+	var ended []edge.EndReason
+	_, err := e.Serve(rec, req, e.Ring(t.Context(), space), edge.Stream{}, func(r edge.EndReason) { ended = append(ended, r) })
 	if err == nil || !strings.Contains(err.Error(), "HTTP/1.1") {
 		t.Errorf("err = %v", err)
 	}
-	if len(ended) != 1 || ended[0] != "" {
-		t.Errorf("onEnd calls %q, want one with \"\"", ended)
+	if len(ended) != 1 || ended[0] != 0 {
+		t.Errorf("onEnd calls %v, want one with 0", ended)
 	}
 }
 

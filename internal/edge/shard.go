@@ -35,11 +35,11 @@ type listener struct {
 	fd       int32  // owned: only the listener's shard writes and closes it
 	off      uint32 // bytes of the current element (stage, pos) already written
 	stage    uint8
-	batch    uint8               // chunks written together; a lone one waits as long
-	pos      uint64              // next chunk to send
-	progress int64               // Edge.now when it last wrote, or had nothing to write
-	onEnd    func(reason string) // Serve's callback, or nil
-	stop     *atomic.Bool        // Stream.Stop, or nil
+	batch    uint8                  // chunks written together; a lone one waits as long
+	pos      uint64                 // next chunk to send
+	progress int64                  // Edge.now when it last wrote, or had nothing to write
+	onEnd    func(reason EndReason) // Serve's callback, or nil
+	stop     *atomic.Bool           // Stream.Stop, or nil
 }
 
 // Element markers in writer.seqs: chunk numbers never get there.
@@ -133,10 +133,10 @@ func (l *listener) advance(n int64, iov []unix.Iovec, seqs []uint64, upTo uint64
 }
 
 // service writes l what is due at now and reports the reason its stream
-// ended, or "". A batch of chunks is due, or a lone chunk once l has waited
+// ended, or 0. A batch of chunks is due, or a lone chunk once l has waited
 // as long as a batch lasts, or whatever is left of a started write, or anything once the
 // program has ended.
-func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (string, error) {
+func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (EndReason, error) {
 	if l.stop != nil && l.stop.Load() {
 		return EndReplaced, nil
 	}
@@ -152,10 +152,10 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 					return EndProgram, nil
 				}
 				l.progress = now // an idle socket is not a stuck one
-				return "", nil
+				return 0, nil
 			}
 			if next-l.pos < uint64(l.batch) && !ended && now-l.progress < int64(l.batch)*int64(amphi.ChunkDuration) {
-				return "", nil
+				return 0, nil
 			}
 		}
 		n, errno, full, behind := w.write(l, r, next)
@@ -172,7 +172,7 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 			if now-l.progress >= e.writeTimeout {
 				return EndWrite, fmt.Errorf("edge: socket took nothing for %v", time.Duration(now-l.progress))
 			}
-			return "", nil
+			return 0, nil
 		case unix.EPIPE, unix.ECONNRESET:
 			return EndGone, nil
 		default:
@@ -182,7 +182,7 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (stri
 			if now-l.progress >= e.writeTimeout {
 				return EndWrite, fmt.Errorf("edge: socket took nothing for %v", time.Duration(now-l.progress))
 			}
-			return "", nil
+			return 0, nil
 		}
 	}
 }
@@ -307,7 +307,7 @@ func (s *shard) walk(now int64) {
 	for i := 0; i < len(s.ls); {
 		l := &s.ls[i]
 		reason, err := s.e.service(l, ring, s.w, now)
-		if reason == "" {
+		if reason == 0 {
 			i++
 			continue
 		}

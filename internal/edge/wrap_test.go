@@ -47,7 +47,7 @@ func (c *countedConn) Unwrap() net.Conn { return c.Conn }
 func TestWrappedConnIsStreamedAndClosedAtTheEnd(t *testing.T) {
 	te := &testEdge{
 		Edge:   edge.New(edge.Config{Logger: slog.New(slog.DiscardHandler)}),
-		seen:   make(map[string]int64),
+		seen:   make(map[edge.EndReason]int64),
 		packer: program.NewPacker(serial),
 		frame:  make([]byte, 40),
 	}

@@ -23,7 +23,7 @@ func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tok, space string) {
 		tk, err := s.Verify(tok, space, t0)
 		if err != nil {
-			if Reason(err) == "" {
+			if Reason(err) == 0 {
 				t.Fatalf("refusal without a reason: %v", err)
 			}
 			return
@@ -54,7 +54,7 @@ func FuzzVerifySolution(f *testing.F) {
 	f.Add("garbage", "1", "")
 	f.Fuzz(func(t *testing.T, challenge, nonce, space string) {
 		err := s.VerifySolution(challenge, nonce, space, 0, t0)
-		if err != nil && Reason(err) == "" {
+		if err != nil && Reason(err) == 0 {
 			t.Fatalf("refusal without a reason: %v", err)
 		}
 		if err == nil {

@@ -16,9 +16,11 @@
 //     positions, an ETA, ghost removal, a grace for admitted listeners to
 //     connect and a scheduled opening that admits the herd in order.
 //
-// Every refusal is counted by reason and shows in the Stats of its type, for
-// the ops layer to tell an attack from an overload. Everything that depends
-// on time takes now as an argument, so tests drive a clock by hand.
+// Every refusal has a Refusal: its name in metrics and whether it is
+// evidence of abuse or of demand beyond capacity, for the ops layer to tell
+// an attack from an overload. Its caller counts it once, by that reason.
+// Everything that depends on time takes now as an argument, so tests drive
+// a clock by hand.
 //
 // The api package wires it: POST /spaces/{id}/join runs the join limiter,
 // then the proof-of-work check when armed, then Room.Join, and issues a

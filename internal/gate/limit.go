@@ -126,10 +126,8 @@ type SourceLimiter struct {
 	sources  *lruTable[netip.Addr]
 	prefixes *lruTable[netip.Prefix]
 
-	allowed  atomic.Uint64
-	queued   atomic.Uint64
-	refusedS atomic.Uint64
-	refusedP atomic.Uint64
+	allowed atomic.Uint64
+	queued  atomic.Uint64
 }
 
 // Decision is a SourceLimiter's answer to one request.
@@ -178,35 +176,35 @@ func burstOr(burst int, rate float64) int {
 }
 
 // Allow reports whether a request from addr may go on at now. When it may
-// not, reason says which limit refused it: ReasonSource or ReasonPrefix.
+// not, reason says which limit refused it: RefusalRateSource or
+// RefusalRatePrefix.
 // A request that Check would queue is allowed. An invalid addr is limited
 // as one shared source. It does not allocate for a source it already knows.
-func (l *SourceLimiter) Allow(addr netip.Addr, now time.Time) (ok bool, reason string) {
+func (l *SourceLimiter) Allow(addr netip.Addr, now time.Time) (ok bool, reason Refusal) {
 	d, reason := l.Check(addr, now)
 	return d != LimitRefuse, reason
 }
 
 // Check is Allow with the queue lanes: it answers LimitQueue for a request
 // over a rate but within that rate's queue lane, and names the limit that
-// queued or refused it (ReasonSource or ReasonPrefix).
-func (l *SourceLimiter) Check(addr netip.Addr, now time.Time) (d Decision, reason string) {
+// queued or refused it (RefusalRateSource or RefusalRatePrefix). Its
+// refusals are counted by the caller, by that reason.
+func (l *SourceLimiter) Check(addr netip.Addr, now time.Time) (d Decision, reason Refusal) {
 	addr = addr.Unmap().WithZone("")
 	if l.sources != nil {
 		if d = l.sources.allow(addr, hashAddr(addr, 128), now); d == LimitRefuse {
-			l.refusedS.Add(1)
-			return d, ReasonSource
+			return d, RefusalRateSource
 		} else if d == LimitQueue {
-			reason = ReasonSource
+			reason = RefusalRateSource
 		}
 	}
 	if l.prefixes != nil {
 		p := Prefix(addr)
 		switch l.prefixes.allow(p, hashAddr(p.Addr(), p.Bits()), now) {
 		case LimitRefuse:
-			l.refusedP.Add(1)
-			return LimitRefuse, ReasonPrefix
+			return LimitRefuse, RefusalRatePrefix
 		case LimitQueue:
-			d, reason = LimitQueue, ReasonPrefix
+			d, reason = LimitQueue, RefusalRatePrefix
 		}
 	}
 	if d == LimitQueue {
@@ -214,16 +212,15 @@ func (l *SourceLimiter) Check(addr netip.Addr, now time.Time) (d Decision, reaso
 		return d, reason
 	}
 	l.allowed.Add(1)
-	return LimitAllow, ""
+	return LimitAllow, 0
 }
 
-// LimiterStats counts a SourceLimiter's decisions.
+// LimiterStats counts what a SourceLimiter allowed and queued. Its
+// refusals are counted once, by Refusal, by the caller.
 type LimiterStats struct {
 	Allowed uint64
 	// Queued counts requests sent to the waiting room by a queue lane.
 	Queued uint64
-	// Refused counts refusals by ReasonSource and ReasonPrefix.
-	Refused map[string]uint64
 	// Sources and Prefixes are the entries remembered now; Evicted counts
 	// entries forgotten to make room (a high rate means address rotation).
 	Sources, Prefixes int
@@ -235,7 +232,6 @@ func (l *SourceLimiter) Stats() LimiterStats {
 	s := LimiterStats{
 		Allowed: l.allowed.Load(),
 		Queued:  l.queued.Load(),
-		Refused: map[string]uint64{ReasonSource: l.refusedS.Load(), ReasonPrefix: l.refusedP.Load()},
 	}
 	if l.sources != nil {
 		s.Sources, s.Evicted = l.sources.stats()

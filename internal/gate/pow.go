@@ -106,23 +106,20 @@ func leadingZeroBits(sum [sha256.Size]byte) int {
 // redeems the challenge: each one opens the door once. A challenge issued
 // below minDifficulty (the difficulty in force now: it rose since) is
 // refused too, so a raised difficulty applies to open challenges. A refusal
-// is a *RefusalError with ReasonMalformed, ReasonUnknownKey,
-// ReasonBadSignature, ReasonWrongSpace, ReasonExpired (stale),
-// ReasonOutdated, ReasonWrongAnswer, ReasonReplayed or ReasonBusy, counted
-// in Stats. One SHA-256 and one HMAC at most; a solution is remembered only
-// once it is correct, so the replay cache grows only by work the client
-// paid for.
+// is a *RefusalError with RefusalPoWWrong, RefusalPoWStale,
+// RefusalPoWOutdated, RefusalPoWReplayed or RefusalPoWBusy. One SHA-256
+// and one HMAC at most; a solution is remembered only once it is correct,
+// so the replay cache grows only by work the client paid for.
 func (s *Signer) VerifySolution(challenge, nonce, space string, minDifficulty uint8, now time.Time) error {
 	r, ok := s.verifySolution(challenge, nonce, space, minDifficulty, now)
 	if !ok {
-		s.pow[r].Add(1)
 		return powRefusals[r]
 	}
 	s.powOK.Add(1)
 	return nil
 }
 
-func (s *Signer) verifySolution(challenge, nonce, space string, minDifficulty uint8, now time.Time) (reason, bool) {
+func (s *Signer) verifySolution(challenge, nonce, space string, minDifficulty uint8, now time.Time) (cause, bool) {
 	if len(nonce) == 0 || len(nonce) > maxNonceLen {
 		return rMalformed, false
 	}
@@ -184,7 +181,7 @@ func (c *replayCache) init(entries int) {
 	}
 }
 
-func (c *replayCache) add(key [macLen]byte, expires, now int64) (reason, bool) {
+func (c *replayCache) add(key [macLen]byte, expires, now int64) (cause, bool) {
 	sh := &c.shards[key[0]%replayShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -218,13 +215,12 @@ func (c *replayCache) len() int {
 	return n
 }
 
-// SignerStats counts what a Signer accepted and refused, by reason.
+// SignerStats counts what a Signer accepted. Its refusals are counted once,
+// by Refusal, by whoever asked (the api package).
 type SignerStats struct {
-	TicketsValid   uint64
-	TicketsRefused map[string]uint64
+	TicketsValid uint64
 	// SolutionsValid counts redeemed proof-of-work solutions.
-	SolutionsValid   uint64
-	SolutionsRefused map[string]uint64
+	SolutionsValid uint64
 	// ReplayEntries is how many redeemed challenges are remembered now.
 	ReplayEntries int
 }
@@ -232,10 +228,8 @@ type SignerStats struct {
 // Stats returns a snapshot of the Signer's counters.
 func (s *Signer) Stats() SignerStats {
 	return SignerStats{
-		TicketsValid:     s.ticketsOK.Load(),
-		TicketsRefused:   s.tickets.snapshot(),
-		SolutionsValid:   s.powOK.Load(),
-		SolutionsRefused: s.pow.snapshot(),
-		ReplayEntries:    s.replay.len(),
+		TicketsValid:   s.ticketsOK.Load(),
+		SolutionsValid: s.powOK.Load(),
+		ReplayEntries:  s.replay.len(),
 	}
 }

@@ -577,7 +577,7 @@ type RoomStats struct {
 	// Waiting by tier, indexed by Tier.
 	Waiting [numTiers]int
 	// Admitted counts admissions; Full counts joins refused because the
-	// waiting room was full (ReasonFull); Ghosts counts waiters dropped
+	// waiting room was full (RefusalWaitingFull); Ghosts counts waiters dropped
 	// for not polling; GraceExpired counts admitted listeners who never
 	// connected.
 	Admitted, Full, Ghosts, GraceExpired uint64

@@ -109,7 +109,7 @@ type SignerConfig struct {
 	ChallengeTTL time.Duration
 	// ReplayEntries caps the replay cache: how many redeemed challenges
 	// (each until its expiry) are remembered. At the cap, new solutions
-	// are refused with ReasonBusy rather than forgotten. About 64 bytes
+	// are refused with RefusalPoWBusy rather than forgotten. About 64 bytes
 	// each. Zero means 1<<18 (about 16 MiB at most).
 	ReplayEntries int
 }
@@ -130,9 +130,7 @@ type Signer struct {
 	keys   atomic.Pointer[keySet]
 	replay replayCache
 
-	tickets   counters
 	ticketsOK atomic.Uint64
-	pow       counters
 	powOK     atomic.Uint64
 }
 
@@ -310,7 +308,7 @@ type token struct {
 // with space. The order is the cost order: anything malformed is refused
 // before a MAC is computed, and expiry and space are judged only on a
 // genuine token so that their counts are evidence, not noise.
-func (s *Signer) open(tok string, kind byte, space string) (token, reason, bool) {
+func (s *Signer) open(tok string, kind byte, space string) (token, cause, bool) {
 	if len(tok) < minTokenLen || len(tok) > MaxTokenLen {
 		return token{}, rMalformed, false
 	}
@@ -352,8 +350,9 @@ func (s *Signer) open(tok string, kind byte, space string) (token, reason, bool)
 }
 
 // Verify checks a ticket for space at time now and returns it. A refusal
-// is a *RefusalError whose Reason is ReasonMalformed, ReasonUnknownKey,
-// ReasonBadSignature, ReasonWrongSpace or ReasonExpired, counted in Stats.
+// is a *RefusalError whose Reason is RefusalTicketMalformed,
+// RefusalTicketBadSignature, RefusalTicketWrongSpace or
+// RefusalTicketExpired.
 // It does no I/O and allocates nothing, accepted or refused; garbage is
 // refused before any MAC is computed. The returned Place is a substring
 // of tok.
@@ -378,7 +377,6 @@ func (s *Signer) Verify(tok, space string, now time.Time) (Ticket, error) {
 			Expires: time.Unix(t.expires, 0),
 		}, nil
 	}
-	s.tickets[r].Add(1)
 	return Ticket{}, ticketRefusals[r]
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/gate"
 )
@@ -56,15 +57,15 @@ func (r *shareRun) joinFlow(ctx context.Context, conn net.Conn) (string, outcome
 			return "", outcome{cause: causeBadResponse, err: fmt.Errorf("load: join answer: %w", err)}
 		}
 		switch a.Status {
-		case "admitted":
+		case amphi.JoinAdmitted:
 			return a.Ticket, outcome{}
-		case "challenge":
+		case amphi.JoinChallenge:
 			nonce, err := gate.Solve(ctx, a.Challenge)
 			if err != nil {
 				return "", outcome{cause: causeEnded}
 			}
 			body, _ = json.Marshal(map[string]string{"challenge": a.Challenge, "nonce": nonce})
-		case "waiting":
+		case amphi.JoinWaiting:
 			body, _ = json.Marshal(map[string]string{"listener": a.Listener})
 			select {
 			case <-ctx.Done():

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -19,8 +20,8 @@ func busy() ops.Snapshot {
 		JoinRequests:    9000,
 		Joins:           6000,
 		Refusals: map[string]uint64{
-			ops.RefusalTicketBadSignature: 2500,
-			ops.RefusalRoomFull:           500,
+			gate.RefusalTicketBadSignature.String(): 2500,
+			gate.RefusalRoomFull.String():           500,
 		},
 		TicketsVerified: 6000,
 		Waiting:         42,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -17,7 +18,7 @@ func attacked() *ops.Monitor {
 	before := quiet(t0)
 	m.Observe(before)
 	m.Observe(window(before, func(s *ops.Snapshot) {
-		flood(ops.RefusalTicketBadSignature, 50_000)(s)
+		flood(gate.RefusalTicketBadSignature.String(), 50_000)(s)
 		s.Components["mixer"] = ops.ComponentHealth{Stalls: 9}
 	}))
 	return m

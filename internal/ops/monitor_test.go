@@ -9,14 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
 var t0 = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
 
+// newMonitor judges refusals as the server does: by gate's table.
 func newMonitor(top *ops.TopPrefixes) *ops.Monitor {
 	cfg := ops.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.InvalidReasons = gate.RefusalNames(gate.Refusal.Invalid)
+	cfg.CapacityReasons = gate.RefusalNames(gate.Refusal.Capacity)
 	return ops.NewMonitor(cfg, func() ops.Snapshot { panic("tests feed snapshots with Observe") }, top)
 }
 
@@ -90,10 +94,10 @@ func TestFloodOfForgedTicketsIsUnderAttack(t *testing.T) {
 		reason string
 		n      uint64
 	}{
-		{"bad signatures", ops.RefusalTicketBadSignature, 50_000},
-		{"malformed tickets", ops.RefusalTicketMalformed, 5_000},
-		{"wrong proof of work", ops.RefusalPoWWrong, 1_000},
-		{"rate limited sources", ops.RefusalRateSource, 20_000},
+		{"bad signatures", gate.RefusalTicketBadSignature.String(), 50_000},
+		{"malformed tickets", gate.RefusalTicketMalformed.String(), 5_000},
+		{"wrong proof of work", gate.RefusalPoWWrong.String(), 1_000},
+		{"rate limited sources", gate.RefusalRateSource.String(), 20_000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +134,7 @@ func TestOneSourceHammeringIsUnderAttackEvenAtALowShare(t *testing.T) {
 	after := window(before, func(s *ops.Snapshot) {
 		s.JoinRequests += 100_000 // a busy legitimate crowd: 3 % invalid
 		s.Joins += 96_700
-		s.Refusals[ops.RefusalTicketExpired] += 3300
+		s.Refusals[gate.RefusalTicketExpired.String()] += 3300
 	})
 	r := judge(t, top, before, after)
 	if r.Verdict != ops.UnderAttack {
@@ -190,7 +194,7 @@ func TestMixerStallIsFailingInternally(t *testing.T) {
 func TestFloodPlusStallNamesBoth(t *testing.T) {
 	before := quiet(t0)
 	after := window(before, func(s *ops.Snapshot) {
-		flood(ops.RefusalTicketBadSignature, 80_000)(s)
+		flood(gate.RefusalTicketBadSignature.String(), 80_000)(s)
 		s.Components["mixer"] = ops.ComponentHealth{Stalls: 50}
 	})
 	r := judge(t, nil, before, after)
@@ -222,7 +226,7 @@ func TestFloodPlusStallNamedWithinTenSeconds(t *testing.T) {
 			s.Joins += 400
 			if !at.Before(start) {
 				s.JoinRequests += 1000 // 500/s of garbage on top
-				s.Refusals[ops.RefusalPoWWrong] += 1000
+				s.Refusals[gate.RefusalPoWWrong.String()] += 1000
 				h := s.Components["mixer"]
 				h.Stalls += 3
 				s.Components["mixer"] = h
@@ -256,8 +260,8 @@ func TestFullRoomWithValidJoinsIsOverloaded(t *testing.T) {
 			s.Waiting = 1200
 			s.JoinRequests += 10_000
 			s.Joins += 7000
-			s.Refusals[ops.RefusalRoomFull] += 3000
-			s.Refusals[ops.RefusalTicketExpired] += 20
+			s.Refusals[gate.RefusalRoomFull.String()] += 3000
+			s.Refusals[gate.RefusalTicketExpired.String()] += 20
 		}, ops.Overloaded},
 		{"waiting room only", func(s *ops.Snapshot) {
 			s.Waiting = 50
@@ -267,15 +271,15 @@ func TestFullRoomWithValidJoinsIsOverloaded(t *testing.T) {
 		{"503 shedding is overload, not a fault", func(s *ops.Snapshot) {
 			s.JoinRequests += 1000
 			s.Joins += 400
-			s.Refusals[ops.RefusalRoomFull] += 600
+			s.Refusals[gate.RefusalRoomFull.String()] += 600
 			s.HTTPResponses[503] += 600
 		}, ops.Overloaded},
 		{"a full room under a flood is the flood's effect", func(s *ops.Snapshot) {
 			s.Waiting = 1200
 			s.JoinRequests += 100_000
 			s.Joins += 1000
-			s.Refusals[ops.RefusalRoomFull] += 1000
-			s.Refusals[ops.RefusalPoWWrong] += 98_000
+			s.Refusals[gate.RefusalRoomFull.String()] += 1000
+			s.Refusals[gate.RefusalPoWWrong.String()] += 98_000
 		}, ops.UnderAttack},
 	}
 	for _, tt := range tests {
@@ -315,7 +319,7 @@ func TestQuietServerIsHealthy(t *testing.T) {
 		}},
 		{"a few bad tickets are noise", func(s *ops.Snapshot) {
 			s.JoinRequests += 10 // 1 request/s, under AttackMinRate
-			s.Refusals[ops.RefusalTicketBadSignature] += 9
+			s.Refusals[gate.RefusalTicketBadSignature.String()] += 9
 		}},
 		{"the stage and edge are not judged", func(s *ops.Snapshot) {
 			s.Components["stage"] = ops.ComponentHealth{Errors: 40, Stalls: 1}
@@ -448,13 +452,16 @@ func TestMonitorRotatesTopPrefixes(t *testing.T) {
 
 func Example() {
 	top := ops.NewTopPrefixes(0)
-	m := ops.NewMonitor(ops.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil, top)
+	m := ops.NewMonitor(ops.Config{
+		InvalidReasons: gate.RefusalNames(gate.Refusal.Invalid),
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, nil, top)
 	m.Observe(ops.Snapshot{At: t0})
 	r := m.Observe(ops.Snapshot{
 		At:           t0.Add(10 * time.Second),
 		JoinRequests: 1000,
 		Joins:        100,
-		Refusals:     map[string]uint64{ops.RefusalTicketBadSignature: 900},
+		Refusals:     map[string]uint64{gate.RefusalTicketBadSignature.String(): 900},
 		Components:   map[string]ops.ComponentHealth{ops.ComponentMixer: {Stalls: 4}},
 	})
 	fmt.Println(r.Verdict, r.Conditions)

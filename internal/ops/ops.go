@@ -35,9 +35,10 @@
 //
 // under_attack: the traffic is mostly garbage, or one source is hammering.
 // Either the invalid share — refusals for an invalid reason
-// (Config.InvalidReasons: forged, expired, malformed or misdirected tickets,
-// wrong, stale or replayed proof of work, rate limits, bad requests,
-// probing for spaces that do not exist) over all join and listen requests —
+// (Config.InvalidReasons, which the server takes from gate.Refusal: forged,
+// expired, malformed or misdirected tickets, wrong, stale or replayed proof
+// of work, rate limits, bad requests, probing for spaces that do not
+// exist) over all join and listen requests —
 // is at least Config.AttackShare (50 %) while requests arrive at
 // Config.AttackMinRate (20/s) or more; or a single source prefix holds at
 // least Config.PrefixShare (50 %) of the recent invalid refusals while
@@ -79,35 +80,6 @@ const (
 // severity orders the conditions; Report.Conditions follows it.
 var severity = []string{FailingInternally, UnderAttack, Overloaded, Healthy}
 
-// Refusal reasons the gate and the API are expected to count. Reasons not
-// listed here are shown and exported but count neither as invalid nor as
-// capacity unless Config lists them.
-const (
-	RefusalTicketMalformed    = "ticket_malformed"
-	RefusalTicketBadSignature = "ticket_bad_signature"
-	RefusalTicketExpired      = "ticket_expired"
-	RefusalTicketWrongSpace   = "ticket_wrong_space"
-	RefusalPoWWrong           = "pow_wrong"
-	RefusalPoWStale           = "pow_stale"
-	RefusalPoWReplayed        = "pow_replayed"
-	RefusalRateSource         = "rate_source"
-	RefusalRatePrefix         = "rate_prefix"
-	// RefusalPollEarly: someone in line polled far more often than told.
-	RefusalPollEarly  = "poll_early"
-	RefusalBadRequest = "bad_request"
-	// RefusalTicketLapsed: a genuine ticket whose place is gone (its holder
-	// never connected, or left long ago): join again. Neither invalid nor
-	// capacity: it happens to people whose network dropped.
-	RefusalTicketLapsed = "ticket_lapsed"
-	// RefusalPoWOutdated: a correct answer to a challenge issued before
-	// the difficulty rose: a new challenge is sent. Neither invalid nor
-	// capacity.
-	RefusalPoWOutdated = "pow_outdated"
-	RefusalNotFound    = "not_found"
-	RefusalRoomFull    = "room_full"
-	RefusalWaitingFull = "waiting_full"
-)
-
 // Component names the Monitor knows how to explain. Others may appear in
 // Snapshot.Components and are shown as they are.
 const (
@@ -148,11 +120,13 @@ type Config struct {
 	// second) above which the server counts as failing. Zero means 0.2,
 	// i.e. more than 2 in a 10 s window.
 	ServerErrorRate float64
-	// InvalidReasons are the refusal reasons that count as invalid
-	// traffic. Nil means DefaultInvalidReasons().
+	// InvalidReasons are the refusal reasons (Snapshot.Refusals' keys)
+	// that count as invalid traffic. Nil means none; the server passes
+	// those gate.Refusal.Invalid reports, so the names have one home.
 	InvalidReasons []string
 	// CapacityReasons are the refusal reasons that mean legitimate demand
-	// beyond capacity. Nil means room_full and waiting_full.
+	// beyond capacity. Nil means none; the server passes those
+	// gate.Refusal.Capacity reports.
 	CapacityReasons []string
 	// InternalComponents are the components any of whose errors or stalls
 	// means failing internally. Nil means mixer, recorder and bus.
@@ -162,17 +136,6 @@ type Config struct {
 	Logger *slog.Logger
 	// Now stamps snapshots that come without At. Nil means time.Now.
 	Now func() time.Time
-}
-
-// DefaultInvalidReasons returns the refusal reasons that count as invalid
-// traffic by default: what a legitimate client does not produce at scale.
-func DefaultInvalidReasons() []string {
-	return []string{
-		RefusalTicketMalformed, RefusalTicketBadSignature, RefusalTicketExpired,
-		RefusalTicketWrongSpace, RefusalPoWWrong, RefusalPoWStale,
-		RefusalPoWReplayed, RefusalRateSource, RefusalRatePrefix, RefusalPollEarly,
-		RefusalBadRequest, RefusalNotFound,
-	}
 }
 
 // DefaultConfig returns the defaults described on Config's fields.
@@ -186,8 +149,6 @@ func DefaultConfig() Config {
 		AttackMinRate:      20,
 		PrefixShare:        0.5,
 		ServerErrorRate:    0.2,
-		InvalidReasons:     DefaultInvalidReasons(),
-		CapacityReasons:    []string{RefusalRoomFull, RefusalWaitingFull},
 		InternalComponents: []string{ComponentMixer, ComponentRecorder, ComponentBus},
 	}
 }
@@ -220,12 +181,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.ServerErrorRate == 0 {
 		c.ServerErrorRate = d.ServerErrorRate
-	}
-	if c.InvalidReasons == nil {
-		c.InvalidReasons = d.InvalidReasons
-	}
-	if c.CapacityReasons == nil {
-		c.CapacityReasons = d.CapacityReasons
 	}
 	if c.InternalComponents == nil {
 		c.InternalComponents = d.InternalComponents

@@ -22,9 +22,10 @@
 #               the space made for it and its host token
 #
 # Usage: scripts/bench/verdicts.sh [NAME...]   (NAME: a file's name without
-# .json; default all). Timelines (t: seconds since amphi load started) go to
-# docs/bench/verdicts-NAME.jsonl, the table to stdout and
-# docs/bench/verdicts.md.
+# .json; default all). Timelines (t: seconds since amphi load started;
+# failing: the components with errors or stalls in the window) go to
+# docs/bench/verdicts-NAME.jsonl, amphi load's text reports to
+# docs/bench/verdicts-NAME.txt, the table to stdout and docs/bench/verdicts.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 port=${AMPHI_PORT:-28097}
@@ -43,7 +44,8 @@ timeline() {
 	while :; do
 		curl -s -H 'Accept: application/json' "http://127.0.0.1:$ops_port/ops" |
 			jq -c --argjson t0 "$2" --argjson now "$(date +%s.%N)" '{t: ($now - $t0 | floor), verdict, conditions,
-				waiting, waiting_for_start, listeners, pow: .pow_difficulty, invalid: .rates.invalid_share}' || true
+				waiting, waiting_for_start, listeners, pow: .pow_difficulty, invalid: .rates.invalid_share,
+				failing: [.components[]? | select(.failing) | .name]}' || true
 		sleep 2
 	done >"$out/verdicts-$1.jsonl"
 }
@@ -99,7 +101,7 @@ run() {
 	fi
 	echo "{}" >"$tmp/$name-report.json"
 	"$bin" load --server "$base" --scenario "$tmp/$name.json" --ops "http://127.0.0.1:$ops_port" --pid "$server" \
-		--quiet --json "$tmp/$name-report.json" >"$tmp/$name-report.txt" || echo "$name: amphi load failed" >&2
+		--quiet --json "$tmp/$name-report.json" >"$out/verdicts-$name.txt" || echo "$name: amphi load failed" >&2
 	sleep 3 # a last sample after the run
 	kill "$tl"
 	wait "$tl" 2>/dev/null || true
