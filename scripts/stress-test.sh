@@ -3,7 +3,8 @@
 # that each burn a core, as on a shared 2-core CI machine: a test that
 # passes alone but fails on a busy machine fails here. Stops at the first
 # failing run and says which one; the burners are always stopped. Further
-# arguments go to scripts/test.sh, and so to `go test`.
+# arguments go to scripts/test.sh, and so to `go test`, after -count=1:
+# without it every run after the first would only replay go's test cache.
 #
 # Usage: scripts/stress-test.sh [N] [go test flags...]
 set -euo pipefail
@@ -34,7 +35,7 @@ done
 for i in $(seq "$runs"); do
 	echo "== stress-test: run $i of $runs, beside ${#burners[@]} CPU burners"
 	start=$SECONDS
-	if ! scripts/test.sh "$@"; then
+	if ! scripts/test.sh -count=1 "$@"; then
 		echo "== stress-test: run $i of $runs FAILED after $((SECONDS - start)) s" >&2
 		exit 1
 	fi

@@ -181,15 +181,20 @@ type spectrum struct {
 // AnalyserNode, lets a second of audio through and returns the strongest
 // frequency. An element once routed into WebAudio plays only through it, so
 // this runs last. Silence reads as -1000 dB.
-var spectrumJS = spectrumOfJS("audio, video")
+var spectrumJS = toneJS("audio, video", 0)
 
-// spectrumOfJS is spectrumJS for the element the CSS selector finds.
-func spectrumOfJS(selector string) string {
-	return strings.Replace(spectrumTemplateJS, "SELECTOR", selector, 1)
+// toneJS is spectrumJS for the element the CSS selector finds; with hz
+// set, it listens for up to ten seconds, a second at a time, and returns
+// the first second whose peak is within two bins of hz above -60 dB (or
+// the last one): the audio may start with a silence (a recording before
+// its first speaker, a busy machine's late start).
+func toneJS(selector string, hz float64) string {
+	return strings.NewReplacer("SELECTOR", selector, "WANT_HZ", strconv.FormatFloat(hz, 'f', -1, 64)).Replace(spectrumTemplateJS)
 }
 
 const spectrumTemplateJS = `(async () => {
 	const a = document.querySelector('SELECTOR');
+	const want = WANT_HZ;
 	const ac = new AudioContext();
 	const an = ac.createAnalyser();
 	an.fftSize = 8192;
@@ -197,17 +202,22 @@ const spectrumTemplateJS = `(async () => {
 	ac.createMediaElementSource(a).connect(an);
 	an.connect(ac.destination);
 	await ac.resume();
-	await new Promise(r => setTimeout(r, 1000));
+	const bin = ac.sampleRate / an.fftSize;
 	const bins = new Float32Array(an.frequencyBinCount);
-	an.getFloatFrequencyData(bins);
 	let peak = 1; // past DC
-	for (let i = 1; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
+	for (let second = 0; second < (want ? 10 : 1); second++) {
+		await new Promise(r => setTimeout(r, 1000));
+		an.getFloatFrequencyData(bins);
+		peak = 1;
+		for (let i = 1; i < bins.length; i++) if (bins[i] > bins[peak]) peak = i;
+		if (want && Math.abs(peak * bin - want) <= 2 * bin && bins[peak] > -60) break;
+	}
 	const sorted = Array.from(bins).filter(Number.isFinite).sort((x, y) => x - y);
 	return {
 		state: ac.state,
 		sampleRate: ac.sampleRate,
 		fftSize: an.fftSize,
-		peakHz: peak * ac.sampleRate / an.fftSize,
+		peakHz: peak * bin,
 		peakDb: Number.isFinite(bins[peak]) ? bins[peak] : -1000,
 		medianDb: sorted.length ? sorted[sorted.length >> 1] : -1000,
 	};

@@ -108,7 +108,7 @@ func TestWebEndToEnd(t *testing.T) {
 	shoot(t, listenerB, dir, "e2e-space")
 
 	// What the listener's audio element plays is the host's tone.
-	assertTonePlays(t, listenerB, "the listener's page", spectrumOfJS("#live"), hostHz)
+	assertTonePlays(t, listenerB, "the listener's page", toneJS("#live", hostHz), hostHz)
 
 	// The listener asks to speak; the host approves.
 	run(listenerB, "request to speak",
@@ -174,7 +174,7 @@ func TestWebEndToEnd(t *testing.T) {
 	}
 	poll(listenerB, "the replay plays", `document.getElementById('replay').currentTime > 0.5`)
 	shoot(t, listenerB, dir, "e2e-replay")
-	assertTonePlays(t, listenerB, "the replay", spectrumOfJS("#replay"), hostHz)
+	assertTonePlays(t, listenerB, "the replay", toneJS("#replay", hostHz), hostHz)
 
 	// The recording holds both voices: the host's throughout, the new
 	// speaker's over it once on stage. Each is measured against a
@@ -196,8 +196,9 @@ func TestWebEndToEnd(t *testing.T) {
 	}
 }
 
-// assertTonePlays measures the page's audio with js (a spectrum script)
-// and fails unless it peaks within two bins of hz, above -60 dB.
+// assertTonePlays measures the page's audio with js (a spectrum script,
+// such as toneJS's) and fails unless it peaks within two bins of hz, above
+// -60 dB.
 func assertTonePlays(t *testing.T, b context.Context, what, js string, hz float64) {
 	t.Helper()
 	s, err := chromedp.Run(b, chromedp.Evaluate[spectrum](js, chromedp.EvalAwaitPromise))

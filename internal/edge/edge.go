@@ -10,7 +10,7 @@
 // header pages and the burst in one non-blocking writev, and hands the
 // socket to one of its ring's shards and returns, so net/http's goroutine,
 // buffers and request are freed. A shard is a goroutine owning a slice of
-// 40-byte listener records; a ring has one shard per 256 listeners, up to
+// 48-byte listener records; a ring has one shard per 256 listeners, up to
 // GOMAXPROCS, each running only while it has listeners. A shard wakes when
 // a chunk is published, when a listener is handed to it, and every Coalesce.
 // For each listener with a batch due (Coalesce worth of chunks, a lone

@@ -74,8 +74,6 @@ type Session struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	publishErrs int64 // touched only on the mixer's goroutine, then read after it ends
-
 	// Who was audible when, for speaking indicators: the last frame index
 	// at which each speaker id was heard, and the newest frame's index.
 	heardMu sync.Mutex
@@ -172,7 +170,6 @@ func (s *Session) onFrame(f mix.Frame) {
 func (s *Session) emit(c *program.Chunk) {
 	s.rec.Write(c)
 	if err := s.pub.PublishChunk(s.space.ID, c); err != nil {
-		s.publishErrs++
 		s.logger.Warn("live: publish", "chunk", c.Seq, "err", err)
 	}
 }
