@@ -219,17 +219,24 @@ type connKey struct{}
 // connContext is an http.Server's ConnContext: it lets markComplete find
 // the connection a request came on.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	for inner := c; inner != nil; {
-		if cc, ok := inner.(*cappedConn); ok {
-			return context.WithValue(ctx, connKey{}, cc)
-		}
-		u, ok := inner.(interface{ Unwrap() net.Conn })
-		if !ok {
-			break
-		}
-		inner = u.Unwrap()
+	if cc := cappedOf(c); cc != nil {
+		return context.WithValue(ctx, connKey{}, cc)
 	}
 	return ctx
+}
+
+// cappedOf returns the *cappedConn under c's wrappers, or nil.
+func cappedOf(c net.Conn) *cappedConn {
+	for {
+		if cc, ok := c.(*cappedConn); ok {
+			return cc
+		}
+		u, ok := c.(interface{ Unwrap() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.Unwrap()
+	}
 }
 
 // markComplete records that a whole request arrived on its connection.
@@ -255,7 +262,7 @@ func (m *Main) countIncomplete(c net.Conn, st http.ConnState) {
 	if a, ok := c.(interface{ Answered() bool }); ok && a.Answered() {
 		return
 	}
-	cc, _ := connContext(context.Background(), c).Value(connKey{}).(*cappedConn)
+	cc := cappedOf(c)
 	if cc == nil || !cc.read || cc.complete {
 		return
 	}
