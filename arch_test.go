@@ -56,7 +56,7 @@ var serverPackages = []string{
 	module + "/internal/api", module + "/internal/edge", module + "/internal/live",
 	module + "/internal/stage", module + "/internal/mix", module + "/internal/record",
 	module + "/internal/store", module + "/internal/account", module + "/internal/ops",
-	module + "/internal/web",
+	module + "/internal/web", module + "/internal/space",
 }
 
 // depends reports whether dep is the package bad or lies under it; a bad
@@ -67,9 +67,10 @@ func depends(dep, bad string) bool {
 
 // TestDependenciesKeepTheArchitecture checks what DESIGN.md, STYLE.md and
 // docs/ARCHITECTURE.md promise: the edge never depends on the stage, the
-// mixer or WebRTC; the gate is pure logic, without net/http; the clients
-// (load, attack, client) never depend on a server package; format packages
-// use only the standard library; production code never imports testing.
+// mixer or WebRTC; the gate is pure logic and space is domain, both without
+// net/http; the clients (load, attack, client) never depend on a server
+// package; format packages use only the standard library; production code
+// never imports testing.
 // A rule naming a package of the module that no longer exists fails too,
 // so the rules cannot go stale unnoticed.
 func TestDependenciesKeepTheArchitecture(t *testing.T) {
@@ -77,6 +78,7 @@ func TestDependenciesKeepTheArchitecture(t *testing.T) {
 		module + "/internal/edge":    {module + "/internal/stage", module + "/internal/mix", module + "/internal/live", "github.com/pion/"},
 		module + "/internal/program": {module + "/internal/stage", module + "/internal/mix", "github.com/pion/"},
 		module + "/internal/gate":    {"net/http"},
+		module + "/internal/space":   {"net/http"},
 		module + "/internal/load":    serverPackages,
 		module + "/internal/attack":  serverPackages,
 		module + "/internal/client":  serverPackages,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
@@ -138,13 +139,18 @@ func runListen(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "write the stream to this file")
 	dur := fs.Duration("for", 0, "stop after this long (0: until the space ends)")
 	burst := fs.Duration("burst", 0, "ask for this much audio at once on connect (0: the server's default)")
+	resume := fs.Duration("resume", client.DefaultResumeFor, "how long a broken stream is asked for again from where it was (from_seq); negative is never")
+	servers := fs.String("servers", "", "comma-separated base URLs of the same service's other addresses: resumes go to each in turn")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *space == "" {
 		return errors.New("listen: --space is required")
 	}
-	opts := client.ListenOptions{Burst: *burst}
+	opts := client.ListenOptions{Burst: *burst, ResumeFor: *resume}
+	if *servers != "" {
+		opts.Servers = strings.Split(*servers, ",")
+	}
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
@@ -169,6 +175,8 @@ func runListen(ctx context.Context, args []string, stdout io.Writer) error {
 		"first_audio":    st.FirstAudio.String(),
 		"longest_gap":    st.LongestGap.String(),
 		"timeline_holes": st.Holes,
+		"resumes":        st.Resumes,
+		"longest_resume": st.LongestResume.String(),
 		"ended":          st.Ended,
 	})
 }

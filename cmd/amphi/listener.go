@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/amphi-audio/amphi/internal/gate"
 )
 
@@ -59,9 +61,21 @@ type acceptRefusals struct {
 // listen listens on addr, capped at max connections in all and perSource
 // from each source, counting refusals in rc; connections from the exempt
 // prefixes (trusted proxies, which carry everyone's connections) have no
-// cap per source.
-func listen(addr string, max, perSource int, exempt []netip.Prefix, rc *acceptRefusals) (*capListener, error) {
-	ln, err := net.Listen("tcp", addr)
+// cap per source. With reusePort, other processes may listen on the same
+// address (SO_REUSEPORT) and the kernel spreads new connections over them:
+// how several edge processes share one port (--procs).
+func listen(addr string, reusePort bool, max, perSource int, exempt []netip.Prefix, rc *acceptRefusals) (*capListener, error) {
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			return errors.Join(err, serr)
+		}
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -190,27 +204,48 @@ func openFilesLimit() int {
 	return int(r.Cur)
 }
 
-// loadKey reads a 32-byte secret kept hex-encoded at path (the gate's
-// signing key, the bus's token), making one on first start, 0600, so it
-// survives a restart.
+// loadKey reads a 32-byte secret kept hex-encoded at path (the bus's
+// token), making one on first start, 0600, so it survives a restart.
 func loadKey(path string) ([]byte, error) {
+	key, _, err := loadKeys(path, true)
+	return key, err
+}
+
+// loadKeys reads the gate's keys from path, one per line in hex (64
+// digits or more): the first signs, the others are the previous ones, which
+// still verify, so that a key is rotated without refusing the tickets out
+// there: put the new key on the first line, keep the old one below it for a
+// ticket's lifetime, then remove it. Every node of a fleet reads the same
+// file. A missing file is created with one random key if create is set: an
+// edge must have its origin's.
+func loadKeys(path string, create bool) (key []byte, previous [][]byte, err error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) && create {
 		key := make([]byte, 32)
 		rand.Read(key)
 		if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("key: %w", err)
+			return nil, nil, fmt.Errorf("key: %w", err)
 		}
-		return key, nil
+		return key, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
+		return nil, nil, fmt.Errorf("key: %w", err)
 	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(key) < 32 {
-		return nil, fmt.Errorf("key %s: want 64 hex digits", path)
+	var keys [][]byte
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		k, err := hex.DecodeString(line)
+		if err != nil || len(k) < 32 {
+			return nil, nil, fmt.Errorf("key %s: line %d: want 64 hex digits", path, len(keys)+1)
+		}
+		keys = append(keys, k)
 	}
-	return key, nil
+	if len(keys) == 0 {
+		return nil, nil, fmt.Errorf("key %s: no key in it", path)
+	}
+	return keys[0], keys[1:], nil
 }
 
 // connKey holds a request's *cappedConn in its context (connContext).

@@ -44,6 +44,7 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.StringVar(&o.nats, "nats", "", "NATS URL that remote workers and their coordinator meet on; with --workers, run the listeners on remote workers")
 	fs.IntVar(&o.workers, "workers", 0, "remote workers (amphi load --worker --nats URL) to split the listeners over; needs --nats")
 	fs.StringVar(&sc.Server, "server", sc.Server, "amphi server URL (loopback only)")
+	fs.StringVar(&sc.ListenServer, "listen-server", sc.ListenServer, "where listeners join and listen, such as the port edge processes share (default --server)")
 	fs.StringVar(&sc.SpaceID, "space", sc.SpaceID, "space to listen to; empty creates one, with a speaker bot, and ends it after")
 	fs.StringVar(&sc.Stream, "stream", sc.Stream, "a plain progressive Ogg stream path on --server (an Icecast mount such as /amphi.opus), listened to without the join flow")
 	fs.StringVar(&sc.Token, "token", sc.Token, "speaker or host token of --space, for speaker bots")
@@ -62,6 +63,7 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.IntVar(&sc.PerPrefix, "per-prefix", sc.PerPrefix, "listeners that share a /24, each from its own address, before the next /24 (a carrier's NAT); 0 is a new /24 each")
 	fs.IntVar(&sc.PerProcess, "per-process", sc.PerProcess, "most listeners in one process; more run in worker processes")
 	fs.DurationVar((*time.Duration)(&sc.Timeout), "timeout", time.Duration(sc.Timeout), "a listener's wait for its connection, first audio and each read")
+	fs.DurationVar((*time.Duration)(&sc.Resume), "resume", time.Duration(sc.Resume), "how long a listener whose stream breaks asks for it again from where it was (from_seq); negative is never")
 	fs.IntVar(&sc.PID, "pid", sc.PID, "the server's process id, when local: its CPU and memory are sampled")
 	fs.StringVar(&sc.Ops, "ops", sc.Ops, "the server's ops address (loopback only), where the scenario's faults are posted; the server needs --rehearsal-faults")
 	return fs

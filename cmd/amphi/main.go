@@ -25,6 +25,8 @@ Usage:
   amphi load   --server URL [--space ID] --listeners N --duration D [--rate R] [--json FILE] [--chart FILE.html] [--pid PID]
                [--nats URL --workers K]      (split over remote workers)
   amphi load   --worker --nats URL           (a remote worker)
+  amphi nats   [--listen ADDR] [--cluster ADDR] [--routes URLs] [--name N] [--token-file F] [--cluster-secret-file F]
+               (one node of a NATS cluster; scripts/nats-cluster.sh starts three)
   amphi admin create --data DIR --email E [--password-file F]   (password on stdin otherwise)
 
 Run "amphi COMMAND -h" for a command's flags.
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string) error {
 		return runListen(ctx, args, os.Stdout)
 	case "load":
 		return runLoad(ctx, args, os.Stdout)
+	case "nats":
+		return runNATS(ctx, args, os.Stdout)
 	case "admin":
 		return runAdmin(ctx, args, os.Stdin, os.Stdout)
 	case "help", "-h", "--help":
@@ -80,6 +84,9 @@ func runServe(ctx context.Context, args []string) error {
 	m := NewMain()
 	if err := m.ParseFlags(ctx, args); err != nil {
 		return err
+	}
+	if m.Config.Procs > 1 {
+		return supervise(ctx, m.Config.Procs, withoutFlag(args, "procs"), m.Config.OpsAddr, os.Stdout)
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()

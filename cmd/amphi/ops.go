@@ -6,6 +6,7 @@ import (
 
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/gate"
+	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -89,8 +90,15 @@ func (m *Main) snapshot() ops.Snapshot {
 		}
 	}
 	s.Components[ops.ComponentEdge] = ops.ComponentHealth{Errors: cut, Detail: "listeners cut: slow or gone"}
+	if m.fleet != nil {
+		s.Edges = m.fleet.snapshot()
+	}
 	var mixer, rec, stage ops.ComponentHealth
-	for _, sess := range m.live.Sessions() {
+	var sessions []*live.Session // none on an edge
+	if m.live != nil {
+		sessions = m.live.Sessions()
+	}
+	for _, sess := range sessions {
 		ms := sess.Mixer().Stats()
 		mixer.Stalls += ms.Stalls
 		mixer.MaxFrame = max(mixer.MaxFrame, ms.MaxMix)

@@ -25,18 +25,30 @@ import (
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
+	"github.com/amphi-audio/amphi/internal/program"
+	"github.com/amphi-audio/amphi/internal/space"
 	"github.com/amphi-audio/amphi/internal/store"
 	"github.com/amphi-audio/amphi/internal/web"
 )
 
 // Config is the server's configuration, nested per package.
 type Config struct {
+	// Role is what this process does: RoleAll (the default), RoleOrigin or
+	// RoleEdge (roles.go).
+	Role    string
 	Addr    string
 	DataDir string
-	Bus     bus.Config
-	Edge    edge.Config
-	Live    live.Config
-	API     api.Config
+	// GateKeyFile holds the keys tickets are signed with, the same file on
+	// every node of a fleet, so a ticket works at any edge. Empty means
+	// gate.key in DataDir; an edge must be given one.
+	GateKeyFile string
+	// Node names this process on the bus and in its streams' headers.
+	// Empty means the host name and the process id.
+	Node string
+	Bus  bus.Config
+	Edge edge.Config
+	Live live.Config
+	API  api.Config
 	// StageAddr, when set, is a second listening address serving the API
 	// and WHIP but not listeners: the speakers' own door, which an
 	// audience flood on Addr cannot fill. Empty means none.
@@ -58,6 +70,13 @@ type Config struct {
 	// space on air feign an internal fault for a while (faults.go): for
 	// rehearsals on a staging server only. False means no /faults.
 	RehearsalFaults bool
+	// ReusePort lets other processes listen on Addr too (SO_REUSEPORT):
+	// the kernel spreads new connections over them. False means Addr is
+	// this process's alone.
+	ReusePort bool
+	// Procs, past 1, makes `amphi serve` a supervisor of that many edge
+	// processes sharing Addr (procs.go). Only an edge may run so.
+	Procs int
 	// ShutdownTimeout bounds a graceful shutdown. Zero means 10 s.
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
@@ -66,6 +85,7 @@ type Config struct {
 // DefaultConfig is what `amphi serve` runs with no flags.
 func DefaultConfig() Config {
 	return Config{
+		Role:            RoleAll,
 		Addr:            "127.0.0.1:8080",
 		OpsAddr:         "127.0.0.1:8081",
 		DataDir:         "./amphi-data",
@@ -134,15 +154,27 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	db    *store.DB
-	bus   *bus.Bus
-	sub   *bus.Subscription
-	edge  *edge.Edge
-	live  *live.Manager
-	api   *api.Server
-	ln    *capListener
-	http  *http.Server
-	serve chan error
+	db  *store.DB // nil on an edge
+	bus *bus.Bus
+	sub *bus.Subscription
+	// node names this process (Config.Node); dir is the spaces it knows;
+	// fleet, on an origin, the edges that report.
+	node  string
+	dir   *space.Directory
+	fleet *fleet
+	// announcements (an edge's) and loads (an origin's) are the fleet's
+	// subscriptions; announced counts down the announcements an ended
+	// space still gets (announce).
+	announcements, loads, lookups *bus.Subscription
+	announced                     map[string]int
+	// fetches answers edges' fetches of the chunks they missed.
+	fetches *bus.Subscription
+	edge    *edge.Edge
+	live    *live.Manager
+	api     *api.Server
+	ln      *capListener
+	http    *http.Server
+	serve   chan error
 
 	stageLn   *capListener
 	stageHTTP *http.Server
@@ -159,6 +191,8 @@ type Main struct {
 	badChunks atomic.Uint64
 	stopBg    context.CancelFunc
 	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // NewMain returns a Main with the default configuration.
@@ -169,12 +203,17 @@ func NewMain() *Main {
 // ParseFlags sets the configuration from `amphi serve`'s flags.
 func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("amphi serve", flag.ContinueOnError)
+	fs.StringVar(&m.Config.Role, "role", m.Config.Role, "all: everything in one process; origin: the same, for a fleet with edges; edge: listeners only, fed by an origin over --nats")
 	fs.StringVar(&m.Config.Addr, "addr", m.Config.Addr, "HTTP listen address")
+	fs.StringVar(&m.Config.GateKeyFile, "gate-key-file", m.Config.GateKeyFile, "the ticket keys, one hex key per line (new first): the same file on every node (default gate.key in --data; an edge needs it)")
+	fs.StringVar(&m.Config.Node, "node", m.Config.Node, "this process's name on the bus and in its streams' headers (default host name and pid)")
 	fs.StringVar(&m.Config.DataDir, "data", m.Config.DataDir, "data directory: database and recordings")
 	fs.StringVar(&m.Config.Bus.URL, "nats", m.Config.Bus.URL, "external NATS URL; empty runs an embedded server")
 	fs.StringVar(&m.Config.Bus.Listen, "nats-listen", m.Config.Bus.Listen, "embedded NATS client address, loopback only, with the token in the data directory (default 127.0.0.1 on a free port)")
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", m.Config.Live.Mix.Bitrate, "program bitrate in bit/s")
+	fs.BoolVar(&m.Config.ReusePort, "reuse-port", false, "share --addr with other processes (SO_REUSEPORT): the kernel spreads connections over them")
+	fs.IntVar(&m.Config.Procs, "procs", 1, "run this many edge processes on --addr (with --role edge), each with --ops-addr's port plus its index")
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
 	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, fmt.Sprintf("connections the main address holds at once (0: the open-files limit less %d)", reservedFiles))
 	fs.IntVar(&m.Config.MaxConnsPerSource, "max-conns-per-source", defaultConnsPerSource, "connections one source address (IPv6: one /64) holds at once; --trusted-proxies are exempt (-1: no cap)")
@@ -216,12 +255,16 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 }
 
 // Run opens the store, the bus and the edge, recovers what a crash left,
-// and starts serving HTTP. It returns once the server is listening.
+// and starts serving HTTP. It returns once the server is listening. An edge
+// (Config.Role) opens no store: it learns the spaces from the bus.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.Config.LogLevel}))
 	}
 	cfg := &m.Config
+	if err := cfg.checkRole(); err != nil {
+		return err
+	}
 	if cfg.RehearsalFaults {
 		if cfg.OpsAddr == "" {
 			return errors.New("serve: --rehearsal-faults serves /faults on the ops address: it needs --ops-addr")
@@ -229,12 +272,21 @@ func (m *Main) Run(ctx context.Context) error {
 		m.faults = newFaults(m.Logger)
 		m.faults.install(cfg)
 	}
-	if err := secureDataDir(cfg.DataDir, m.Logger); err != nil {
-		return err
-	}
+	edgeOnly := cfg.Role == RoleEdge
 	var err error
-	if m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "amphi.db")); err != nil {
-		return err
+	if !edgeOnly {
+		if err := secureDataDir(cfg.DataDir, m.Logger); err != nil {
+			return err
+		}
+		if m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "amphi.db")); err != nil {
+			return err
+		}
+		if cfg.GateKeyFile == "" {
+			cfg.GateKeyFile = filepath.Join(cfg.DataDir, "gate.key")
+		}
+	}
+	if cfg.API.Gate.Key, cfg.API.Gate.PreviousKeys, err = loadKeys(cfg.GateKeyFile, !edgeOnly); err != nil {
+		return fmt.Errorf("gate %w", err)
 	}
 	cfg.Bus.Logger = m.Logger
 	if cfg.Bus.URL == "" && cfg.Bus.Token == "" {
@@ -245,7 +297,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.bus, err = bus.Open(ctx, cfg.Bus); err != nil {
 		return err
 	}
-	cfg.Edge.Logger, cfg.Edge.Lookup = m.Logger, m.spaceProgram
+	m.node = nodeName(cfg.Node)
+	cfg.API.Gate.Signer.Issuer = issuer(m.node)
+	m.dir = space.NewDirectory(cfg.API.Gate.Room, gate.NewCapacity(cfg.API.Gate.Node))
+	cfg.Edge.Logger, cfg.Edge.Fetch, cfg.Edge.Node = m.Logger, m.bus.Fetch, m.node
+	cfg.Edge.Lookup = m.spaceProgram
+	if edgeOnly {
+		cfg.Edge.Lookup = m.announcedProgram
+	}
 	m.edge = edge.New(cfg.Edge)
 	if m.sub, err = m.bus.SubscribePrograms(m.edge.Publish, func(err error) {
 		m.badChunks.Add(1)
@@ -253,20 +312,25 @@ func (m *Main) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	cfg.Live.Logger = m.Logger
-	m.live = live.NewManager(m.bus, cfg.Live)
-	cfg.API.DataDir, cfg.API.Logger = cfg.DataDir, m.Logger
+	if edgeOnly {
+		err = m.learnSpaces()
+	} else {
+		err = m.openOrigin()
+	}
+	if err != nil {
+		return err
+	}
+	cfg.API.DataDir, cfg.API.Logger, cfg.API.Directory = cfg.DataDir, m.Logger, m.dir
 	// The monitor starts below, before anything is served.
 	cfg.API.Verdict = func() string { return m.monitor.Report().Verdict }
-	if cfg.API.Gate.Key, err = loadKey(filepath.Join(cfg.DataDir, "gate.key")); err != nil {
-		return fmt.Errorf("gate %w", err)
-	}
 	m.top = ops.NewTopPrefixes(0)
 	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, m.top); err != nil {
 		return err
 	}
-	if err := m.api.Recover(ctx); err != nil {
-		return fmt.Errorf("recover: %w", err)
+	if !edgeOnly {
+		if err := m.api.Recover(ctx); err != nil {
+			return fmt.Errorf("recover: %w", err)
+		}
 	}
 	m.startOps(m.top)
 
@@ -278,18 +342,14 @@ func (m *Main) Run(ctx context.Context) error {
 	if perSource == 0 {
 		perSource = defaultConnsPerSource
 	}
-	if m.ln, err = listen(cfg.Addr, maxConns, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
+	if m.ln, err = listen(cfg.Addr, cfg.ReusePort, maxConns, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
 		return err
 	}
 	m.ln.wrap = m.api.LeanConn
-	if link, err := m.api.FirstAdminLink(ctx); err != nil {
-		return err
-	} else if link != "" {
-		base := m.URL()
-		if cfg.API.PublicURL != "" {
-			base = strings.TrimSuffix(cfg.API.PublicURL, "/")
+	if !edgeOnly { // an edge has no accounts: they live at the origin
+		if err := m.warnFirstAdmin(ctx); err != nil {
+			return err
 		}
-		m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", base+link)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", m.statuses.wrap(m.api))
@@ -308,12 +368,28 @@ func (m *Main) Run(ctx context.Context) error {
 	if cfg.StageAddr != "" {
 		// The stage's door: the API and WHIP, with a cap of its own, within
 		// the files the main address leaves.
-		if m.stageLn, err = listen(cfg.StageAddr, reservedFiles, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
+		if m.stageLn, err = listen(cfg.StageAddr, false, reservedFiles, perSource, cfg.API.Gate.TrustedProxies, &m.refusedAtAccept); err != nil {
 			return err
 		}
 		m.stageHTTP = m.newHTTPServer(m.statuses.wrap(m.api))
 		go func() { m.serve <- m.stageHTTP.Serve(m.stageLn) }()
 	}
+	m.startFleet(edgeOnly)
+	return nil
+}
+
+// warnFirstAdmin logs the one-time link that creates the first admin, while
+// there is no account.
+func (m *Main) warnFirstAdmin(ctx context.Context) error {
+	link, err := m.api.FirstAdminLink(ctx)
+	if err != nil || link == "" {
+		return err
+	}
+	base := m.URL()
+	if m.Config.API.PublicURL != "" {
+		base = strings.TrimSuffix(m.Config.API.PublicURL, "/")
+	}
+	m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", base+link)
 	return nil
 }
 
@@ -338,7 +414,7 @@ func (m *Main) newHTTPServer(h http.Handler) *http.Server {
 // public one: they show the refused sources.
 func (m *Main) serveOps(addr string) error {
 	var err error
-	if m.opsLn, err = listen(addr, opsConns, 0, nil, &m.refusedAtAccept); err != nil {
+	if m.opsLn, err = listen(addr, false, opsConns, 0, nil, &m.refusedAtAccept); err != nil {
 		return fmt.Errorf("--ops-addr: %w (a second amphi on this machine needs an --ops-addr of its own)", err)
 	}
 	reg := prometheus.NewRegistry()
@@ -384,6 +460,15 @@ func (m *Main) startOps(top *ops.TopPrefixes) {
 	})
 }
 
+// recentChunks returns the chunks of a space mixed here numbered from up to
+// to that its session still has, none for a space not on air here.
+func (m *Main) recentChunks(spaceID string, from, to uint64) []*program.Chunk {
+	if sess := m.live.Session(spaceID); sess != nil {
+		return sess.Chunks(from, to)
+	}
+	return nil
+}
+
 // URL returns the server's base URL.
 func (m *Main) URL() string {
 	if m.ln == nil {
@@ -424,7 +509,13 @@ const drainTimeout = 2 * time.Second
 // Close shuts the server down: it stops accepting, ends the spaces on air
 // (finalising their recordings), lets listeners receive the end of the
 // program, then closes the edge, the bus and the store.
+// It is safe to call more than once: later calls return the first's error.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
 	timeout := m.Config.ShutdownTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -450,7 +541,7 @@ func (m *Main) Close() error {
 		m.stopBg()
 		m.bg.Wait()
 	}
-	if m.api != nil {
+	if m.api != nil && m.db != nil {
 		if err := m.api.EndAll(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("end spaces: %w", err))
 		}
@@ -460,7 +551,7 @@ func (m *Main) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if m.api != nil {
+	if m.api != nil && m.db != nil {
 		m.api.Wait() // idle ends under way, before the store closes
 	}
 	if m.edge != nil {
@@ -472,8 +563,10 @@ func (m *Main) Close() error {
 		cancel()
 		m.edge.Close()
 	}
-	if m.sub != nil {
-		m.sub.Close()
+	for _, sub := range []*bus.Subscription{m.sub, m.fetches, m.announcements, m.loads, m.lookups} {
+		if sub != nil {
+			sub.Close()
+		}
 	}
 	if m.bus != nil {
 		m.bus.Close()

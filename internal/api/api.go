@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -16,7 +17,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/amphi-audio/amphi"
@@ -25,6 +25,7 @@ import (
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/ops"
+	"github.com/amphi-audio/amphi/internal/space"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -68,6 +69,18 @@ type Config struct {
 	// account. A zero value means no limit; DefaultConfig sets
 	// DefaultCreateLimit.
 	CreateLimit CreateLimitConfig
+	// Directory is the spaces this node knows and admits listeners to.
+	// Nil means a new one, which the lifecycle keeps; an edge's is fed by
+	// the origin's announcements (space.Directory.Learn).
+	Directory *space.Directory
+	// Lookup is how an edge (a nil store) learns of a space its
+	// Directory does not know yet, such as one created a moment ago: by
+	// asking the origin. Nil means what the Directory knows is all.
+	Lookup func(ctx context.Context, id string) (*amphi.Space, error)
+	// ListenAt returns the base URL listeners should join and listen at
+	// now, such as the least loaded edge's; "" means this server's. Nil
+	// means this server's always.
+	ListenAt func() string
 	// Verdict returns the ops verdict, which hosts see in their console
 	// (GET /spaces/{id}/health) without its evidence: that names the
 	// sources refused, and is served on the ops address only. Nil answers
@@ -84,12 +97,16 @@ func DefaultConfig() Config {
 
 // Server serves the API.
 type Server struct {
-	cfg  Config
-	db   *store.DB
-	live *live.Manager
-	edge *edge.Edge
-	gate *admission
-	mux  *http.ServeMux
+	cfg Config
+	db  *store.DB // nil on an edge
+	// lookup reads what is known of a space: the store's record, or on
+	// an edge the origin's last announcement.
+	lookup func(ctx context.Context, id string) (*amphi.Space, error)
+	spaces directory
+	life   lifecycle // nil on an edge
+	edge   *edge.Edge
+	gate   *admission
+	mux    *http.ServeMux
 
 	accounts    *account.Service
 	signInLimit *gate.SourceLimiter
@@ -97,18 +114,40 @@ type Server struct {
 	// publicURL is Config.PublicURL checked, without a trailing slash.
 	publicURL string
 
-	rooms        rooms
-	states       stateCache
 	requestLimit *gate.SourceLimiter
 	reactLimit   *gate.SourceLimiter
 	lookupLimit  *gate.SourceLimiter
 	whipLimit    whipLimiter
 	createLimit  createLimiter
-	idleEnds     sync.WaitGroup // endWhenIdle, one per space on air
+}
+
+// directory is the spaces this node knows and admits listeners to, with
+// their rooms and cached states. *space.Directory is one.
+type directory interface {
+	Get(id string) *space.Space
+	All() []*space.Space
+	Open(id string, opensAt time.Time) *gate.Room
+	State(id string, maxAge time.Duration, now time.Time) *space.State
+	Encode(id string, now time.Time, lookup func() (*amphi.Space, error)) (*space.State, error)
+	Forget(id string)
+}
+
+// lifecycle puts spaces on air on this node and takes them off.
+// *space.Lifecycle is one.
+type lifecycle interface {
+	Reserve() (*live.Place, error)
+	Start(ctx context.Context, id string, place *live.Place) (*amphi.Space, error)
+	End(ctx context.Context, id string, why amphi.EndReason) (*amphi.Space, error)
+	EndAll(ctx context.Context) error
+	Recover(ctx context.Context) error
+	Wait()
 }
 
 // New returns the API over its store, the spaces on air and the edge. top
-// collects the source prefixes of refused requests for the ops view.
+// collects the source prefixes of refused requests for the ops view. With
+// a nil store and live manager it is an edge's: it serves listeners only
+// (joins, the waiting room, tickets, the stream and state polls) for the
+// spaces its Directory learns of, and answers the rest 404.
 func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopPrefixes) (*Server, error) {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = DefaultConfig().MaxBody
@@ -136,35 +175,63 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, db: db, live: lm, edge: e, gate: a, mux: http.NewServeMux(),
+	dir := cfg.Directory
+	if dir == nil {
+		dir = space.NewDirectory(cfg.Gate.Room, gate.NewCapacity(cfg.Gate.Node))
+	}
+	s := &Server{cfg: cfg, db: db, lookup: dir.Known, spaces: dir, edge: e, gate: a, mux: http.NewServeMux(),
 		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit), publicURL: public,
 		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit),
 		lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), whipLimit: newWHIPLimiter(cfg.WHIPLimit),
 		createLimit: newCreateLimiter(cfg.CreateLimit)}
-	s.routes()
+	if db == nil {
+		if cfg.Lookup != nil {
+			s.lookup = cfg.Lookup
+		}
+		s.listenerRoutes()
+	} else {
+		s.lookup = db.Space
+		s.life = space.NewLifecycle(space.Config{DataDir: cfg.DataDir, Logger: cfg.Logger, Now: cfg.Now}, dir, db, lm)
+		s.routes()
+	}
+	s.mux.HandleFunc("/", s.noRoute)
 	return s, nil
 }
 
-func (s *Server) routes() {
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	if s.db == nil {
+		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s on this edge, which serves listeners only: the spaces API is at the origin", r.Method, r.URL.Path))
+		return
+	}
+	s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
+}
+
+// listenerRoutes are what every node serves, an edge included: listeners
+// join, wait, listen and poll the state.
+func (s *Server) listenerRoutes() {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	s.mux.HandleFunc("GET /spaces/{id}", s.handleGet)
+	s.mux.HandleFunc("POST /spaces/{id}/join", s.handleJoin)
+	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
+	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
+	s.mux.HandleFunc("GET /spaces/{id}/state", s.handleState)
+}
+
+func (s *Server) routes() {
+	s.listenerRoutes()
 	s.mux.HandleFunc("POST /spaces", s.handleCreate)
 	s.mux.HandleFunc("GET /spaces", s.handleList)
-	s.mux.HandleFunc("GET /spaces/{id}", s.handleGet)
 	s.mux.HandleFunc("POST /spaces/{id}/start", s.handleStart)
 	s.mux.HandleFunc("POST /spaces/{id}/end", s.handleEnd)
 	s.mux.HandleFunc("POST /spaces/{id}/tokens", s.handleMintToken)
 	s.mux.HandleFunc("POST /spaces/{id}/whip", s.handleWHIPPost)
 	s.mux.HandleFunc("OPTIONS /spaces/{id}/whip", s.handleWHIPOptions)
 	s.mux.HandleFunc("DELETE /spaces/{id}/whip/{session}", s.handleWHIPDelete)
-	s.mux.HandleFunc("POST /spaces/{id}/join", s.handleJoin)
-	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
-	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
 	s.mux.HandleFunc("GET /spaces/{id}/calendar.ics", s.handleCalendar)
-	s.mux.HandleFunc("GET /spaces/{id}/state", s.handleState)
 	s.mux.HandleFunc("GET /spaces/{id}/events", s.handleEvents)
 	s.mux.HandleFunc("POST /spaces/{id}/reactions", s.handleReaction)
 	s.mux.HandleFunc("POST /spaces/{id}/requests", s.handleRequestCreate)
@@ -178,9 +245,6 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /spaces/{id}/recording", s.handleRecordingToggle)
 	s.mux.HandleFunc("GET /spaces/{id}/health", s.handleHealth)
 	s.authRoutes()
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no route for %s %s", r.Method, r.URL.Path))
-	})
 }
 
 // ServeHTTP routes a request.

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +19,11 @@ type GateConfig struct {
 	gate.Config
 	// Key signs tickets and challenges. Nil means a random key: tickets
 	// then do not survive a restart (Main keeps one in the data directory).
+	// Every node of a fleet has the same, so a ticket works at any edge.
 	Key []byte
+	// PreviousKeys still verify what they signed: a key is rotated
+	// without refusing the tickets out there.
+	PreviousKeys [][]byte
 	// TicketTTL is how long a ticket lets its holder (re)connect. Zero
 	// means 15 minutes.
 	TicketTTL time.Duration
@@ -37,19 +40,15 @@ func DefaultGateConfig() GateConfig {
 	return GateConfig{Config: gate.DefaultConfig(), TicketTTL: 15 * time.Minute}
 }
 
-// admission holds the gate's parts, the rooms of the spaces that admit
-// listeners here, and the counters the ops layer reads.
+// admission holds the gate's parts and the counters the ops layer reads;
+// the waiting rooms are the spaces' (space.Directory).
 type admission struct {
-	cfg      GateConfig
-	signer   *gate.Signer
-	pow      *gate.PoWPolicy
-	join     *gate.SourceLimiter
-	listen   *gate.SourceLimiter
-	capacity *gate.Capacity
-	top      *ops.TopPrefixes
-
-	mu    sync.Mutex
-	rooms map[string]*gate.Room
+	cfg    GateConfig
+	signer *gate.Signer
+	pow    *gate.PoWPolicy
+	join   *gate.SourceLimiter
+	listen *gate.SourceLimiter
+	top    *ops.TopPrefixes
 
 	// joinRequests counts joins, not the polls of people in line (polls),
 	// which are not demand for new places; queued counts joins a limiter's
@@ -68,7 +67,7 @@ func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
 	if key == nil {
 		key = gate.NewKey()
 	}
-	signer, err := gate.NewSignerConfig(cfg.Signer, key)
+	signer, err := gate.NewSignerConfig(cfg.Signer, key, cfg.PreviousKeys...)
 	if err != nil {
 		return nil, err
 	}
@@ -78,9 +77,7 @@ func newAdmission(cfg GateConfig, top *ops.TopPrefixes) (*admission, error) {
 		pow:      gate.NewPoWPolicy(cfg.PoW),
 		join:     gate.NewSourceLimiter(cfg.Join),
 		listen:   gate.NewSourceLimiter(cfg.Listen),
-		capacity: gate.NewCapacity(cfg.Node),
 		top:      top,
-		rooms:    make(map[string]*gate.Room),
 		refusals: make(map[gate.Refusal]*atomic.Uint64),
 	}
 	for _, r := range gate.Refusals() {
@@ -151,59 +148,34 @@ func (a *admission) lapsed(id string, addr netip.Addr) error {
 	return amphi.Errorf(amphi.EUnauthorized, "your place in space %s lapsed: join again", id)
 }
 
-// room returns the space's waiting room, or nil if it admits nobody here.
-func (a *admission) room(spaceID string) *gate.Room {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.rooms[spaceID]
-}
-
-// openRoom makes the space's room, opening at opensAt: before then, joins
-// queue in arrival order; after, the herd is admitted at the join rate.
-func (a *admission) openRoom(spaceID string, opensAt time.Time) *gate.Room {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	r := a.rooms[spaceID]
-	if r == nil {
-		r = gate.NewRoom(a.cfg.Room, a.capacity)
-		a.rooms[spaceID] = r
+// waitingRoom returns the space's waiting room, or nil if it admits
+// nobody here.
+func (s *Server) waitingRoom(id string) *gate.Room {
+	if sp := s.spaces.Get(id); sp != nil {
+		return sp.Waiting()
 	}
-	r.OpenAt(opensAt)
-	return r
+	return nil
 }
 
-func (a *admission) closeRoom(spaceID string) {
-	a.mu.Lock()
-	r := a.rooms[spaceID]
-	delete(a.rooms, spaceID)
-	a.mu.Unlock()
-	if r != nil {
-		r.Close()
-	}
-}
-
-// roomFor returns the room of a space that admits listeners: live, or
-// scheduled (its herd queues until the start). Only a space without a room
-// here costs a database read.
-func (s *Server) roomFor(ctx context.Context, id string, now time.Time) (*gate.Room, error) {
-	if r := s.gate.room(id); r != nil {
+// roomFor returns the waiting room of a space that admits listeners: live
+// here, or scheduled (its herd queues until the start). Only a space not
+// known here costs a database read.
+func (s *Server) roomFor(ctx context.Context, id string) (*gate.Room, error) {
+	if r := s.waitingRoom(id); r != nil {
 		return r, nil
 	}
-	sp, err := s.db.Space(ctx, id)
+	sp, err := s.lookup(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case sp.State == amphi.StateEnded:
-		return nil, notLive(sp)
-	case sp.State == amphi.StateScheduled:
-		// Only a space created with a time is scheduled.
-		return s.gate.openRoom(id, *sp.ScheduledAt), nil
-	case s.live.Session(id) == nil:
-		return nil, notLive(&amphi.Space{ID: id, State: amphi.StateLive})
-	default:
-		return s.gate.openRoom(id, now), nil
+	if r := s.waitingRoom(id); r != nil { // an edge learned of it just now
+		return r, nil
 	}
+	if sp.State != amphi.StateScheduled {
+		return nil, notLive(sp)
+	}
+	// Only a space created with a time is scheduled.
+	return s.spaces.Open(id, *sp.ScheduledAt), nil
 }
 
 type joinRequest struct {
@@ -252,7 +224,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 			return nil, err
 		}
 	}
-	if room := a.room(id); room != nil && req.Listener != "" {
+	if room := s.waitingRoom(id); room != nil && req.Listener != "" {
 		// A waiter polling, or an admitted listener back for its ticket.
 		// The listener id is the capability: someone in line is not new
 		// demand, is not limited by source and never pays work again.
@@ -266,7 +238,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) (*JoinResponse, er
 	if err != nil {
 		return nil, err
 	}
-	room, err := s.roomFor(r.Context(), id, now)
+	room, err := s.roomFor(r.Context(), id)
 	if err != nil {
 		if amphi.ErrorCode(err) == amphi.ENotFound {
 			a.refuse(gate.RefusalNotFound, addr)
@@ -308,7 +280,7 @@ func (a *admission) challenge(id string, d uint8, now time.Time) (*JoinResponse,
 // ahead of anonymous ones (gate.Tier documents the policy). Only a request
 // with a session cookie costs a database read.
 func (s *Server) tier(r *http.Request) gate.Tier {
-	if session(r) == "" {
+	if session(r) == "" || s.db == nil { // an edge has no accounts
 		return gate.TierAnonymous
 	}
 	if _, _, _, err := s.signedIn(r); err != nil {
@@ -380,7 +352,7 @@ func (s *Server) handleListen(w http.ResponseWriter, r *http.Request) {
 	}
 	var room *gate.Room
 	if err == nil {
-		room, err = s.roomFor(r.Context(), id, now)
+		room, err = s.roomFor(r.Context(), id)
 	}
 	if err == nil && a.pow.Difficulty() > 0 {
 		err = amphi.Errorf(amphi.EUnavailable, "the space asks for proof of work now: listen from its web page or with `amphi listen`")
@@ -446,14 +418,8 @@ func (s *Server) GateStats() GateStats {
 		st.Refusals[r] = c.Load()
 	}
 	now := s.cfg.Now()
-	a.mu.Lock()
-	rooms := make([]*gate.Room, 0, len(a.rooms))
-	for _, r := range a.rooms {
-		rooms = append(rooms, r)
-	}
-	a.mu.Unlock()
-	for _, r := range rooms {
-		rs := r.Stats(now)
+	for _, sp := range s.spaces.All() {
+		rs := sp.Waiting().Stats(now)
 		for _, n := range rs.Waiting {
 			if rs.BeforeOpening {
 				st.WaitingForStart += int64(n)

@@ -5,18 +5,20 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/gate"
-	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/space"
 )
 
-// onAir returns the session of a space that is live on this node.
-func (s *Server) onAir(r *http.Request, id string) (*live.Session, error) {
-	if sess := s.live.Session(id); sess != nil {
-		return sess, nil
+// onAir returns a space that is on air on this node, or explains why it
+// is not.
+func (s *Server) onAir(r *http.Request, id string) (*space.Space, error) {
+	if sp := s.spaces.Get(id); sp != nil && sp.Session() != nil {
+		return sp, nil
 	}
 	sp, err := s.db.Space(r.Context(), id)
 	if err != nil {
@@ -37,16 +39,16 @@ func notLive(sp *amphi.Space) error {
 	}
 }
 
-// stageOf returns the session of a live space whose stage the request's
-// token may use.
-func (s *Server) stageOf(r *http.Request) (*live.Session, *caller, error) {
+// stageOf returns a space on air here whose stage the request's
+// credentials may use, and who they are.
+func (s *Server) stageOf(r *http.Request) (*space.Space, *caller, error) {
 	id := r.PathValue("id")
 	c, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker)
 	if err != nil {
 		return nil, nil, err
 	}
-	sess, err := s.onAir(r, id)
-	return sess, c, err
+	sp, err := s.onAir(r, id)
+	return sp, c, err
 }
 
 // handleWHIPPost joins a speaker to the stage (RFC 9725 §4.2).
@@ -61,7 +63,7 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
 	if err := s.limitWHIPSource(r, now); err != nil {
 		return err
 	}
-	sess, c, err := s.stageOf(r)
+	sp, c, err := s.stageOf(r)
 	if err != nil {
 		return err
 	}
@@ -76,12 +78,8 @@ func (s *Server) whipPost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if rm := s.rooms.get(r.PathValue("id")); rm != nil {
-		rm.mu.Lock()
-		rm.names[speaker] = onStage{name: c.name(), host: c.role == amphi.RoleHost}
-		rm.mu.Unlock()
-	}
-	session, answer, err := sess.Stage().Join(r.Context(), speaker, string(offer))
+	sp.Room().SetName(speaker, c.name(), c.role == amphi.RoleHost)
+	session, answer, err := sp.Session().Stage().Join(r.Context(), speaker, string(offer))
 	if err != nil {
 		return err
 	}
@@ -106,12 +104,12 @@ func (s *Server) handleWHIPOptions(w http.ResponseWriter, r *http.Request) {
 // session, or any session for the host. Another speaker's session is 404,
 // as an unknown one is, so a speaker cannot probe for session ids.
 func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
-	sess, c, err := s.stageOf(r)
+	sp, c, err := s.stageOf(r)
 	if err == nil {
 		if session := r.PathValue("session"); c.role == amphi.RoleHost {
-			err = sess.Stage().Leave(session)
+			err = sp.Session().Stage().Leave(session)
 		} else {
-			err = sess.Stage().LeaveOwn(session, c.speakerID())
+			err = sp.Session().Stage().LeaveOwn(session, c.speakerID())
 		}
 	}
 	if err != nil {
@@ -145,6 +143,14 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if st.Burst, err = queryDuration(q, "burst"); err == nil {
 		st.Flush, err = queryDuration(q, "flush")
 	}
+	if from := q.Get("from_seq"); err == nil && from != "" {
+		// A client resuming its stream (its edge died, say) asks for the
+		// chunk after the last it got: it hears no hole.
+		st.Resume = true
+		if st.From, err = strconv.ParseUint(from, 10, 64); err != nil {
+			err = amphi.Errorf(amphi.EInvalid, "from_seq must be a chunk number")
+		}
+	}
 	if err != nil {
 		a.refuse(gate.RefusalBadRequest, addr)
 		return err
@@ -153,9 +159,9 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	room := a.room(id)
+	room := s.waitingRoom(id)
 	if room == nil || !s.edge.HasRing(id) {
-		sp, err := s.db.Space(r.Context(), id)
+		sp, err := s.lookup(r.Context(), id)
 		if err != nil {
 			return err
 		}
@@ -176,7 +182,15 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if ring == nil {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
-	if st.Stop, ok = room.Connect(t.Place, now); !ok {
+	st.Stop, ok = room.Connect(t.Place, now)
+	if !ok && t.Issuer != a.signer.Issuer() {
+		// The fleet shares the key: a listener another node admitted
+		// (its edge died, or the kernel sent this connection here) takes
+		// a free place without waiting again. One this node admitted
+		// whose place lapsed must join again.
+		st.Stop, ok = room.Resume(t.Place, t.Tier, now)
+	}
+	if !ok {
 		return a.lapsed(id, addr)
 	}
 	leave := func(edge.EndReason) { room.Leave(t.Place, s.cfg.Now()) }

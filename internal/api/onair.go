@@ -2,7 +2,6 @@ package api
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -18,7 +17,7 @@ import (
 // What keeps the spaces on air within what the node carries: each costs a
 // mixer and writes a recording, so creating one is limited far below any
 // other request, the node takes at most live.Config.MaxLive at once, and a
-// space nobody speaks in ends by itself.
+// space nobody speaks in ends by itself (space.Lifecycle).
 
 // CreateLimitConfig limits how fast spaces are created.
 type CreateLimitConfig struct {
@@ -64,7 +63,7 @@ func (s *Server) admitCreate(r *http.Request, onAir bool, owner *store.User) (*l
 	var place *live.Place
 	if onAir {
 		var err error
-		if place, err = s.live.Reserve(); err != nil {
+		if place, err = s.life.Reserve(); err != nil {
 			return nil, err
 		}
 	}
@@ -121,26 +120,3 @@ func retryAfter(err error) string {
 	}
 	return "5"
 }
-
-// endWhenIdle ends the session's space once nobody has been on its stage
-// for the idle time, unless it goes off air first.
-func (s *Server) endWhenIdle(sess *live.Session) {
-	select {
-	case <-sess.Done():
-		return
-	case <-sess.Idle():
-	}
-	// The request that started the space is long gone: this end is the
-	// server's own.
-	_, err := s.endSpace(context.Background(), sess.SpaceID(), amphi.EndIdle)
-	switch {
-	case err == nil:
-		s.cfg.Logger.Info("api: ended a space nobody was on stage in", "space", sess.SpaceID())
-	case amphi.ErrorCode(err) != amphi.EConflict: // not ended meanwhile by its host
-		s.cfg.Logger.Error("api: end an idle space", "space", sess.SpaceID(), "err", err)
-	}
-}
-
-// Wait waits for the ends of idle spaces under way. Call it once the live
-// manager is closed, before the store is.
-func (s *Server) Wait() { s.idleEnds.Wait() }

@@ -2,73 +2,29 @@ package api
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
-	"github.com/amphi-audio/amphi/internal/live"
-	"github.com/amphi-audio/amphi/internal/store"
+	"github.com/amphi-audio/amphi/internal/space"
 )
 
-// What a space's room holds beyond the audio: who is on stage under what
-// name, requests to speak, reactions, and the state snapshot every
-// listener's page polls. It is all in memory on the node where the space is
-// on air: a restart ends the space anyway.
-
-// reactionKinds are the reactions listeners may send.
-var reactionKinds = [...]string{"clap", "heart", "laugh", "fire", "wave"}
+// The HTTP side of a space's room (space.Room): the state its pages poll,
+// the events the few on stage get, requests to speak, reactions, and the
+// host's mute, removal and recording switch.
 
 const (
-	// reactionWindow is how many seconds of reactions the state shows.
-	reactionWindow = 10
 	// maxReactionBatch is the most taps one request may carry: pages
 	// batch them, so a request stands for two seconds of tapping.
 	maxReactionBatch = 20
-	// maxPendingRequests caps the requests to speak waiting for the host:
-	// more than a host can read, few enough to cost nothing.
-	maxPendingRequests = 100
-	// requestIdle drops a pending request its requester stopped polling
-	// (the page was closed), so the host does not approve someone gone.
-	requestIdle = 30 * time.Second
-	// answeredKeep is how long an answered request stays for its
-	// requester to read the answer.
-	answeredKeep = 10 * time.Minute
-	// stateMaxAge is how stale the polled state may be: one encoding a
-	// second per space, whatever the number of pages polling.
-	stateMaxAge = time.Second
-	// statePoll is how often a page polls the state, in a small crowd;
-	// pollCrowd is the crowd per node past which pages poll less often,
-	// up to maxStatePoll (see pollAfter).
-	statePoll    = 2 * time.Second
-	pollCrowd    = 5000
-	maxStatePoll = 15 * time.Second
-	// speakingWindow is how recently a speaker must have been audible to
-	// be shown speaking: long enough to bridge the gaps between words.
-	speakingWindow = 500 * time.Millisecond
-	// Server-sent events: how often a stream looks for changes, how often
-	// it proves it is alive, how many one space may have (the stage is 13
-	// people; a few consoles besides) and how many one token or account
-	// may hold (a console and a stage page), so one cannot take them all.
-	eventsEvery      = 250 * time.Millisecond
-	eventsPing       = 15 * time.Second
-	maxEventStreams  = 32
-	maxCallerStreams = 2
-)
-
-// Request statuses.
-const (
-	requestPending  = "pending"
-	requestApproved = "approved"
-	requestDeclined = "declined"
+	// Server-sent events: how often a stream looks for changes and how
+	// often it proves it is alive.
+	eventsEvery = 250 * time.Millisecond
+	eventsPing  = 15 * time.Second
 )
 
 // DefaultRequestLimit returns the per-source limits on asking to speak: three
@@ -91,371 +47,66 @@ func DefaultReactionLimit() gate.LimiterConfig {
 	return gate.LimiterConfig{SourceRate: 1, SourceBurst: 5, PrefixRate: 200, PrefixBurst: 1000, Entries: 1 << 16}
 }
 
-// speakRequest is a listener's request to speak.
-type speakRequest struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-
-	secret []byte    // SHA-256 of the requester's secret
-	token  string    // the speaker token, once approved: for the requester only
-	seen   time.Time // the requester's last poll
-}
-
-// onStage is how a speaker appears to listeners.
-type onStage struct {
-	name string
-	host bool
-}
-
-type reactionBucket struct {
-	sec int64
-	n   [len(reactionKinds)]int
-}
-
-// room is a live space's room on this node.
-type room struct {
-	mu        sync.Mutex
-	requests  map[string]*speakRequest
-	reqChange uint64 // bumped when the pending requests change
-	names     map[string]onStage
-	reactions [reactionWindow]reactionBucket
-	streams   int
-	// cuts holds a channel per open event stream, by the speaker id of
-	// its caller, closed to cut the stream when the host takes the
-	// caller's token back; revoked remembers those speaker ids, so a
-	// stream authorized just before the revocation cannot open after it.
-	cuts    map[string][]chan struct{}
-	revoked map[string]bool
-	ended   chan struct{}   // closed when the space goes off air here
-	why     amphi.EndReason // set before ended is closed
-}
-
-func newRoom() *room {
-	return &room{requests: map[string]*speakRequest{}, names: map[string]onStage{}, ended: make(chan struct{}),
-		cuts: map[string][]chan struct{}{}, revoked: map[string]bool{}}
-}
-
-// openStream counts an event stream of the caller with the speaker id
-// within the caller's and the space's caps. It returns the channel that
-// cuts the stream and the function that uncounts it.
-func (rm *room) openStream(who string) (cut <-chan struct{}, done func(), err error) {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	switch {
-	case rm.revoked[who]:
-		return nil, nil, amphi.Errorf(amphi.EUnauthorized, "the host removed you from the stage: this link no longer works")
-	case len(rm.cuts[who]) >= maxCallerStreams:
-		return nil, nil, amphi.Errorf(amphi.ERateLimited, "this link already has %d event streams open, the most it may: close one (another tab?) and retry", maxCallerStreams)
-	case rm.streams >= maxEventStreams:
-		return nil, nil, amphi.Errorf(amphi.EFull, "this space already has %d event streams", maxEventStreams)
-	}
-	rm.streams++
-	c := make(chan struct{})
-	rm.cuts[who] = append(rm.cuts[who], c)
-	return c, func() {
-		rm.mu.Lock()
-		defer rm.mu.Unlock()
-		rm.streams--
-		if left := slices.DeleteFunc(rm.cuts[who], func(x chan struct{}) bool { return x == c }); len(left) > 0 {
-			rm.cuts[who] = left
-		} else {
-			delete(rm.cuts, who)
-		}
-	}, nil
-}
-
-// revoke cuts the event streams of the speaker whose token the host took
-// back, and refuses it new ones.
-func (rm *room) revoke(who string) {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	rm.revoked[who] = true
-	for _, c := range rm.cuts[who] {
-		close(c)
-	}
-	delete(rm.cuts, who)
-}
-
-// rooms are the rooms of the spaces on air on this node.
-type rooms struct {
-	mu sync.Mutex
-	m  map[string]*room
-}
-
-func (rs *rooms) open(id string) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.m == nil {
-		rs.m = map[string]*room{}
-	}
-	if rs.m[id] == nil {
-		rs.m[id] = newRoom()
-	}
-}
-
-func (rs *rooms) close(id string, why amphi.EndReason) {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if r := rs.m[id]; r != nil {
-		r.why = why
-		close(r.ended)
-		delete(rs.m, id)
-	}
-}
-
-func (rs *rooms) get(id string) *room {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return rs.m[id]
-}
-
-// roomOf returns the session and room of a space on air on this node, or
-// explains why it has none.
-func (s *Server) roomOf(r *http.Request, id string) (*live.Session, *room, error) {
-	if rm := s.rooms.get(id); rm != nil {
-		if sess := s.live.Session(id); sess != nil {
-			return sess, rm, nil
-		}
-	}
-	_, err := s.onAir(r, id)
-	if err == nil {
-		err = amphi.Errorf(amphi.EUnavailable, "space %s is live but its room is not on this server", id)
-	}
-	return nil, nil, err
-}
-
 // liveRoom authorizes the request as one of roles in its space, which must
-// be on air here, and returns who it acts as, the space's session and its
-// room.
-func (s *Server) liveRoom(r *http.Request, roles ...amphi.Role) (*caller, *live.Session, *room, error) {
+// be on air here, and returns who it acts as and the space.
+func (s *Server) liveRoom(r *http.Request, roles ...amphi.Role) (*caller, *space.Space, error) {
 	id := r.PathValue("id")
 	c, err := s.authorize(r, id, roles...)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	sess, rm, err := s.roomOf(r, id)
-	return c, sess, rm, err
+	sp, err := s.onAir(r, id)
+	return c, sp, err
 }
 
-// sweepLocked drops requests whose requesters are gone or answered long ago.
-func (rm *room) sweepLocked(now time.Time) {
-	for id, q := range rm.requests {
-		idle := now.Sub(q.seen)
-		if (q.Status == requestPending && idle > requestIdle) || idle > answeredKeep {
-			delete(rm.requests, id)
-			if q.Status == requestPending {
-				rm.reqChange++
-			}
-		}
-	}
-}
-
-// pendingLocked lists the pending requests, oldest first; never nil, so it
-// encodes as [].
-func (rm *room) pendingLocked() []*speakRequest {
-	out := []*speakRequest{}
-	for _, q := range rm.requests {
-		if q.Status == requestPending {
-			out = append(out, q)
-		}
-	}
-	slices.SortFunc(out, func(a, b *speakRequest) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return out
-}
-
-func (rm *room) react(kind, count int, now time.Time) {
-	sec := now.Unix()
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	b := &rm.reactions[sec%reactionWindow]
-	if b.sec != sec {
-		*b = reactionBucket{sec: sec}
-	}
-	b.n[kind] += count
-}
-
-func (rm *room) reactionsLocked(now time.Time) map[string]int {
-	out := map[string]int{}
-	sec := now.Unix()
-	for _, b := range rm.reactions {
-		if sec-b.sec >= reactionWindow {
-			continue
-		}
-		for k, n := range b.n {
-			if n > 0 {
-				out[reactionKinds[k]] += n
-			}
-		}
-	}
-	return out
-}
-
-// stateView is the live state of a space, as pages show it.
-type stateView struct {
-	ID              string         `json:"id"`
-	State           amphi.State    `json:"state"`
-	Title           string         `json:"title"`
-	Listeners       int            `json:"listeners"`
-	Waiting         int            `json:"waiting"`
-	Speakers        []speakerView  `json:"speakers"`
-	Reactions       map[string]int `json:"reactions"`
-	ReactionsWindow int            `json:"reactions_window_s"`
-	Recording       bool           `json:"recording"`
-	Requests        int            `json:"requests"`
-	// PollAfterMs is when the page should poll again (pollAfter).
-	PollAfterMs int64 `json:"poll_after_ms"`
-}
-
-// pollAfter is how long pages should wait before polling the state again
-// when crowd people listen or wait here. Over real connections a poll costs
-// an edge about what a second of a listener's audio does
-// (docs/BENCHMARKS.md), so past pollCrowd the interval grows with the crowd,
-// holding polls between one and two pollCrowd per statePoll, up to
-// maxStatePoll. An
-// ended space changes no more: its pages need not come back soon.
-func pollAfter(state amphi.State, crowd int) time.Duration {
-	if state == amphi.StateEnded {
-		return maxStatePoll
-	}
-	return min(statePoll*time.Duration(max(1, crowd/pollCrowd)), maxStatePoll)
-}
-
-type speakerView struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Host     bool   `json:"host"`
-	Speaking bool   `json:"speaking"`
-	Muted    bool   `json:"muted"`
-}
-
-// liveState builds the state of a space on air here.
-func (s *Server) liveState(sess *live.Session, rm *room) *stateView {
-	now := s.cfg.Now()
-	sp := sess.Space()
-	v := &stateView{ID: sp.ID, State: amphi.StateLive, Title: sp.Title, ReactionsWindow: reactionWindow,
-		Recording: sess.Recorder().Recording(), Speakers: []speakerView{}}
-	if gr := s.gate.room(sp.ID); gr != nil {
-		st := gr.Stats(now)
-		v.Listeners = st.Connected
-		for _, n := range st.Waiting {
-			v.Waiting += n
-		}
-	}
-	speaking := sess.Speaking(speakingWindow)
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	rm.sweepLocked(now)
-	for _, info := range sess.Stage().Speakers() {
-		who, ok := rm.names[info.ID]
-		if !ok {
-			who.name = "Speaker"
-		}
-		v.Speakers = append(v.Speakers, speakerView{ID: info.ID, Name: who.name, Host: who.host,
-			Speaking: slices.Contains(speaking, info.ID), Muted: info.Muted})
-	}
-	v.Reactions = rm.reactionsLocked(now)
-	v.Requests = len(rm.pendingLocked())
-	v.PollAfterMs = pollAfter(v.State, v.Listeners+v.Waiting).Milliseconds()
-	return v
-}
-
-// cachedState is an encoded state and its ETag.
-type cachedState struct {
-	body []byte
-	etag string
-	at   time.Time
-	// etagHeader is etag as a header value, shared by every answer: a
-	// poll sets its headers without allocating them.
-	etagHeader []string
-}
-
-// The headers of every state answer, shared likewise; net/http only reads
-// them.
+// The headers of every state answer, shared like the ETag's; net/http
+// only reads them.
 var (
 	jsonHeader       = []string{"application/json"}
 	stateCacheHeader = []string{"public, max-age=1"}
 )
 
-// stateCache keeps each space's encoded state for stateMaxAge, so a
-// million pages polling cost one encoding a second per space. A poll only
-// loads from it: no lock is shared by all the pages polling.
-type stateCache struct {
-	m sync.Map     // space id → *cachedState
-	n atomic.Int64 // entries, roughly: to bound the map
-}
-
-// maxCachedStates bounds the cache against polls of many spaces; past it
-// the cache starts over, which costs only re-encoding.
-const maxCachedStates = 10000
-
-func (c *stateCache) get(id string) *cachedState {
-	v, _ := c.m.Load(id)
-	st, _ := v.(*cachedState)
-	return st
-}
-
-func (c *stateCache) put(id string, st *cachedState) {
-	if _, loaded := c.m.Swap(id, st); !loaded && c.n.Add(1) > maxCachedStates {
-		c.m.Clear()
-		c.n.Store(0)
-	}
-}
-
-// forget drops a space's cached state.
-func (c *stateCache) forget(id string) {
-	if _, ok := c.m.LoadAndDelete(id); ok {
-		c.n.Add(-1)
-	}
-}
-
-func (s *Server) state(r *http.Request, id string, maxAge time.Duration) (*cachedState, error) {
+// state returns the space's encoded state, at most maxAge old, encoding
+// it anew with what lookup says of a space not on air here.
+func (s *Server) state(id string, maxAge time.Duration, lookup func() (*amphi.Space, error)) (*space.State, error) {
 	now := s.cfg.Now()
-	hit := s.states.get(id)
-	if hit != nil && now.Sub(hit.at) < maxAge {
-		return hit, nil
+	if st := s.spaces.State(id, maxAge, now); st != nil {
+		return st, nil
 	}
-	var v *stateView
-	if rm := s.rooms.get(id); rm != nil {
-		if sess := s.live.Session(id); sess != nil {
-			v = s.liveState(sess, rm)
-		}
-	}
-	if v == nil {
-		// Only here does a poll read the database: once a second per
-		// space for real pages, more for made-up ids, which the limit
-		// holds to a few a second per source.
-		if err := s.gate.limit(s.lookupLimit, s.gate.clientAddr(r), now); err != nil {
-			return nil, err
-		}
-		sp, err := s.db.Space(r.Context(), id)
-		if err != nil {
-			return nil, err
-		}
-		v = &stateView{ID: sp.ID, State: sp.State, Title: sp.Title, Speakers: []speakerView{},
-			Reactions: map[string]int{}, ReactionsWindow: reactionWindow}
-		crowd := 0
-		if gr := s.gate.room(id); gr != nil { // a scheduled space's herd waits here
-			for _, n := range gr.Stats(s.cfg.Now()).Waiting {
-				crowd += n
-			}
-		}
-		v.PollAfterMs = pollAfter(v.State, crowd).Milliseconds()
-	}
-	body, err := json.Marshal(v)
+	return s.spaces.Encode(id, now, lookup)
+}
+
+// EncodedState returns a space's state as its pages poll it, at most a
+// second old: what the origin announces to the edges, whose pages get it.
+func (s *Server) EncodedState(ctx context.Context, id string) ([]byte, error) {
+	st, err := s.state(id, space.StateMaxAge, func() (*amphi.Space, error) { return s.lookup(ctx, id) })
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(body)
-	etag := `"` + hex.EncodeToString(sum[:8]) + `"`
-	st := &cachedState{body: body, etag: etag, at: now, etagHeader: []string{etag}}
-	s.states.put(id, st)
-	return st, nil
+	return st.Body(), nil
 }
 
+// announcedStateAge is how old the state an edge got from the origin's
+// announcements (one a second) may be before it describes the space from
+// the announcement alone: past a few seconds, the origin is gone or cut
+// off.
+const announcedStateAge = 5 * time.Second
+
 func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
-	st, err := s.state(r, r.PathValue("id"), stateMaxAge)
+	maxAge := space.StateMaxAge
+	if s.db == nil {
+		maxAge = announcedStateAge
+	}
+	id := r.PathValue("id")
+	st, err := s.state(id, maxAge, func() (*amphi.Space, error) {
+		// Only here does a poll read the database: once a second per
+		// space for real pages, more for made-up ids, which the limit
+		// holds to a few a second per source.
+		if err := s.gate.limit(s.lookupLimit, s.gate.clientAddr(r), s.cfg.Now()); err != nil {
+			return nil, err
+		}
+		return s.lookup(r.Context(), id)
+	})
 	if err != nil {
 		if amphi.ErrorCode(err) == amphi.ENotFound {
 			// Polls of spaces that do not exist are what a flood of
@@ -466,24 +117,25 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h["Content-Type"], h["Cache-Control"], h["Etag"] = jsonHeader, stateCacheHeader, st.etagHeader
-	if r.Header.Get("If-None-Match") == st.etag {
+	h["Content-Type"], h["Cache-Control"], h["Etag"] = jsonHeader, stateCacheHeader, st.ETagHeader()
+	if r.Header.Get("If-None-Match") == st.ETag() {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.Write(st.body)
+	w.Write(st.Body())
 }
 
 // handleEvents streams the state (and, to hosts, the requests to speak) to
 // the few on stage as server-sent events.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	c, _, rm, err := s.liveRoom(r, amphi.RoleHost, amphi.RoleSpeaker)
+	c, sp, err := s.liveRoom(r, amphi.RoleHost, amphi.RoleSpeaker)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	cut, done, err := rm.openStream(c.speakerID())
+	rm := sp.Room()
+	cut, done, err := rm.OpenStream(c.speakerID())
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -514,20 +166,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	lastWrite := time.Now()
 	for {
 		var buf bytes.Buffer
-		if st, err := s.state(r, id, eventsEvery); err == nil && !bytes.Equal(st.body, lastState) {
-			lastState = st.body
-			writeEvent(&buf, "state", st.body)
+		if st, err := s.state(id, eventsEvery, func() (*amphi.Space, error) { return s.lookup(r.Context(), id) }); err == nil && !bytes.Equal(st.Body(), lastState) {
+			lastState = st.Body()
+			writeEvent(&buf, "state", lastState)
 		}
 		if host {
-			rm.mu.Lock()
-			changed := rm.reqChange != lastReq
-			lastReq = rm.reqChange
-			var body []byte
-			if changed {
-				body, _ = json.Marshal(map[string]any{"requests": rm.pendingLocked()})
-			}
-			rm.mu.Unlock()
-			if changed {
+			pending, version, changed := rm.PendingSince(lastReq)
+			if lastReq = version; changed {
+				body, _ := json.Marshal(map[string]any{"requests": pending})
 				writeEvent(&buf, "requests", body)
 			}
 		}
@@ -547,8 +193,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-rm.ended:
-			body, _ := json.Marshal(map[string]any{"state": amphi.StateEnded, "end_reason": rm.why})
+		case <-rm.Ended():
+			body, _ := json.Marshal(map[string]any{"state": amphi.StateEnded, "end_reason": rm.EndReason()})
 			lastWord(w, rc, "end", body)
 			return
 		case <-cut:
@@ -599,21 +245,21 @@ func (s *Server) handleReaction(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	kind := slices.Index(reactionKinds[:], req.Kind)
+	kind := slices.Index(space.ReactionKinds[:], req.Kind)
 	switch {
 	case kind < 0:
-		s.error(w, r, amphi.Errorf(amphi.EInvalid, "kind must be one of %v", reactionKinds))
+		s.error(w, r, amphi.Errorf(amphi.EInvalid, "kind must be one of %v", space.ReactionKinds))
 		return
 	case req.Count < 1 || req.Count > maxReactionBatch:
 		s.error(w, r, amphi.Errorf(amphi.EInvalid, "count must be between 1 and %d", maxReactionBatch))
 		return
 	}
-	_, rm, err := s.roomOf(r, r.PathValue("id"))
+	sp, err := s.onAir(r, r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	rm.react(kind, req.Count, now)
+	sp.Room().React(kind, req.Count, now)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -624,7 +270,7 @@ type speakRequestBody struct {
 // requestView is what a requester reads of their request: with the speaker
 // token once approved.
 type requestView struct {
-	*speakRequest
+	*space.SpeakRequest
 	Secret   string `json:"secret,omitempty"`
 	Token    string `json:"token,omitempty"`
 	SpeakURL string `json:"speak_url,omitempty"`
@@ -642,142 +288,97 @@ func (s *Server) handleRequestCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	_, rm, err := s.roomOf(r, r.PathValue("id"))
+	sp, err := s.onAir(r, r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	secret, hash, err := store.NewToken()
+	q, secret, err := sp.Room().Ask(name, now)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	var idb [8]byte
-	rand.Read(idb[:])
-	q := &speakRequest{ID: hex.EncodeToString(idb[:]), Name: name, Status: requestPending, CreatedAt: now.UTC(), secret: hash, seen: now}
-	rm.mu.Lock()
-	rm.sweepLocked(now)
-	full := len(rm.pendingLocked()) >= maxPendingRequests
-	if !full {
-		rm.requests[q.ID] = q
-		rm.reqChange++
-	}
-	rm.mu.Unlock()
-	if full {
-		s.error(w, r, amphi.Errorf(amphi.EFull, "%d requests to speak are already waiting for the host: try again later", maxPendingRequests))
-		return
-	}
-	writeJSON(w, http.StatusCreated, &requestView{speakRequest: q, Secret: secret})
+	writeJSON(w, http.StatusCreated, &requestView{SpeakRequest: &q, Secret: secret})
 }
 
-// ownRequest finds the request the bearer's secret opens, with the room
-// locked; the caller unlocks it.
-func (s *Server) ownRequest(r *http.Request) (*room, *speakRequest, error) {
+// ownRequest returns the room of the request the bearer's secret opens,
+// and the secret.
+func (s *Server) ownRequest(r *http.Request) (*space.Room, string, error) {
 	secret, err := bearer(r)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	_, rm, err := s.roomOf(r, r.PathValue("id"))
+	sp, err := s.onAir(r, r.PathValue("id"))
 	if err != nil {
-		return nil, nil, err
+		return nil, "", err
 	}
-	now := s.cfg.Now()
-	rm.mu.Lock()
-	rm.sweepLocked(now)
-	q := rm.requests[r.PathValue("rid")]
-	switch {
-	case q == nil:
-		rm.mu.Unlock()
-		return nil, nil, amphi.Errorf(amphi.ENotFound, "no such request to speak: it was withdrawn, or dropped after %s without polling", requestIdle)
-	case subtle.ConstantTimeCompare(store.HashToken(secret), q.secret) != 1:
-		rm.mu.Unlock()
-		return nil, nil, amphi.Errorf(amphi.EUnauthorized, "wrong secret for this request")
-	}
-	q.seen = now
-	return rm, q, nil
+	return sp.Room(), secret, nil
 }
 
 func (s *Server) handleRequestGet(w http.ResponseWriter, r *http.Request) {
-	rm, q, err := s.ownRequest(r)
+	rm, secret, err := s.ownRequest(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	v := requestView{speakRequest: &speakRequest{}}
-	*v.speakRequest = *q
-	rm.mu.Unlock()
-	if v.Status == requestApproved {
-		v.Token = v.token
+	q, err := rm.Own(r.PathValue("rid"), secret, s.cfg.Now())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	v := requestView{SpeakRequest: &q}
+	if q.Status == space.RequestApproved {
+		v.Token = q.Token()
 		v.SpeakURL = "/s/" + r.PathValue("id") + "/speak#token=" + v.Token
 	}
 	writeJSON(w, http.StatusOK, &v)
 }
 
 func (s *Server) handleRequestWithdraw(w http.ResponseWriter, r *http.Request) {
-	rm, q, err := s.ownRequest(r)
+	rm, secret, err := s.ownRequest(r)
+	if err == nil {
+		err = rm.Withdraw(r.PathValue("rid"), secret, s.cfg.Now())
+	}
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	delete(rm.requests, q.ID)
-	if q.Status == requestPending {
-		rm.reqChange++
-	}
-	rm.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) handleRequestList(w http.ResponseWriter, r *http.Request) {
-	_, _, rm, err := s.liveRoom(r, amphi.RoleHost)
+	_, sp, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	rm.mu.Lock()
-	rm.sweepLocked(s.cfg.Now())
-	pending := rm.pendingLocked()
-	out := make([]speakRequest, len(pending))
-	for i, q := range pending {
-		out[i] = *q
-	}
-	rm.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+	writeJSON(w, http.StatusOK, map[string]any{"requests": sp.Room().Pending(s.cfg.Now())})
 }
 
 func (s *Server) handleRequestApprove(w http.ResponseWriter, r *http.Request) {
-	s.answerRequest(w, r, requestApproved)
+	s.answerRequest(w, r, space.RequestApproved)
 }
 
 func (s *Server) handleRequestDecline(w http.ResponseWriter, r *http.Request) {
-	s.answerRequest(w, r, requestDeclined)
+	s.answerRequest(w, r, space.RequestDeclined)
 }
 
 func (s *Server) answerRequest(w http.ResponseWriter, r *http.Request, answer string) {
-	id := r.PathValue("id")
-	_, _, rm, err := s.liveRoom(r, amphi.RoleHost)
+	id, rid := r.PathValue("id"), r.PathValue("rid")
+	_, sp, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	rm.mu.Lock()
-	q := rm.requests[r.PathValue("rid")]
-	var name string
-	switch {
-	case q == nil:
-		err = amphi.Errorf(amphi.ENotFound, "no such request to speak: it was withdrawn, or its listener left")
-	case q.Status != requestPending:
-		err = amphi.Errorf(amphi.EConflict, "this request was already %s", q.Status)
-	default:
-		name = q.Name
-	}
-	rm.mu.Unlock()
+	rm := sp.Room()
+	name, err := rm.Answerable(rid)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
 	var token string
-	if answer == requestApproved {
-		// Minted outside the lock: it writes to the database.
+	if answer == space.RequestApproved {
+		// Minted outside the room's lock: it writes to the database.
 		m, err := s.mintSpeaker(r.Context(), id, name, defaultSpeakerTTL)
 		if err != nil {
 			s.error(w, r, err)
@@ -785,55 +386,51 @@ func (s *Server) answerRequest(w http.ResponseWriter, r *http.Request, answer st
 		}
 		token = m.Token
 	}
-	rm.mu.Lock()
-	if q.Status == requestPending { // a racing answer lost; the first one stands
-		q.Status, q.token = answer, token
-		rm.reqChange++
+	q, err := rm.Answer(rid, answer, token)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
-	v := *q
-	rm.mu.Unlock()
-	writeJSON(w, http.StatusOK, &v)
+	writeJSON(w, http.StatusOK, &q)
 }
 
 // hostSwitch checks a host's request to switch something in a live space:
-// its body is one boolean field. It returns the space's session and room
-// and the value asked for.
-func (s *Server) hostSwitch(w http.ResponseWriter, r *http.Request, field string) (*live.Session, *room, bool, error) {
-	_, sess, rm, err := s.liveRoom(r, amphi.RoleHost)
+// its body is one boolean field. It returns the space and the value asked
+// for.
+func (s *Server) hostSwitch(w http.ResponseWriter, r *http.Request, field string) (*space.Space, bool, error) {
+	_, sp, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	var body map[string]*bool
 	if err := s.decodeJSON(w, r, &body); err != nil {
-		return nil, nil, false, err
+		return nil, false, err
 	}
 	v := body[field]
 	if v == nil || len(body) != 1 {
-		return nil, nil, false, amphi.Errorf(amphi.EInvalid, `the body must be {"%s": true} or {"%s": false}`, field, field)
+		return nil, false, amphi.Errorf(amphi.EInvalid, `the body must be {"%s": true} or {"%s": false}`, field, field)
 	}
-	return sess, rm, *v, nil
+	return sp, *v, nil
 }
 
 func (s *Server) handleSpeakerMute(w http.ResponseWriter, r *http.Request) {
 	sid := r.PathValue("sid")
-	sess, rm, muted, err := s.hostSwitch(w, r, "muted")
+	sp, muted, err := s.hostSwitch(w, r, "muted")
 	if err == nil {
-		err = sess.Stage().Mute(sid, muted)
+		err = sp.Session().Stage().Mute(sid, muted)
 	}
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	s.states.forget(r.PathValue("id")) // the host sees their change at once
-	rm.mu.Lock()
-	who := rm.names[sid]
-	rm.mu.Unlock()
-	writeJSON(w, http.StatusOK, &speakerView{ID: sid, Name: who.name, Host: who.host, Muted: muted})
+	s.spaces.Forget(r.PathValue("id")) // the host sees their change at once
+	name, host := sp.Room().Name(sid)
+	writeJSON(w, http.StatusOK, &space.SpeakerView{ID: sid, Name: name, Host: host, Muted: muted})
 }
 
 func (s *Server) handleSpeakerRemove(w http.ResponseWriter, r *http.Request) {
 	id, sid := r.PathValue("id"), r.PathValue("sid")
-	_, sess, rm, err := s.liveRoom(r, amphi.RoleHost)
+	_, sp, err := s.liveRoom(r, amphi.RoleHost)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -846,27 +443,28 @@ func (s *Server) handleSpeakerRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if revokeErr == nil {
-		rm.revoke(sid)
+		sp.Room().Revoke(sid)
 	}
-	if err := sess.Stage().Remove(sid); err != nil && (revokeErr != nil || amphi.ErrorCode(err) != amphi.ENotFound) {
+	if err := sp.Session().Stage().Remove(sid); err != nil && (revokeErr != nil || amphi.ErrorCode(err) != amphi.ENotFound) {
 		s.error(w, r, err)
 		return
 	}
-	s.states.forget(id)
+	s.spaces.Forget(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) handleRecordingToggle(w http.ResponseWriter, r *http.Request) {
-	sess, _, on, err := s.hostSwitch(w, r, "on")
+	sp, on, err := s.hostSwitch(w, r, "on")
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
+	rec := sp.Session().Recorder()
 	if on {
-		sess.Recorder().Resume()
+		rec.Resume()
 	} else {
-		sess.Recorder().Pause()
+		rec.Pause()
 	}
-	s.states.forget(r.PathValue("id"))
-	writeJSON(w, http.StatusOK, map[string]bool{"recording": sess.Recorder().Recording()})
+	s.spaces.Forget(r.PathValue("id"))
+	writeJSON(w, http.StatusOK, map[string]bool{"recording": rec.Recording()})
 }

@@ -5,19 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/live"
-	"github.com/amphi-audio/amphi/internal/record"
 	"github.com/amphi-audio/amphi/internal/store"
 )
 
@@ -53,14 +48,17 @@ type spaceView struct {
 
 func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
 	base := s.baseURL(r) + "/spaces/" + sp.ID
-	v := &spaceView{Space: sp, LiveURL: base + "/listen", JoinURL: base + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
-	if sess := s.live.Session(sp.ID); sess != nil {
-		n := len(sess.Stage().Speakers())
-		v.Speakers = &n
-		if gr := s.gate.room(sp.ID); gr != nil {
-			l := gr.Stats(s.cfg.Now()).Connected
-			v.Listeners = &l
+	listen := base
+	if s.cfg.ListenAt != nil {
+		if at := s.cfg.ListenAt(); at != "" {
+			listen = at + "/spaces/" + sp.ID
 		}
+	}
+	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
+	if here := s.spaces.Get(sp.ID); here != nil && here.Session() != nil {
+		n := len(here.Session().Stage().Speakers())
+		l := here.Waiting().Stats(s.cfg.Now()).Connected
+		v.Speakers, v.Listeners = &n, &l
 	}
 	return v
 }
@@ -162,11 +160,11 @@ func (s *Server) createSpace(ctx context.Context, req createRequest, owner *stor
 		return nil, "", err
 	}
 	if req.ScheduledAt == nil { // a space without a time is live at once
-		if sp, err = s.startSpace(ctx, sp.ID, place); err != nil {
+		if sp, err = s.life.Start(ctx, sp.ID, place); err != nil {
 			return nil, "", err
 		}
 	} else { // its herd queues in arrival order until the start
-		s.gate.openRoom(sp.ID, *sp.ScheduledAt)
+		s.spaces.Open(sp.ID, *sp.ScheduledAt)
 	}
 	return sp, token, nil
 }
@@ -206,7 +204,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
-	sp, err := s.db.Space(r.Context(), r.PathValue("id"))
+	sp, err := s.lookup(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -301,139 +299,33 @@ func (s *Server) mintSpeaker(ctx context.Context, spaceID, name string, ttl time
 	return &mintResponse{Token: token, Role: t.Role, Name: name, SpeakerID: t.SpeakerID(), ExpiresAt: exp}, nil
 }
 
-func (s *Server) recordingPath(spaceID string) string {
-	return filepath.Join("recordings", spaceID+".opus")
-}
-
 // StartSpace puts a scheduled space on air, if this node has a place on
 // air for it (amphi.EFull otherwise).
 func (s *Server) StartSpace(ctx context.Context, id string) (*amphi.Space, error) {
-	place, err := s.live.Reserve()
+	place, err := s.life.Reserve()
 	if err != nil {
 		return nil, err
 	}
 	defer place.Release()
-	return s.startSpace(ctx, id, place)
-}
-
-// startSpace puts a scheduled space on air in the place held for it, and
-// ends it once nobody has been on its stage for the idle time.
-func (s *Server) startSpace(ctx context.Context, id string, place *live.Place) (*amphi.Space, error) {
-	sp, err := s.db.SetSpaceState(ctx, id, []amphi.State{amphi.StateScheduled}, amphi.StateLive, s.cfg.Now())
-	if err != nil {
-		return nil, err
-	}
-	rel := s.recordingPath(id)
-	if err := s.db.PutRecording(ctx, &amphi.Recording{SpaceID: id, Path: rel}); err != nil {
-		return nil, s.failStart(ctx, id, err)
-	}
-	sess, err := place.Start(sp, filepath.Join(s.cfg.DataDir, rel))
-	if err != nil {
-		return nil, s.failStart(ctx, id, err)
-	}
-	s.idleEnds.Go(func() { s.endWhenIdle(sess) })
-	s.gate.openRoom(id, s.cfg.Now())
-	s.rooms.open(id)
-	s.states.forget(id)
-	return sp, nil
-}
-
-// failStart ends a space whose pipeline could not start, so it is not left
-// "live" with nothing on air.
-func (s *Server) failStart(ctx context.Context, id string, err error) error {
-	if _, err2 := s.db.EndSpace(ctx, id, []amphi.State{amphi.StateLive}, s.cfg.Now(), amphi.EndFailed); err2 != nil {
-		err = errors.Join(err, err2)
-	}
-	return fmt.Errorf("api: start space %s: %w", id, err)
+	return s.life.Start(ctx, id, place)
 }
 
 // EndSpace is the host's end of a space: it takes the space off air for
 // good (or cancels a scheduled one) and finalises its recording.
 func (s *Server) EndSpace(ctx context.Context, id string) (*amphi.Space, error) {
-	return s.endSpace(ctx, id, amphi.EndHost)
-}
-
-// endSpace ends a space as EndSpace does, recording why.
-func (s *Server) endSpace(ctx context.Context, id string, why amphi.EndReason) (*amphi.Space, error) {
-	sp, err := s.db.EndSpace(ctx, id, []amphi.State{amphi.StateScheduled, amphi.StateLive}, s.cfg.Now(), why)
-	if err != nil {
-		return nil, err
-	}
-	s.gate.closeRoom(id)
-	s.rooms.close(id, why)
-	s.states.forget(id)
-	sess := s.live.Session(id)
-	stopErr := s.live.Stop(id)
-	if sess != nil {
-		rec := sess.Recorder()
-		if err := s.db.PutRecording(ctx, &amphi.Recording{
-			SpaceID: id, Path: s.recordingPath(id), Duration: rec.Duration(), Bytes: rec.Bytes(), Finalized: true,
-		}); err != nil {
-			return nil, errors.Join(stopErr, err)
-		}
-	}
-	if stopErr != nil {
-		return nil, fmt.Errorf("api: end space %s: %w", id, stopErr)
-	}
-	return sp, nil
+	return s.life.End(ctx, id, amphi.EndHost)
 }
 
 // EndAll ends every space on air here: what a graceful shutdown does.
-func (s *Server) EndAll(ctx context.Context) error {
-	spaces, err := s.db.Spaces(ctx, store.SpaceFilter{States: []amphi.State{amphi.StateLive}})
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, sp := range spaces {
-		if s.live.Session(sp.ID) == nil {
-			continue // on air on another node
-		}
-		if _, err := s.endSpace(ctx, sp.ID, amphi.EndShutdown); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
+func (s *Server) EndAll(ctx context.Context) error { return s.life.EndAll(ctx) }
 
 // Recover ends the spaces a crash left live and makes their recordings
 // valid: each is cut to its last complete page and indexed as final.
-func (s *Server) Recover(ctx context.Context) error {
-	recs, err := s.db.UnfinalizedRecordings(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, rec := range recs {
-		size, d, err := record.Recover(filepath.Join(s.cfg.DataDir, rec.Path))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-			continue
-		}
-		sp, err := s.db.Space(ctx, rec.SpaceID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if sp.State == amphi.StateLive {
-			end := s.cfg.Now()
-			if sp.StartedAt != nil {
-				end = sp.StartedAt.Add(d)
-			}
-			if _, err := s.db.EndSpace(ctx, sp.ID, []amphi.State{amphi.StateLive}, end, amphi.EndCrash); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		rec.Bytes, rec.Duration, rec.Finalized = size, d, true
-		if err := s.db.PutRecording(ctx, rec); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.cfg.Logger.Warn("api: recovered the recording of a space a crash left live", "space", rec.SpaceID, "duration", d, "bytes", size)
-	}
-	return errors.Join(errs...)
-}
+func (s *Server) Recover(ctx context.Context) error { return s.life.Recover(ctx) }
+
+// Wait waits for the ends of idle spaces under way. Call it once the live
+// manager is closed, before the store is.
+func (s *Server) Wait() { s.life.Wait() }
 
 // handleCalendar answers an iCalendar event (RFC 5545) for a space with a
 // start time, for listeners' "add to calendar".

@@ -8,10 +8,12 @@
 // The embedded server listens on loopback only and requires a token of
 // every client, so that a local process without it can neither read nor
 // forge the program; URL carries the token for the local processes that
-// need it (edges, the rehearsal tool's workers).
+// need it (edges, the rehearsal tool's workers). In cluster mode (`amphi
+// nats`) it is one node of a NATS cluster instead: see cluster.go.
 package bus
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -34,17 +36,38 @@ import (
 // programSubject prefixes the per-space subjects chunks are published on.
 const programSubject = "amphi.program."
 
+// How the connection notices a node gone and finds another. A node whose
+// process ends closes its connections, and the client moves at once; one
+// whose machine or network fails says nothing, and only unanswered pings
+// tell: pingInterval × maxPingsOut bounds that silence to a few seconds
+// instead of nats.go's minutes. reconnectWait paces the retries of a node
+// just tried, so that a cluster that is all down is asked four times a
+// second, not hammered.
+const (
+	pingInterval  = 2 * time.Second
+	maxPingsOut   = 2
+	reconnectWait = 250 * time.Millisecond
+)
+
 // Config says which NATS to use.
 type Config struct {
 	// URL of an external NATS server, with its credentials if it needs
-	// them (nats://token@host:port, nats://user:password@host:port).
-	// Empty means an embedded server.
+	// them (nats://token@host:port, nats://user:password@host:port), or a
+	// comma-separated list of a cluster's nodes: the first is preferred
+	// (list the nearest first), the others are taken when it fails, and
+	// the connection moves between them forever. Open fails when none of
+	// them answers. Empty means an embedded server.
 	URL string
 	// Listen is the embedded server's client address, so other processes
 	// on this machine (edges, rehearsal workers) can join it. It must be a
-	// loopback address: machines join each other through an external NATS
-	// (URL). Empty means 127.0.0.1 on a free port.
+	// loopback address, unless Cluster.Listen is set: a cluster's clients
+	// fail over to other machines' nodes. Otherwise machines join each
+	// other through an external NATS (URL). Empty means 127.0.0.1 on a
+	// free port, as does port 0.
 	Listen string
+	// Cluster makes the embedded server one node of a NATS cluster. The
+	// zero value means a single node.
+	Cluster ClusterConfig
 	// Token is what every client of the embedded server must present.
 	// Empty means a random one made by Open.
 	Token string
@@ -100,6 +123,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.Name("amphi"),
 		nats.Timeout(cfg.ReadyTimeout),
 		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
+		nats.DontRandomize(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			// A nil error is Close's own disconnection: nothing to warn of.
 			if err != nil {
@@ -123,6 +150,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.url = (&url.URL{Scheme: "nats", User: url.User(cfg.Token), Host: addr.String()}).String()
 		opts = append(opts, nats.InProcessServer(srv))
 	}
+	if o := discoveredCredentials(b.url); o != nil {
+		opts = append(opts, o)
+	}
 	nc, err := nats.Connect(b.url, opts...)
 	if err != nil {
 		b.shutdownServer()
@@ -137,23 +167,11 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 }
 
 func startServer(cfg Config) (*server.Server, error) {
-	host, port := "127.0.0.1", -1
-	if cfg.Listen != "" {
-		h, p, err := net.SplitHostPort(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("bus: listen address %q: %w", cfg.Listen, err)
-		}
-		if port, err = strconv.Atoi(p); err != nil {
-			return nil, fmt.Errorf("bus: listen port %q: %w", p, err)
-		}
-		if h != "" {
-			host = h
-		}
+	host, port, err := hostPort("listen", cfg.Listen)
+	if err != nil {
+		return nil, err
 	}
-	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
-		return nil, fmt.Errorf("bus: listen address %q: the embedded server listens on loopback only; other machines join an external NATS (--nats URL)", cfg.Listen)
-	}
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName:    "amphi",
 		Host:          host,
 		Port:          port,
@@ -162,16 +180,48 @@ func startServer(cfg Config) (*server.Server, error) {
 		NoSigs:        true,
 		// A program chunk is a few hundred bytes; the default 1 MiB payload
 		// leaves room for what the scale-out work adds.
-	})
+	}
+	if cfg.Cluster.Listen == "" {
+		if !isLoopback(host) {
+			return nil, fmt.Errorf("bus: listen address %q: the embedded server listens on loopback only; other machines join an external NATS (--nats URL)", cfg.Listen)
+		}
+	} else if err := cfg.Cluster.apply(opts); err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
 		srv.Shutdown()
-		return nil, errors.New("bus: embedded server did not become ready")
+		return nil, errors.New("bus: embedded server did not become ready (is its client or route port taken?)")
 	}
 	return srv, nil
+}
+
+// hostPort splits an embedded server's address; what is empty means
+// 127.0.0.1 on a free port.
+func hostPort(what, addr string) (host string, port int, err error) {
+	if addr == "" {
+		return "127.0.0.1", server.RANDOM_PORT, nil
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("bus: %s address %q: %w", what, addr, err)
+	}
+	if port, err = strconv.Atoi(p); err != nil || port < 0 {
+		return "", 0, fmt.Errorf("bus: %s port %q: not a port number", what, p)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as its default port
+	}
+	return cmp.Or(host, "127.0.0.1"), port, nil
+}
+
+func isLoopback(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // URL returns the address other processes use to join this bus, with the
@@ -181,19 +231,42 @@ func (b *Bus) URL() string { return b.url }
 // RedactedURL is URL without its credentials, for logs and messages.
 func (b *Bus) RedactedURL() string { return redact(b.url) }
 
-// redact replaces a NATS URL's token or password with "xxxxx", leaving what
-// does not parse as a URL out entirely.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(a NATS URL that does not parse)"
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); !ok {
-			u.User = url.User("xxxxx") // a lone user name is a token
+// redact replaces the token or password of each NATS URL in a
+// comma-separated list with "xxxxx", leaving what does not parse as a URL
+// out entirely.
+func redact(rawURLs string) string {
+	urls := strings.Split(rawURLs, ",")
+	for i, raw := range urls {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			urls[i] = "(a NATS URL that does not parse)"
+			continue
 		}
+		if u.User != nil {
+			if _, ok := u.User.Password(); !ok {
+				u.User = url.User("xxxxx") // a lone user name is a token
+			}
+		}
+		urls[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(urls, ",")
+}
+
+// discoveredCredentials gives the nodes a cluster tells the client of,
+// which come without credentials, those of the first listed URL that has
+// some; nil when none has.
+func discoveredCredentials(rawURLs string) nats.Option {
+	for raw := range strings.SplitSeq(rawURLs, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if pass, ok := u.User.Password(); ok {
+			return nats.UserInfo(u.User.Username(), pass)
+		}
+		return nats.Token(u.User.Username())
+	}
+	return nil
 }
 
 // PublishChunk sends one chunk of a space's program. It buffers and does not

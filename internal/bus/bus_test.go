@@ -205,6 +205,10 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 		// Refused before anything listens.
 		{"listen on every address", bus.Config{Listen: "0.0.0.0:0"}},
 		{"listen on a name", bus.Config{Listen: "example.org:4222"}},
+		{"cluster without a secret", bus.Config{Cluster: bus.ClusterConfig{Listen: "127.0.0.1:0"}}},
+		{"cluster with a bad port", bus.Config{Cluster: bus.ClusterConfig{Listen: "127.0.0.1:-2", Secret: "s"}}},
+		{"cluster with a route that is no URL", bus.Config{Cluster: bus.ClusterConfig{Listen: "127.0.0.1:0", Secret: "s", Routes: []string{"127.0.0.1:6222"}}}},
+		{"no URL of a list reachable", bus.Config{URL: "nats://127.0.0.1:1,nats://127.0.0.1:2", ReadyTimeout: time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,5 +298,26 @@ func TestEmbeddedServerRequiresItsToken(t *testing.T) {
 		t.Fatal("a wrong token joined")
 	} else if strings.Contains(err.Error(), "another-s3cret") {
 		t.Errorf("error %q shows the token", err)
+	}
+}
+
+// TestRedactedURLHidesEveryTokenOfAList: a bus given a list of URLs shows
+// each without its token or password.
+func TestRedactedURLHidesEveryTokenOfAList(t *testing.T) {
+	up := open(t, "")
+	u, err := url.Parse(up.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first two are down: Open moves on to the one that is up.
+	list := "nats://s3cret-down@127.0.0.1:1, nats://user:s3cret-pass@127.0.0.1:2," + up.URL()
+	b := open(t, list)
+	if b.URL() != list {
+		t.Errorf("URL %q, want the list as given", b.URL())
+	}
+	got := b.RedactedURL()
+	want := "nats://xxxxx@127.0.0.1:1,nats://user:xxxxx@127.0.0.1:2,nats://xxxxx@" + u.Host
+	if got != want {
+		t.Errorf("redacted %q, want %q", got, want)
 	}
 }

@@ -119,7 +119,7 @@ func benchDeliver(b *testing.B, fds []int) {
 	e := New(Config{RingChunks: ringSize, Coalesce: amphi.ChunkDuration, Logger: slog.New(slog.DiscardHandler)})
 	ring := program.NewRing(program.Headers(1), ringSize)
 	pages := benchChunks(b, 64)
-	s := &shard{e: e, g: &group{ring: ring}, w: newWriter(maxIovecs + 2)}
+	s := &shard{e: e, g: &group{ring: ring}, w: newWriter(maxIovecs+2, e.head)}
 	for _, fd := range fds {
 		s.ls = append(s.ls, listener{fd: int32(fd), stage: stageChunks})
 	}

@@ -102,6 +102,19 @@ type Config struct {
 	// ending or stalling the program. Nil trusts the first chunk's serial
 	// and checks no sequence number.
 	Lookup func(spaceID string) (SpaceInfo, error)
+	// Fetch asks the node that mixes a space for the chunks numbered from
+	// up to, not including, to: the bus delivers each chunk at most once,
+	// so a gap in a space's sequence is fetched, and listeners hold at the
+	// hole while the fetch is under way (at most FetchTimeout). Nil
+	// fetches nothing: a lost chunk is a gap in the listeners' pages.
+	Fetch func(ctx context.Context, spaceID string, from, to uint64) ([]*program.Chunk, error)
+	// FetchTimeout bounds a fetch, and so how long listeners hold at a
+	// hole. Zero means 1 s.
+	FetchTimeout time.Duration
+	// Node names this edge process in each stream's response head
+	// (X-Amphi-Edge), so clients can tell which edge served them. Empty
+	// means no such header. It must be a valid header value.
+	Node string
 }
 
 // SpaceInfo is what a space's chunks are checked against.
@@ -140,6 +153,7 @@ func DefaultConfig() Config {
 		WriteTimeout: 5 * time.Second,
 		NotSentLowat: 16 << 10,
 		RingWait:     2 * time.Second,
+		FetchTimeout: time.Second,
 	}
 }
 
@@ -168,6 +182,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RingWait == 0 {
 		c.RingWait = d.RingWait
+	}
+	if c.FetchTimeout == 0 {
+		c.FetchTimeout = d.FetchTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -248,7 +265,8 @@ type Stats struct {
 	Bytes     int64               // bytes written to listeners
 	Chunks    int64               // chunks received from the bus
 	Stale     int64               // chunks ignored as old or duplicate
-	Missed    int64               // chunks that never arrived: gaps in a space's sequence
+	Missed    int64               // chunks that did not arrive in order: gaps in a space's sequence
+	Filled    int64               // missed chunks fetched in time (Config.Fetch): Missed less Filled were holes
 	Ended     map[EndReason]int64 // streams ended, by reason
 	Dropped   map[string]int64    // chunks refused, by reason (Drop*)
 }
@@ -261,6 +279,7 @@ type Edge struct {
 	tick         time.Duration
 	start        time.Time // origin of the listeners' clocks
 	maxShards    int
+	head         []byte // responseHead
 
 	mu      sync.Mutex
 	rings   map[string]*program.Ring
@@ -273,7 +292,8 @@ type Edge struct {
 	wg      sync.WaitGroup // the shards' goroutines
 
 	listeners, served, bytes, chunks, stale atomic.Int64
-	missed                                  atomic.Int64
+	missed, filled                          atomic.Int64
+	fetches                                 chan struct{} // a token per fetch under way, to bound them
 	ends                                    endCounters
 	dropSerial, dropAhead, dropUnknown      atomic.Int64
 }
@@ -288,12 +308,14 @@ func New(cfg Config) *Edge {
 		tick:         max(cfg.Coalesce, minTick),
 		start:        cfg.Now(),
 		maxShards:    runtime.GOMAXPROCS(0),
+		head:         responseHead(cfg.Node),
 		rings:        make(map[string]*program.Ring),
 		endedAt:      make(map[string]time.Time),
 		spaces:       make(map[string]SpaceInfo),
 		added:        make(chan struct{}),
 		groups:       make(map[*program.Ring]*group),
 		done:         make(chan struct{}),
+		fetches:      make(chan struct{}, maxFetches),
 	}
 }
 
@@ -336,10 +358,46 @@ func (e *Edge) Publish(spaceID string, c *program.Chunk) {
 	// the next expected means those between were lost on the way.
 	if next := r.Next(); next > 0 && c.Seq > next {
 		e.missed.Add(int64(c.Seq - next))
+		e.fill(spaceID, r, info, next, c.Seq)
 	}
 	if !r.Publish(c) {
 		e.stale.Add(1)
 	}
+}
+
+// maxFetches bounds the fetches under way at once: a burst of gaps in many
+// spaces (a reconnect) asks for a few at a time, not one per space at once.
+const maxFetches = 16
+
+// fill fetches the chunks numbered from up to, not including, to, which
+// did not arrive, and puts them into the ring; listeners hold at the hole
+// until the fetch ends. Past maxFetches under way, the hole stays.
+func (e *Edge) fill(spaceID string, r *program.Ring, info SpaceInfo, from, to uint64) {
+	if e.cfg.Fetch == nil {
+		return
+	}
+	select {
+	case e.fetches <- struct{}{}:
+	default:
+		return
+	}
+	r.Filling(1) // before Publish makes the hole visible
+	go func() {
+		defer func() { <-e.fetches }()
+		defer r.Filling(-1)
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.FetchTimeout)
+		defer cancel()
+		cs, err := e.cfg.Fetch(ctx, spaceID, from, to)
+		if err != nil {
+			e.cfg.Logger.Debug("edge: fetch missed chunks", "space", spaceID, "from", from, "to", to, "err", err)
+		}
+		now := e.cfg.Now()
+		for _, c := range cs {
+			if c.Seq >= from && c.Seq < to && info.check(c, now) == "" && r.Fill(c) {
+				e.filled.Add(1)
+			}
+		}
+	}()
 }
 
 // addRing makes the space's ring for its first chunk c, looking up what its
@@ -422,6 +480,7 @@ func (e *Edge) Stats() Stats {
 		Chunks:    e.chunks.Load(),
 		Stale:     e.stale.Load(),
 		Missed:    e.missed.Load(),
+		Filled:    e.filled.Load(),
 		Ended:     e.ended(),
 		Dropped: map[string]int64{
 			DropSerial:  e.dropSerial.Load(),
@@ -467,18 +526,24 @@ func (e *Edge) Close() error {
 	return nil
 }
 
-// responseHead starts every stream. The body is delimited by the connection's
-// close, as Icecast's are, so every player reads it without chunked
-// encoding. Chromium probes with a request it aborts, then asks again with
-// "Range: bytes=0-": both get this same 200.
-const responseHead = "HTTP/1.1 200 OK\r\n" +
-	"Content-Type: audio/ogg\r\n" +
-	"Cache-Control: no-cache, no-store\r\n" +
-	"Access-Control-Allow-Origin: *\r\n" +
-	"X-Content-Type-Options: nosniff\r\n" +
-	"Connection: close\r\n\r\n"
-
-var responseHeadBytes = []byte(responseHead)
+// responseHead starts every stream: the status line and headers, which
+// end with the edge's name, if it has one, and the blank line. The body is
+// delimited by the connection's close, as Icecast's are, so every player
+// reads it without chunked encoding. Chromium probes with a request it
+// aborts, then asks again with "Range: bytes=0-": both get this same 200.
+func responseHead(node string) []byte {
+	h := "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: audio/ogg\r\n" +
+		"Cache-Control: no-cache, no-store\r\n" +
+		"Access-Control-Allow-Origin: *\r\n" +
+		"X-Content-Type-Options: nosniff\r\n" +
+		"Connection: close\r\n"
+	if node != "" {
+		// Which process serves the stream: load reports count per edge.
+		h += "X-Amphi-Edge: " + node + "\r\n"
+	}
+	return []byte(h + "\r\n")
+}
 
 // Serve starts streaming ring's program to the request's client and returns
 // once the stream is handed to the edge's writers, without waiting for it
@@ -538,15 +603,19 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	}
 
 	next := ring.Next()
+	pos := max(next-min(e.burstChunks(st.Burst), next), ring.Oldest())
+	if st.Resume {
+		pos = min(max(st.From, ring.Oldest(), next-min(e.maxLag, next)), next)
+	}
 	l := listener{
 		fd:       int32(fd),
-		pos:      max(next-min(e.burstChunks(st.Burst), next), ring.Oldest()),
+		pos:      pos,
 		batch:    e.batchChunks(st.Flush),
 		progress: e.now(),
 		onEnd:    done,
 		stop:     st.Stop,
 	}
-	wr := newWriter(int(min(next-l.pos+2, maxIovecs)))
+	wr := newWriter(int(min(next-l.pos+2, maxIovecs)), e.head)
 	if reason, err := e.service(&l, ring, wr, l.progress); reason != 0 {
 		e.end(&l, reason, err)
 		return reason, err
@@ -594,6 +663,13 @@ type Stream struct {
 	// wake: the gate sets it when a newer stream of the same ticket
 	// starts. Nil means none.
 	Stop *atomic.Bool
+	// Resume starts the stream at chunk From instead of a burst: a client
+	// that lost its stream (its edge died, say) asks, here or at another
+	// edge, for the chunk after the last it got, and hears no hole if that
+	// is still in the ring and within MaxLag of the live edge. One older
+	// starts MaxLag behind; one not yet made, at the live edge.
+	Resume bool
+	From   uint64
 }
 
 // batchChunks is how many chunks a listener asking for flush gets per write.

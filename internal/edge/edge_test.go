@@ -58,7 +58,12 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 		}
 		// Serve returns once the stream is handed to the writers; how
 		// streams end is counted in Stats and told to onEnd.
-		te.Serve(w, r, ring, edge.Stream{}, func(reason edge.EndReason) {
+		var st edge.Stream
+		if from := r.URL.Query().Get("from"); from != "" {
+			st.Resume = true
+			fmt.Sscan(from, &st.From)
+		}
+		te.Serve(w, r, ring, st, func(reason edge.EndReason) {
 			select {
 			case te.onEnd <- reason:
 			default:
@@ -84,21 +89,28 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 func (te *testEdge) publish(t *testing.T, n int, end bool) {
 	t.Helper()
 	for i := range n {
-		var c *program.Chunk
-		var err error
-		if end && i == n-1 {
-			c, err = te.packer.Finish()
-		} else {
-			for c == nil && err == nil {
-				c, err = te.packer.Add(te.frame)
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		te.Publish(space, c)
-		te.seq = c.Seq + 1
+		te.Publish(space, te.pack(t, end && i == n-1))
 	}
+}
+
+// pack makes the program's next chunk, the end if end is set, without
+// publishing it.
+func (te *testEdge) pack(t *testing.T, end bool) *program.Chunk {
+	t.Helper()
+	var c *program.Chunk
+	var err error
+	if end {
+		c, err = te.packer.Finish()
+	} else {
+		for c == nil && err == nil {
+			c, err = te.packer.Add(te.frame)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.seq = c.Seq + 1
+	return c
 }
 
 // waitEnded returns the reason of the next stream to end.
@@ -165,17 +177,19 @@ func dialRaw(t *testing.T, addr string, rcvbuf int) net.Conn {
 	return conn
 }
 
-func sendRequest(t *testing.T, conn net.Conn, id string) {
+func sendRequest(t *testing.T, conn net.Conn, path string) {
 	t.Helper()
-	if _, err := fmt.Fprintf(conn, "GET /live/%s HTTP/1.1\r\nHost: amphi\r\nRange: bytes=0-\r\n\r\n", id); err != nil {
+	if _, err := fmt.Fprintf(conn, "GET /live/%s HTTP/1.1\r\nHost: amphi\r\nRange: bytes=0-\r\n\r\n", path); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func listen(t *testing.T, addr string) *listener {
+// listen starts a stream of the space; query, if given, is the request's
+// (such as "?from=12").
+func listen(t *testing.T, addr string, query ...string) *listener {
 	t.Helper()
 	conn := dialRaw(t, addr, 0)
-	sendRequest(t, conn, space)
+	sendRequest(t, conn, space+strings.Join(query, ""))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {

@@ -51,12 +51,13 @@ const (
 // writer builds one writev of a listener's pending bytes straight from the
 // ring. Its vectors are reused, so a write allocates nothing.
 type writer struct {
+	head []byte // the response head (responseHead)
 	iov  []unix.Iovec
 	seqs []uint64 // what each iovec is: seqHead, seqHeaders or a chunk number
 }
 
-func newWriter(n int) *writer {
-	return &writer{iov: make([]unix.Iovec, 0, n), seqs: make([]uint64, 0, n)}
+func newWriter(n int, head []byte) *writer {
+	return &writer{head: head, iov: make([]unix.Iovec, 0, n), seqs: make([]uint64, 0, n)}
 }
 
 func (w *writer) add(b []byte, seq uint64) {
@@ -70,12 +71,12 @@ func (w *writer) add(b []byte, seq uint64) {
 // write makes one non-blocking writev of l's pending bytes up to chunk next
 // and moves l on by what the socket took. full reports that it took
 // everything that was built; behind, that l's partly written page left the
-// ring.
-func (w *writer) write(l *listener, r *program.Ring, next uint64) (n int64, errno unix.Errno, full, behind bool) {
+// ring; held, that it stopped at a hole a fetch may still fill.
+func (w *writer) write(l *listener, r *program.Ring, next uint64) (n int64, errno unix.Errno, full, behind, held bool) {
 	w.iov, w.seqs = w.iov[:0], w.seqs[:0]
 	off := l.off
 	if l.stage == stageHead {
-		w.add(responseHeadBytes[off:], seqHead)
+		w.add(w.head[off:], seqHead)
 		off = 0
 	}
 	if l.stage <= stageHeaders {
@@ -87,9 +88,13 @@ func (w *writer) write(l *listener, r *program.Ring, next uint64) (n int64, errn
 		c := r.Get(upTo)
 		if c == nil {
 			if off > 0 {
-				return 0, 0, false, true
+				return 0, 0, false, true, false
 			}
-			continue // lost on the bus: the player sees a page gap
+			if r.Holding() {
+				held = true
+				break
+			}
+			continue // lost for good: the player sees a page gap
 		}
 		w.add(c.Page[off:], upTo)
 		off = 0
@@ -98,13 +103,13 @@ func (w *writer) write(l *listener, r *program.Ring, next uint64) (n int64, errn
 		r1, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(l.fd), uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
 		if e != 0 {
 			clear(w.iov) // drop references to chunks so the ring's memory can go
-			return 0, e, false, false
+			return 0, e, false, false, false
 		}
 		n = int64(r1)
 	}
 	full = l.advance(n, w.iov, w.seqs, upTo)
 	clear(w.iov)
-	return n, 0, full, false
+	return n, 0, full, false, held
 }
 
 // advance moves l on by n bytes of the elements iov holds.
@@ -158,7 +163,7 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (EndR
 				return 0, nil
 			}
 		}
-		n, errno, full, behind := w.write(l, r, next)
+		n, errno, full, behind, held := w.write(l, r, next)
 		if behind {
 			return EndBehind, fmt.Errorf("edge: listener's chunk %d left the ring", l.pos)
 		}
@@ -182,6 +187,9 @@ func (e *Edge) service(l *listener, r *program.Ring, w *writer, now int64) (EndR
 			if now-l.progress >= e.writeTimeout {
 				return EndWrite, fmt.Errorf("edge: socket took nothing for %v", time.Duration(now-l.progress))
 			}
+			return 0, nil
+		}
+		if held { // the rest once the hole is filled, or given up on
 			return 0, nil
 		}
 	}
@@ -233,7 +241,7 @@ func (e *Edge) handOver(ring *program.Ring, l listener) bool {
 		}
 	}
 	if s == nil || (s.count >= shardGrow && len(g.shards) < e.maxShards) {
-		s = &shard{e: e, g: g, kick: make(chan struct{}, 1), w: newWriter(maxIovecs + 2)}
+		s = &shard{e: e, g: g, kick: make(chan struct{}, 1), w: newWriter(maxIovecs+2, e.head)}
 		g.shards = append(g.shards, s)
 	}
 	s.incoming = append(s.incoming, l)

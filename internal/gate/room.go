@@ -59,14 +59,8 @@ func NewCapacity(cfg CapacityConfig) *Capacity {
 
 // acquire takes a place and a join token, or neither.
 func (c *Capacity) acquire(now time.Time) bool {
-	for {
-		u := c.used.Load()
-		if u >= c.max {
-			return false
-		}
-		if c.used.CompareAndSwap(u, u+1) {
-			break
-		}
+	if !c.reserve() {
+		return false
 	}
 	c.mu.Lock()
 	ok := c.join.Allow(now)
@@ -80,6 +74,20 @@ func (c *Capacity) acquire(now time.Time) bool {
 }
 
 func (c *Capacity) release(n int) { c.used.Add(-int64(n)) }
+
+// reserve takes a place without a join token: for a listener who already
+// went through a waiting room, here or at another edge (Room.Resume).
+func (c *Capacity) reserve() bool {
+	for {
+		u := c.used.Load()
+		if u >= c.max {
+			return false
+		}
+		if c.used.CompareAndSwap(u, u+1) {
+			return true
+		}
+	}
+}
 
 // joinRate is the configured admissions per second.
 func (c *Capacity) joinRate() float64 { return c.join.Rate() }
@@ -211,6 +219,7 @@ type Room struct {
 	rate    ewma
 
 	admitted, full, ghosts, expired uint64
+	resumed                         uint64 // listeners resumed here (Resume)
 }
 
 type memberState uint8
@@ -387,6 +396,33 @@ func (r *Room) Connect(listener string, now time.Time) (stop *atomic.Bool, ok bo
 	return m.stop, true
 }
 
+// Resume connects a listener this room does not know, whose ticket is
+// valid: one whose edge died, resuming its stream at another (or at this
+// one after its place lapsed). It went through a waiting room when its
+// ticket was issued, so it is not new demand: it takes a place if the room
+// and the node have one, without a join token and ahead of the line, and
+// is then a connected listener like any other. A listener the room knows
+// connects as with Connect. ok is false when there is no place.
+func (r *Room) Resume(listener string, tier Tier, now time.Time) (stop *atomic.Bool, ok bool) {
+	if tier >= numTiers {
+		tier = TierAnonymous
+	}
+	r.mu.Lock()
+	t := r.advance(now)
+	if r.members[listener] == nil {
+		if (r.cfg.MaxListeners > 0 && r.held >= r.cfg.MaxListeners) || !r.node.reserve() {
+			r.mu.Unlock()
+			return nil, false
+		}
+		m := &member{listener: listener, tier: tier}
+		r.hold(m, t)
+		r.resumed++
+		r.members[listener] = m
+	}
+	r.mu.Unlock()
+	return r.Connect(listener, now)
+}
+
 // Holds reports whether listener holds a place at now: admitted, connected
 // or lingering. It changes nothing but the room's time.
 func (r *Room) Holds(listener string, now time.Time) bool {
@@ -512,9 +548,15 @@ func (r *Room) take(t int64) bool {
 // place gives m the place take reserved, held for Grace until m connects.
 // m must be in no timeList.
 func (r *Room) place(m *member, t int64) {
-	r.held++
 	r.admitted++
 	r.rate.observe(t)
+	r.hold(m, t)
+}
+
+// hold holds a place for m until it connects: an admission's, or a resumed
+// listener's, which is not one.
+func (r *Room) hold(m *member, t int64) {
+	r.held++
 	m.state = stateAdmitted
 	m.deadline = t + int64(r.cfg.Grace)
 	r.grace.pushBack(m)
@@ -581,6 +623,9 @@ type RoomStats struct {
 	// for not polling; GraceExpired counts admitted listeners who never
 	// connected.
 	Admitted, Full, Ghosts, GraceExpired uint64
+	// Resumed counts listeners who resumed here with a ticket another
+	// edge (or a lapsed place) admitted: not admissions.
+	Resumed uint64
 	// AdmissionRate is the moving average of admissions per second.
 	AdmissionRate float64
 	// BeforeOpening: the room has a scheduled opening still to come, so
@@ -595,7 +640,7 @@ func (r *Room) Stats(now time.Time) RoomStats {
 	t := r.advance(now)
 	s := RoomStats{
 		Held: r.held, Connected: r.conns,
-		Admitted: r.admitted, Full: r.full, Ghosts: r.ghosts, GraceExpired: r.expired,
+		Admitted: r.admitted, Full: r.full, Ghosts: r.ghosts, GraceExpired: r.expired, Resumed: r.resumed,
 		AdmissionRate: r.rate.rate(t),
 		BeforeOpening: r.openAt != 0 && t < r.openAt,
 	}

@@ -429,3 +429,26 @@ func TestQueuePositionsMatchAModel(t *testing.T) {
 		}
 	}
 }
+
+func TestAResumedListenerTakesAFreePlaceWithoutAJoinToken(t *testing.T) {
+	// A join rate of nothing: only a resume can get in.
+	r := roomFor(2, CapacityConfig{JoinRate: 1e-9, JoinBurst: 1})
+	r.Join("in", TierAnonymous, t0) // the one join token
+	if s := r.Join("new", TierAnonymous, t0); s.Verdict != Waiting {
+		t.Fatalf("a newcomer past the join rate: %v, want waiting", s.Verdict)
+	}
+	if _, ok := r.Resume("from-a-dead-edge", TierAnonymous, t0); !ok {
+		t.Fatal("a listener resuming from another edge found no place in a room with one")
+	}
+	if _, ok := r.Resume("another", TierAnonymous, t0); ok {
+		t.Error("a resume took a place the room does not have")
+	}
+	if s := r.Stats(t0); s.Connected != 1 || s.Held != 2 || s.Admitted != 1 || s.Resumed != 1 {
+		t.Errorf("stats %+v: want 1 connected, 2 held, 1 admitted, 1 resumed", s)
+	}
+	// One the room knows connects as usual, newest stream winning.
+	old, _ := r.Resume("from-a-dead-edge", TierAnonymous, t0)
+	if _, ok := r.Resume("from-a-dead-edge", TierAnonymous, t0); !ok || !old.Load() {
+		t.Error("a second stream of a resumed listener did not replace the first")
+	}
+}

@@ -62,6 +62,9 @@ type Ticket struct {
 	Tier  Tier
 	// Expires is kept to the second (rounded down).
 	Expires time.Time
+	// Issuer is the SignerConfig.Issuer of the node that issued it; Issue
+	// ignores this field.
+	Issuer uint16
 }
 
 // Token layout, before base64url (no padding):
@@ -70,7 +73,7 @@ type Ticket struct {
 //	1      key id: the first byte of SHA-256(key), to pick the key to check
 //	2      tier (ticket) or difficulty in bits (challenge)
 //	3..6   expiry, Unix seconds, big-endian uint32 (good until 2106)
-//	7..8   reserved, zero
+//	7..8   issuer (ticket: SignerConfig.Issuer) or zero (challenge)
 //	9..23  place id (ticket) or random seed (challenge), 15 bytes
 //	24     n = length of the space id, 1..MaxSpaceLen
 //	25..   the space id, n bytes
@@ -112,7 +115,15 @@ type SignerConfig struct {
 	// are refused with RefusalPoWBusy rather than forgotten. About 64 bytes
 	// each. Zero means 1<<18 (about 16 MiB at most).
 	ReplayEntries int
+	// Issuer names the node that signs, in each ticket it issues (two
+	// bytes of a hash of its name, say): the nodes of a fleet share the
+	// key, and a node tells its own tickets, whose places it keeps, from
+	// those another node admitted. Zero is a valid name.
+	Issuer uint16
 }
+
+// Issuer returns the name this signer puts in the tickets it issues.
+func (s *Signer) Issuer() uint16 { return s.cfg.Issuer }
 
 // DefaultSignerConfig returns the defaults described on SignerConfig.
 func DefaultSignerConfig() SignerConfig {
@@ -289,6 +300,9 @@ func (s *Signer) sign(kind, param byte, expires time.Time, id [idLen]byte, space
 	raw[offKey] = k.id
 	raw[offParam] = param
 	binary.BigEndian.PutUint32(raw[offExp:], uint32(exp))
+	if kind == kindTicket {
+		binary.BigEndian.PutUint16(raw[offReserved:], s.cfg.Issuer)
+	}
 	copy(raw[offID:], id[:])
 	raw[offSpaceLen] = byte(len(space))
 	n := offSpace + copy(raw[offSpace:], space)
@@ -301,6 +315,7 @@ type token struct {
 	param   byte
 	expires int64 // Unix seconds
 	space   bool  // whether the space matched
+	issuer  uint16
 	tag     [macLen]byte
 }
 
@@ -314,7 +329,8 @@ func (s *Signer) open(tok string, kind byte, space string) (token, cause, bool) 
 	}
 	var raw [maxRaw]byte
 	n, ok := decodeB64(raw[:], tok)
-	if !ok || n < minRaw || raw[offKind] != kind || raw[offReserved] != 0 || raw[offReserved+1] != 0 {
+	issuer := binary.BigEndian.Uint16(raw[offReserved:])
+	if !ok || n < minRaw || raw[offKind] != kind || (kind != kindTicket && issuer != 0) {
 		return token{}, rMalformed, false
 	}
 	sl := int(raw[offSpaceLen])
@@ -344,6 +360,7 @@ func (s *Signer) open(tok string, kind byte, space string) (token, cause, bool) 
 		param:   raw[offParam],
 		expires: int64(binary.BigEndian.Uint32(raw[offExp:])),
 		space:   string(raw[offSpace:offSpace+sl]) == space,
+		issuer:  issuer,
 	}
 	copy(t.tag[:], tag)
 	return t, 0, true
@@ -375,6 +392,7 @@ func (s *Signer) Verify(tok, space string, now time.Time) (Ticket, error) {
 			Place:   tok[idTextStart : idTextStart+ListenerIDLen],
 			Tier:    Tier(t.param),
 			Expires: time.Unix(t.expires, 0),
+			Issuer:  t.issuer,
 		}, nil
 	}
 	return Ticket{}, ticketRefusals[r]

@@ -100,7 +100,7 @@ func TestTicketRefusedWithReason(t *testing.T) {
 		{"not base64url", strings.Replace(good, good[5:6], "+", 1), space, t0, rMalformed, amphi.EUnauthorized},
 		{"a challenge", chal, space, t0, rMalformed, amphi.EUnauthorized},
 		{"space length lies", alter(offSpaceLen, func(b byte) byte { return b - 1 }), space, t0, rMalformed, amphi.EUnauthorized},
-		{"reserved bits", alter(offReserved, func(byte) byte { return 1 }), space, t0, rMalformed, amphi.EUnauthorized},
+		{"issuer altered", alter(offReserved, func(byte) byte { return 1 }), space, t0, rBadSignature, amphi.EUnauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Verify(tc.tok, tc.space, tc.now)
@@ -200,5 +200,19 @@ func TestDecodeB64MatchesEncodingBase64(t *testing.T) {
 		if ok != (werr == nil) || ok && string(dst[:n]) != string(want) {
 			t.Errorf("decodeB64(%q) = %x, %v; encoding/base64: %x, %v", s, dst[:n], ok, want, werr)
 		}
+	}
+}
+
+func TestATicketNamesTheNodeThatIssuedItAndVerifiesAtAnother(t *testing.T) {
+	key := NewKey()
+	a, _ := NewSignerConfig(SignerConfig{Issuer: 0xa1}, key)
+	b, _ := NewSignerConfig(SignerConfig{Issuer: 0xb2}, key)
+	tok, err := a.Issue(Ticket{Space: "s1", Place: PlaceID("x"), Expires: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Verify(tok, "s1", t0)
+	if err != nil || got.Issuer != 0xa1 || b.Issuer() != 0xb2 {
+		t.Fatalf("verified at b: issuer %#x, err %v; want a's 0xa1", got.Issuer, err)
 	}
 }

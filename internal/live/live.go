@@ -65,6 +65,9 @@ type Session struct {
 	stage  *stage.Stage
 	packer *program.Packer
 	rec    *record.Recorder
+	// ring keeps the last chunks published, for the edges that missed
+	// some on the bus (Chunks): core NATS delivers at most once.
+	ring *program.Ring
 
 	cancel   context.CancelFunc
 	mixDone  chan error
@@ -91,6 +94,7 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 		logger:  cfg.Logger.With("space", space.ID),
 		pub:     pub,
 		packer:  program.NewPacker(space.Serial),
+		ring:    program.NewRing(nil, RingChunks),
 		mixDone: make(chan error, 1),
 		idle:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -169,9 +173,28 @@ func (s *Session) onFrame(f mix.Frame) {
 
 func (s *Session) emit(c *program.Chunk) {
 	s.rec.Write(c)
+	s.ring.Publish(c)
 	if err := s.pub.PublishChunk(s.space.ID, c); err != nil {
 		s.logger.Warn("live: publish", "chunk", c.Seq, "err", err)
 	}
+}
+
+// RingChunks is how many of its newest chunks a session keeps for edges
+// that missed them: 30 s, as long as an edge's own ring.
+const RingChunks = 300
+
+// Chunks returns the chunks numbered from up to, not including, to that
+// the session still has, oldest first: what an edge that missed them on
+// the bus fetches.
+func (s *Session) Chunks(from, to uint64) []*program.Chunk {
+	from, to = max(from, s.ring.Oldest()), min(to, s.ring.Next())
+	var cs []*program.Chunk
+	for seq := from; seq < to; seq++ {
+		if c := s.ring.Get(seq); c != nil {
+			cs = append(cs, c)
+		}
+	}
+	return cs
 }
 
 // SpaceID returns the id of the space on air.

@@ -89,3 +89,8 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	return time.Duration(h.Max)
 }
+
+// quantiles summarises h.
+func (h *Histogram) quantiles() Quantiles {
+	return Quantiles{P50: Duration(h.Quantile(0.5)), P99: Duration(h.Quantile(0.99)), Max: h.Max}
+}

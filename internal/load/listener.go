@@ -15,9 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/loopnet"
-	"github.com/amphi-audio/amphi/internal/ogg"
 )
 
 // headerPages is the pages a stream starts with (OpusHead, OpusTags),
@@ -84,7 +82,10 @@ type shareRun struct {
 	dialer  *loopnet.Dialer
 	timeout time.Duration
 	buffer  time.Duration
-	c       counters
+	// resume is how long a broken stream is resumed for; negative means
+	// never.
+	resume time.Duration
+	c      counters
 	// prevJoins is the joins counter at the last sample.
 	prevJoins int64
 	// sampled is how many of the share's first listeners measure latency.
@@ -108,7 +109,7 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	if err := sc.Normalize(); err != nil {
 		return nil, err
 	}
-	u, err := url.Parse(sc.Server)
+	u, err := url.Parse(sc.ListenServer)
 	if err != nil {
 		return nil, fmt.Errorf("load: %w", err)
 	}
@@ -137,6 +138,7 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 		},
 		timeout: time.Duration(sc.Timeout),
 		buffer:  time.Duration(sc.PlayerBuffer),
+		resume:  time.Duration(sc.Resume),
 	}
 	n := sh.count()
 	r.report.Listeners.Target = n
@@ -249,6 +251,23 @@ type outcome struct {
 	ttfa       time.Duration
 	stalls     int
 	listenTime time.Duration // from first audio to the end
+	// edges are the edge processes that served the stream, in the order
+	// first seen, with what happened there.
+	edges []edgeUse
+	// resumed holds each resume's time, from the break to the first new
+	// audio.
+	resumed []time.Duration
+	// resumeFailed says the stream broke and no resume brought it back.
+	resumeFailed bool
+	// holes counts the jumps in the chunks received, missed the chunks
+	// they skipped.
+	holes, missed int64
+}
+
+// edgeUse is what one listener did on one edge.
+type edgeUse struct {
+	name string
+	EdgeCounts
 }
 
 // recordEar adds what a sampled listener detected to the share's report.
@@ -266,6 +285,18 @@ func (r *shareRun) record(o outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := &r.report
+	for _, u := range o.edges {
+		rep.addEdge(u.name, u.EdgeCounts)
+	}
+	if o.resumeFailed {
+		rep.ResumesFailed++
+	}
+	rep.Resumes += int64(len(o.resumed))
+	for _, d := range o.resumed {
+		rep.ResumeHistogram.Add(d)
+	}
+	rep.Holes += o.holes
+	rep.MissedChunks += o.missed
 	if !o.audio && o.cause == causeEnded {
 		rep.Listeners.Pending++
 		return
@@ -340,136 +371,40 @@ var (
 // listen is the share's k-th listener: it connects, asks for the stream and
 // reads it as a player would, until the stream ends or ctx is done. Its
 // page polls the state (r.polls) from its admission to its stream's end.
-// A sampled listener
-// also has an ear, which decodes the pages and finds the latency marks;
-// others pass nil and do nothing more than count pages.
-func (r *shareRun) listen(ctx context.Context, k int, start time.Time, e *ear) (o outcome) {
-	dctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout))
-	conn, err := r.dialer.DialContext(dctx, "tcp", r.addr)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return outcome{cause: causeEnded}
+// A sampled listener also has an ear, which decodes the pages and finds the
+// latency marks; others pass nil and do nothing more than count pages. An
+// amphi stream that breaks is resumed (Scenario.Resume): the player and the
+// ear play on across the new connection, as if nothing happened but a
+// pause in the arrivals.
+func (r *shareRun) listen(ctx context.Context, k int, start time.Time, e *ear) outcome {
+	l := &listener{r: r, k: k, start: start, e: e, pl: newPlayer(r.buffer), buf: make([]byte, readBufferSize), from: -1}
+	defer l.hangUp()
+	defer func() {
+		if l.polling {
+			r.polls.close(k)
 		}
-		return outcome{cause: classify(err), err: err}
-	}
-	defer conn.Close()
-	// The end of the run closes the connection, which ends a blocked read.
-	defer context.AfterFunc(ctx, func() { conn.Close() })()
-	if err := conn.SetDeadline(start.Add(r.timeout)); err != nil {
-		return outcome{cause: classify(err), err: err}
-	}
-	target := r.stream
-	if target == "" {
-		ticket, o := r.joinFlow(ctx, conn)
-		if ticket == "" {
-			return o
+		if l.o.audio {
+			r.c.live.Add(-1)
 		}
-		if r.polls != nil {
-			r.polls.open(k)
-			defer r.polls.close(k)
-		}
-		if err := conn.SetDeadline(time.Now().Add(r.timeout)); err != nil {
-			return outcome{cause: classify(err), err: err}
-		}
-		target = r.live + url.QueryEscape(ticket) + r.query
+	}()
+	if cause, err := l.open(ctx, time.Time{}); cause != "" {
+		return outcome{cause: cause, err: err}
 	}
-	req := fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: amphi-load\r\nAccept: */*\r\n\r\n", target, r.host)
-	if _, err := conn.Write(req); err != nil {
-		return r.ended(ctx, outcome{}, err, false)
-	}
-
-	buf := make([]byte, readBufferSize)
-	n, body := 0, -1
-	var readErr error
-	for body < 0 {
-		var m int
-		m, readErr = conn.Read(buf[n:])
-		n += m
-		if i := bytes.Index(buf[:n], headerEnd); i >= 0 {
-			body = i + len(headerEnd)
+	for {
+		err := l.play(ctx)
+		if l.o.cause != causeBadStream {
+			l.o = r.ended(ctx, l.o, err, l.eos)
+		}
+		if l.eos || l.o.cause == causeEnded {
 			break
 		}
-		if readErr != nil {
-			return r.ended(ctx, outcome{}, readErr, false)
+		l.o.edges[l.cur].Lost++
+		if r.stream != "" || r.resume < 0 || l.o.cause == causeBadStream || !l.resume(ctx) {
+			break
 		}
-		if n == len(buf) {
-			return outcome{cause: causeBadResponse, err: errors.New("load: response header over 4 KiB")}
-		}
+		l.o.cause, l.o.err = "", nil
 	}
-	if status, ok := statusCode(buf[:body]); !ok {
-		return outcome{cause: causeBadResponse, err: fmt.Errorf("load: response %q", firstLine(buf[:body]))}
-	} else if status != 200 {
-		return outcome{cause: "http_" + strconv.Itoa(status), err: fmt.Errorf("load: %s: %s", firstLine(buf[:body]), bytes.TrimSpace(buf[body:n]))}
-	}
-
-	var (
-		sc       pageScanner
-		pl       = newPlayer(r.buffer)
-		pages    int
-		eos      bool
-		first    time.Time
-		armed    time.Time
-		reported int
-	)
-	r.c.bytes.Add(int64(n))
-	data, now := buf[body:n], time.Now()
-	for {
-		at := now.Sub(start)
-		for len(data) > 0 {
-			c, p, ok, err := sc.Next(data)
-			if e != nil {
-				e.gather(data[:c])
-			}
-			data = data[c:]
-			if err != nil {
-				o.cause, o.err = causeBadStream, err
-				return r.finish(o, &pl, reported, first, now, start)
-			}
-			if !ok {
-				continue
-			}
-			eos = eos || p.Flags&ogg.FlagEOS != 0
-			if pages++; pages <= headerPages || p.Packets == 0 {
-				if e != nil {
-					e.skip()
-				}
-				continue
-			}
-			if !o.audio {
-				o.audio, o.ttfa, first = true, at, now
-				r.c.live.Add(1)
-				defer r.c.live.Add(-1)
-				if e != nil {
-					e.start(now)
-				}
-			}
-			pl.arrive(at, time.Duration(p.Packets)*amphi.FrameDuration)
-			if e != nil {
-				e.hear(p, now)
-			}
-		}
-		if d := pl.stalls - reported; d > 0 {
-			r.c.stalls.Add(int64(d))
-			reported = pl.stalls
-		}
-		if readErr != nil {
-			o = r.ended(ctx, o, readErr, eos)
-			return r.finish(o, &pl, reported, first, now, start)
-		}
-		if o.audio && now.Sub(armed) >= rearmEvery {
-			armed = now
-			if err := conn.SetReadDeadline(now.Add(r.timeout)); err != nil {
-				readErr = err
-				continue
-			}
-		}
-		var m int
-		m, readErr = conn.Read(buf)
-		now = time.Now()
-		r.c.bytes.Add(int64(m))
-		data = buf[:m]
-	}
+	return l.finish()
 }
 
 // ended sets o's cause from the error that ended its stream.
@@ -482,19 +417,6 @@ func (r *shareRun) ended(ctx context.Context, o outcome, err error, eos bool) ou
 	default:
 		o.cause, o.err = classify(err), err
 	}
-	return o
-}
-
-// finish closes the player model of a listener that received audio;
-// reported is how many of its stalls the counters already have.
-func (r *shareRun) finish(o outcome, pl *player, reported int, first, now, start time.Time) outcome {
-	if !o.audio {
-		return o
-	}
-	pl.finish(now.Sub(start), o.cause == causeEOS)
-	r.c.stalls.Add(int64(pl.stalls - reported))
-	o.stalls = pl.stalls
-	o.listenTime = now.Sub(first)
 	return o
 }
 

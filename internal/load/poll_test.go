@@ -2,7 +2,6 @@ package load
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -264,15 +263,7 @@ func TestMergedStatePollsEqualOnePollerOfEverything(t *testing.T) {
 			s.FailedBy = map[string]int64{"http_503": failed}
 			s.Errors = map[string]string{"http_503": "load: state: 503 Service Unavailable"}
 		}
-		b, err := json.Marshal(&Report{Duration: Duration(10 * time.Second), State: s})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back Report
-		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatal(err)
-		}
-		return &back
+		return viaJSON(t, &Report{Duration: Duration(10 * time.Second), State: s})
 	}
 	var all Report
 	for _, r := range []*Report{mk([]time.Duration{ms, 2 * ms}, 1, 0), {Duration: Duration(10 * time.Second)}, mk([]time.Duration{3 * ms, 4 * ms, 500 * ms}, 2, 3)} {

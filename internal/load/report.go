@@ -50,6 +50,25 @@ type Report struct {
 	// ListenerSeconds is the time all listeners were connected with audio
 	// flowing, summed.
 	ListenerSeconds float64 `json:"listener_seconds"`
+	// Resumes counts the streams that broke and came back: the listener
+	// asked for its stream again from the chunk after its last
+	// (Scenario.Resume) and new audio came. ResumesFailed counts the
+	// breaks no resume mended in time.
+	Resumes       int64 `json:"resumes"`
+	ResumesFailed int64 `json:"resumes_failed"`
+	// ResumeTime is the time from a break to the first new audio, read
+	// from ResumeHistogram, which workers send so that merged quantiles
+	// are exact.
+	ResumeTime      Quantiles `json:"resume_time"`
+	ResumeHistogram Histogram `json:"resume_histogram"`
+	// Holes counts the jumps in the chunks listeners received (page
+	// sequence numbers that do not follow on), across resumes too: audio
+	// that never arrived. MissedChunks is how many chunks they skipped.
+	Holes        int64 `json:"holes"`
+	MissedChunks int64 `json:"missed_chunks"`
+	// Edges is what the listeners saw of each edge process, by the name its
+	// responses give (X-Amphi-Edge; "" for a server that gives none).
+	Edges map[string]EdgeCounts `json:"edges,omitempty"`
 	// Errors holds one example message per failure cause.
 	Errors map[string]string `json:"errors,omitempty"`
 	// Latency is the mouth-to-ear latency the sampled listeners measured;
@@ -93,6 +112,37 @@ type Latency struct {
 	// Worker0Only says the listeners ran in worker processes and only
 	// worker 0's share was sampled.
 	Worker0Only bool `json:"worker0_only,omitempty"`
+}
+
+// EdgeCounts is what listeners saw of one edge process.
+type EdgeCounts struct {
+	// Started counts the listeners whose stream started on the edge.
+	Started int64 `json:"started"`
+	// Resumed counts the resumes onto the edge.
+	Resumed int64 `json:"resumed"`
+	// Lost counts the streams that broke on the edge: closed, reset or
+	// timed out before the program's or the run's end.
+	Lost int64 `json:"lost"`
+	// Stalls counts the stalls whose last audio before the player ran
+	// dry came from the edge.
+	Stalls int64 `json:"stalls"`
+}
+
+func (c *EdgeCounts) add(o EdgeCounts) {
+	c.Started += o.Started
+	c.Resumed += o.Resumed
+	c.Lost += o.Lost
+	c.Stalls += o.Stalls
+}
+
+// addEdge adds counts of the edge named name.
+func (r *Report) addEdge(name string, c EdgeCounts) {
+	if r.Edges == nil {
+		r.Edges = map[string]EdgeCounts{}
+	}
+	e := r.Edges[name]
+	e.add(c)
+	r.Edges[name] = e
 }
 
 // ListenerCounts classifies the listeners. Every listener that joined is
@@ -221,6 +271,14 @@ func (r *Report) Merge(o *Report) {
 	r.LatencyListeners += o.LatencyListeners
 	r.Detections = append(r.Detections, o.Detections...)
 	r.TTFAHistogram.Merge(&o.TTFAHistogram)
+	r.Resumes += o.Resumes
+	r.ResumesFailed += o.ResumesFailed
+	r.ResumeHistogram.Merge(&o.ResumeHistogram)
+	r.Holes += o.Holes
+	r.MissedChunks += o.MissedChunks
+	for name, c := range o.Edges {
+		r.addEdge(name, c)
+	}
 	r.Stalls += o.Stalls
 	r.Bytes.Total += o.Bytes.Total
 	r.ListenerSeconds += o.ListenerSeconds
@@ -249,8 +307,8 @@ func mergeTimelines(a, b []Sample) []Sample {
 
 // summarize derives the report's summary fields from its raw ones.
 func (r *Report) summarize() {
-	h := &r.TTFAHistogram
-	r.TTFA = Quantiles{P50: Duration(h.Quantile(0.5)), P99: Duration(h.Quantile(0.99)), Max: h.Max}
+	r.TTFA = r.TTFAHistogram.quantiles()
+	r.ResumeTime = r.ResumeHistogram.quantiles()
 	r.Bytes.PerListenerSecond, r.Bytes.OfBitrate = 0, 0
 	if r.ListenerSeconds > 0 {
 		r.Bytes.PerListenerSecond = float64(r.Bytes.Total) / r.ListenerSeconds
@@ -289,6 +347,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Disconnects) > 0 {
 		fmt.Fprintf(&b, "ended by   %s\n", formatCounts(r.Disconnects))
 	}
+	if r.Resumes > 0 || r.ResumesFailed > 0 || r.Holes > 0 {
+		fmt.Fprintf(&b, "resumes    %d, %d failed; back in p50 %v, p99 %v, max %v; %d holes, %d chunks never received\n",
+			r.Resumes, r.ResumesFailed, round(r.ResumeTime.P50), round(r.ResumeTime.P99), round(r.ResumeTime.Max), r.Holes, r.MissedChunks)
+	}
+	if len(r.Edges) > 1 {
+		r.writeEdges(&b)
+	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(&b, "latency    p50 %v, p99 %v, max %v (%d marks, %d listeners", round(l.P50), round(l.P99), round(l.Max), l.N, l.Listeners)
 		if f := r.Scenario.Flush; f > 0 {
@@ -324,6 +389,23 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeEdges writes a table of r.Edges, a row per edge.
+func (r *Report) writeEdges(b *strings.Builder) {
+	names := slices.Sorted(maps.Keys(r.Edges))
+	width := len("(unnamed)")
+	for _, n := range names {
+		width = max(width, len(n))
+	}
+	fmt.Fprintf(b, "edges      %-*s %8s %8s %8s %8s\n", width, "", "started", "resumed", "lost", "stalls")
+	for _, n := range names {
+		c := r.Edges[n]
+		if n == "" {
+			n = "(unnamed)"
+		}
+		fmt.Fprintf(b, "           %-*s %8d %8d %8d %8d\n", width, n, c.Started, c.Resumed, c.Lost, c.Stalls)
+	}
 }
 
 func formatCounts(m map[string]int64) string {

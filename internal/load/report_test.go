@@ -33,6 +33,20 @@ func TestHistogramQuantilesAreWithinTwoPercent(t *testing.T) {
 	}
 }
 
+// viaJSON returns r after a trip through JSON, as workers send reports.
+func viaJSON(t *testing.T, r *Report) *Report {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	return &back
+}
+
 func TestMergedReportsEqualOneReportOfEverything(t *testing.T) {
 	// Three shares' reports, as workers send them, through JSON.
 	mk := func(ttfas []time.Duration, ok, stalled, failed int64, failedBy map[string]int64, tl []Sample) *Report {
@@ -43,15 +57,7 @@ func TestMergedReportsEqualOneReportOfEverything(t *testing.T) {
 		r.Listeners = ListenerCounts{Joined: ok + stalled + failed, OK: ok, Stalled: stalled, Failed: failed, FailedBy: failedBy}
 		r.Stalls = stalled * 2
 		r.Disconnects = map[string]int64{causeEnded: ok + stalled}
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back Report
-		if err := json.Unmarshal(b, &back); err != nil {
-			t.Fatal(err)
-		}
-		return &back
+		return viaJSON(t, r)
 	}
 	ms := time.Millisecond
 	shares := []*Report{
@@ -117,6 +123,8 @@ func TestScenarioBoundsAreEnforced(t *testing.T) {
 		{"a stage holds 13", func(s *Scenario) { s.Speakers = 14 }, "speakers"},
 		{"speakers need a token", func(s *Scenario) { s.SpaceID, s.Speakers = "abc", 1 }, "token"},
 		{"per process over the file cap", func(s *Scenario) { s.PerProcess = 20000 }, "per process"},
+		{"resume over a minute", func(s *Scenario) { s.Resume = Duration(MaxResume + time.Second) }, "resume"},
+		{"never resume", func(s *Scenario) { s.Resume = -1 }, ""},
 		{"too many workers", func(s *Scenario) { s.Listeners, s.PerProcess = 300, 1 }, "worker processes"},
 		{"herd after the end", func(s *Scenario) { s.HerdAt = Duration(time.Minute) }, "herd"},
 		{"burst over 10 s", func(s *Scenario) { s.Burst = Duration(11 * time.Second) }, "burst"},

@@ -10,6 +10,9 @@ import (
 type pageInfo struct {
 	Flags   byte
 	Granule int64
+	// Seq is the page sequence number: an amphi chunk's number plus
+	// headerPages.
+	Seq uint32
 	// Packets counts the packets that end on the page (lacing values
 	// below 255).
 	Packets int
@@ -72,6 +75,6 @@ func (s *pageScanner) Next(b []byte) (n int, p pageInfo, ok bool, err error) {
 // startBody reads the complete header gathered in hdr.
 func (s *pageScanner) startBody() {
 	body, packets := ogg.Lacing(s.hdr[ogg.HeaderSize:s.need])
-	s.page = pageInfo{Flags: s.h.Flags, Granule: s.h.Granule, Packets: packets, Size: s.need + body}
+	s.page = pageInfo{Flags: s.h.Flags, Granule: s.h.Granule, Seq: s.h.Seq, Packets: packets, Size: s.need + body}
 	s.body = body
 }

@@ -65,12 +65,12 @@ func TestPageScannerFindsEveryPageWhereverReadsAreCut(t *testing.T) {
 	stream := programStream(t, 4)
 	want := []pageInfo{
 		{Flags: ogg.FlagBOS, Packets: 1},
-		{Packets: 1},
+		{Seq: 1, Packets: 1},
 	}
 	for i := range 4 {
-		want = append(want, pageInfo{Granule: int64(i+1) * 5 * amphi.FrameSamples, Packets: 5})
+		want = append(want, pageInfo{Granule: int64(i+1) * 5 * amphi.FrameSamples, Seq: uint32(i + 2), Packets: 5})
 	}
-	want = append(want, pageInfo{Flags: ogg.FlagEOS, Granule: 4 * 5 * amphi.FrameSamples})
+	want = append(want, pageInfo{Flags: ogg.FlagEOS, Granule: 4 * 5 * amphi.FrameSamples, Seq: 6})
 	off := 0
 	for i := range want {
 		want[i].Size = pageLen(stream[off:])

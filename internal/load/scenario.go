@@ -1,8 +1,9 @@
 // Package load rehearses an event against a running amphi server: it opens
 // many listeners that follow the real join flow and read the real stream as
-// a player with a small jitter buffer would, runs speaker bots over WHIP, and
-// reports time to first audio, stalls, bytes, disconnects and the server's
-// CPU and memory. Asked to, it measures mouth-to-ear latency: one speaker
+// a player with a small jitter buffer would, resumes their streams where
+// they broke as amphi's own clients do, runs speaker bots over WHIP, and
+// reports time to first audio, stalls, bytes, disconnects, resumes and holes
+// (per edge process when there are several) and the server's CPU and memory. Asked to, it measures mouth-to-ear latency: one speaker
 // bot plays timing marks (package latency) and a sample of listeners
 // decodes what they receive and finds them; sender and listeners share the
 // machine's clock. Asked to, it also plays the listeners' pages, which poll
@@ -42,6 +43,7 @@ const (
 	MaxBurst        = 10 * time.Second
 	MaxPlayerBuffer = 30 * time.Second
 	MaxTimeout      = time.Minute
+	MaxResume       = time.Minute
 	MaxSources      = 1 << 24
 	// MaxPerProcess keeps a process under the 20 000 open files every
 	// machine here allows, with room for the process's own files.
@@ -98,6 +100,11 @@ func (d Duration) String() string { return time.Duration(d).String() }
 type Scenario struct {
 	// Server is the amphi server's base URL; it must be a loopback address.
 	Server string `json:"server"`
+	// ListenServer, when set, is where listeners join, listen and poll
+	// the state: an edge, or the one port several edge processes share,
+	// while Server (the origin) creates the space and takes the speakers.
+	// Empty means Server. It must be a loopback address too.
+	ListenServer string `json:"listen_server,omitempty"`
 	// Stream, when set, is a path on Server serving a plain progressive Ogg
 	// stream with no join flow (an Icecast mount, say): listeners GET it
 	// directly, and no space or speaker is involved. It is how amphi is
@@ -132,6 +139,12 @@ type Scenario struct {
 	// plays, and again after running dry, like a small client jitter
 	// buffer. Zero means DefaultPlayerBuffer.
 	PlayerBuffer Duration `json:"player_buffer,omitempty"`
+	// Resume is how long a listener whose amphi stream breaks before the
+	// program's end (its edge process died, say) asks for it again, every
+	// 250 ms, from the chunk after the last one it received (from_seq), as
+	// amphi's own clients do. Zero means DefaultResume; negative means
+	// never. A plain Stream is never resumed.
+	Resume Duration `json:"resume,omitempty"`
 	// Speakers is how many speaker bots stream over WHIP. Negative means
 	// one when Run creates the space and none otherwise.
 	Speakers int `json:"speakers"`
@@ -197,6 +210,7 @@ const (
 	DefaultPlayerBuffer = time.Second
 	DefaultPerProcess   = 15_000
 	DefaultTimeout      = 10 * time.Second
+	DefaultResume       = 10 * time.Second
 	// DefaultLatencyInterval is a mark every 1.02 s: 51 packets, one more
 	// than a multiple of the page's five, so consecutive marks land in
 	// consecutive page positions.
@@ -212,6 +226,7 @@ func DefaultScenario() Scenario {
 		PlayerBuffer: Duration(DefaultPlayerBuffer),
 		PerProcess:   DefaultPerProcess,
 		Timeout:      Duration(DefaultTimeout),
+		Resume:       Duration(DefaultResume),
 	}
 }
 
@@ -230,6 +245,16 @@ func (s *Scenario) Normalize() error {
 		return bad("server %q: want an http:// URL", s.Server)
 	}
 	if err := loopnet.CheckURL(s.Server); err != nil {
+		return amphi.Errorf(amphi.EInvalid, "load: %v", err)
+	}
+	if s.ListenServer == "" {
+		s.ListenServer = s.Server
+	}
+	s.ListenServer = strings.TrimRight(s.ListenServer, "/")
+	if u, err := url.Parse(s.ListenServer); err != nil || u.Scheme != "http" || u.Host == "" {
+		return bad("listen_server %q: want an http:// URL", s.ListenServer)
+	}
+	if err := loopnet.CheckURL(s.ListenServer); err != nil {
 		return amphi.Errorf(amphi.EInvalid, "load: %v", err)
 	}
 	if s.Stream != "" && (!strings.HasPrefix(s.Stream, "/") || strings.ContainsAny(s.Stream, " \r\n")) {
@@ -307,6 +332,12 @@ func (s *Scenario) Normalize() error {
 	}
 	if t := time.Duration(s.Timeout); t < 0 || t > MaxTimeout {
 		return bad("timeout %v: want up to %v", t, MaxTimeout)
+	}
+	if s.Resume == 0 {
+		s.Resume = Duration(DefaultResume)
+	}
+	if time.Duration(s.Resume) > MaxResume {
+		return bad("resume %v: want up to %v, or negative for never", time.Duration(s.Resume), MaxResume)
 	}
 	if len(s.Attacks) > MaxAttacks {
 		return bad("%d attacks: at most %d", len(s.Attacks), MaxAttacks)

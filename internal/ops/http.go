@@ -239,6 +239,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 <table>
 <tbody>
 <tr><th scope="row">Listeners</th><td class="num">{{.Listeners}}</td></tr>
+{{if .Edges}}<tr><th scope="row">Listeners, with the edges</th><td class="num">{{.FleetListeners}}</td></tr>{{end}}
 <tr><th scope="row">Waiting room</th><td class="num">{{.Waiting}}</td></tr>
 <tr><th scope="row">Proof-of-work difficulty</th><td class="num">{{.PoWDifficulty}} bits</td></tr>
 <tr><th scope="row">Goroutines</th><td class="num">{{.Goroutines}}</td></tr>
@@ -289,6 +290,16 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 </table>{{else}}<p class="muted">No components reported.</p>{{end}}
 </section>
 
+{{if .Edges}}<section aria-labelledby="edges">
+<h2 id="edges">Edges</h2>
+<table>
+<thead><tr><th scope="col">Edge</th><th scope="col">URL</th><th scope="col">Listeners</th><th scope="col">Capacity</th><th scope="col">Waiting</th><th scope="col">Verdict</th><th scope="col">Report age</th></tr></thead>
+<tbody>
+{{range .Edges}}<tr><td><code>{{.Node}}</code></td><td>{{.URL}}</td><td class="num">{{.Listeners}}</td><td class="num">{{.Capacity}}</td><td class="num">{{.Waiting}}</td><td>{{.Verdict}}</td><td class="num">{{printf "%.1f" .AgeSeconds}} s</td></tr>
+{{end}}</tbody>
+</table>
+</section>
+{{end}}
 <section aria-labelledby="spaces">
 <h2 id="spaces">Spaces on air</h2>
 {{if .Spaces}}<table>

@@ -127,3 +127,23 @@ func TestOpsBeforeTheFirstSampleSamplesOnce(t *testing.T) {
 		t.Errorf("verdict %q after %d snapshots, want healthy after 1", body.Verdict, calls)
 	}
 }
+
+func TestOpsShowsTheEdgesOfTheFleet(t *testing.T) {
+	m := newMonitor(nil)
+	s := quiet(t0)
+	s.Listeners = 10
+	s.Edges = []ops.EdgeSnapshot{
+		{Node: "edge-a", URL: "http://127.0.0.1:9000", Listeners: 18000, Capacity: 18000, Verdict: "overloaded", AgeSeconds: 0.4},
+		{Node: "edge-b", URL: "http://127.0.0.1:9000", Listeners: 1200, Capacity: 18000, Verdict: "healthy", AgeSeconds: 0.9},
+	}
+	m.Observe(s)
+	if r := m.Report(); r.FleetListeners != 19210 || len(r.Edges) != 2 {
+		t.Errorf("fleet listeners %d over %d edges, want 19210 over 2", r.FleetListeners, len(r.Edges))
+	}
+	b, _ := io.ReadAll(get(t, m.Handler(), "/ops", "text/html").Body)
+	for _, want := range []string{"edge-a", "edge-b", "overloaded", "19210"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/ops does not show %q", want)
+		}
+	}
+}

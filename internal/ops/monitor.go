@@ -47,8 +47,12 @@ type Report struct {
 	WaitingForStart int64           `json:"waiting_for_start"`
 	PoWDifficulty   float64         `json:"pow_difficulty"`
 	Spaces          []SpaceSnapshot `json:"spaces"`
-	Goroutines      int             `json:"goroutines"`
-	HeapBytes       uint64          `json:"heap_bytes"`
+	Edges           []EdgeSnapshot  `json:"edges,omitempty"`
+	// FleetListeners is the listeners of this process and of every edge
+	// in Edges.
+	FleetListeners int64  `json:"fleet_listeners"`
+	Goroutines     int    `json:"goroutines"`
+	HeapBytes      uint64 `json:"heap_bytes"`
 }
 
 // Evidence is one signal behind a condition: what was measured, its value,
@@ -206,6 +210,7 @@ func (m *Monitor) Observe(s Snapshot) Report {
 	s.HTTPResponses = maps.Clone(s.HTTPResponses)
 	s.Components = maps.Clone(s.Components)
 	s.Spaces = slices.Clone(s.Spaces)
+	s.Edges = slices.Clone(s.Edges)
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -341,7 +346,8 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 	r := Report{
 		At: s.At, Window: window, WindowSeconds: secs,
 		Listeners: s.Listeners, Waiting: s.Waiting, WaitingForStart: s.WaitingForStart, PoWDifficulty: s.PoWDifficulty,
-		Spaces: s.Spaces, Goroutines: s.Goroutines, HeapBytes: s.HeapBytes,
+		Spaces: s.Spaces, Edges: s.Edges, FleetListeners: s.Listeners + fleetListeners(s.Edges),
+		Goroutines: s.Goroutines, HeapBytes: s.HeapBytes,
 	}
 	if r.Spaces == nil {
 		r.Spaces = []SpaceSnapshot{}
@@ -586,4 +592,13 @@ func fmtDuration(d time.Duration) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Millisecond).String()
+}
+
+// fleetListeners sums the edges' listeners.
+func fleetListeners(edges []EdgeSnapshot) int64 {
+	var n int64
+	for _, e := range edges {
+		n += int64(e.Listeners)
+	}
+	return n
 }

@@ -245,6 +245,9 @@ type Snapshot struct {
 
 	// Spaces lists the spaces on air now.
 	Spaces []SpaceSnapshot
+	// Edges lists the edge processes that reported their load recently,
+	// on an origin; none elsewhere.
+	Edges []EdgeSnapshot
 
 	// Goroutines, HeapBytes and CPUSeconds describe the process; ReadProcess
 	// fills them.
@@ -274,6 +277,21 @@ type ComponentHealth struct {
 	MaxFrame time.Duration
 	// Detail is a short line for people, e.g. errors by kind.
 	Detail string
+}
+
+// EdgeSnapshot is one edge process as its last load report on the bus
+// showed it: what the origin's /ops shows of the fleet.
+type EdgeSnapshot struct {
+	Node      string `json:"node"`
+	URL       string `json:"url"`
+	Listeners int    `json:"listeners"`
+	Capacity  int    `json:"capacity"`
+	Waiting   int    `json:"waiting"`
+	// Verdict is the edge's own.
+	Verdict string `json:"verdict"`
+	// AgeSeconds is how old the report is: past a few seconds the edge is
+	// gone or cut off.
+	AgeSeconds float64 `json:"age_seconds"`
 }
 
 // SpaceSnapshot is one space on air.

@@ -165,3 +165,37 @@ func ParseWire(msg []byte) (*Chunk, error) {
 		Page: append([]byte(nil), page...),
 	}, nil
 }
+
+// AppendWireList appends chunks' bus encodings to dst, each after its
+// length (4 bytes, big-endian): the answer to an edge fetching the chunks
+// it missed.
+func AppendWireList(dst []byte, cs []*Chunk) []byte {
+	for _, c := range cs {
+		at := len(dst)
+		dst = append(dst, 0, 0, 0, 0)
+		dst = c.AppendWire(dst)
+		binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	}
+	return dst
+}
+
+// ParseWireList decodes what AppendWireList encoded.
+func ParseWireList(msg []byte) ([]*Chunk, error) {
+	var cs []*Chunk
+	for len(msg) > 0 {
+		if len(msg) < 4 {
+			return nil, fmt.Errorf("program: wire list: %d bytes left, too few for a length", len(msg))
+		}
+		n := binary.BigEndian.Uint32(msg)
+		if uint64(n) > uint64(len(msg)-4) {
+			return nil, fmt.Errorf("program: wire list: a chunk of %d bytes in %d", n, len(msg)-4)
+		}
+		c, err := ParseWire(msg[4 : 4+n])
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+		msg = msg[4+n:]
+	}
+	return cs, nil
+}

@@ -315,3 +315,17 @@ func TestStreamIsAcceptedByFFprobe(t *testing.T) {
 		}
 	}
 }
+
+func TestWireListRoundTripsAndRefusesTruncation(t *testing.T) {
+	chunks := pack(t, fakeFrames(3*amphi.FramesPerChunk), true)
+	b := AppendWireList(nil, chunks)
+	got, err := ParseWireList(b)
+	if err != nil || len(got) != len(chunks) || !got[len(got)-1].End || !bytes.Equal(got[1].Page, chunks[1].Page) {
+		t.Fatalf("round trip: %d chunks of %d, err %v", len(got), len(chunks), err)
+	}
+	for _, n := range []int{1, 3, 5, len(b) - 1} {
+		if _, err := ParseWireList(b[:n]); err == nil {
+			t.Errorf("%d of %d bytes parsed", n, len(b))
+		}
+	}
+}

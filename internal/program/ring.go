@@ -13,6 +13,7 @@ type Ring struct {
 	next    atomic.Uint64 // sequence number after the newest chunk
 	ended   atomic.Bool
 	notify  atomic.Pointer[chan struct{}]
+	filling atomic.Int32 // fetches of missed chunks under way (Filling)
 }
 
 // NewRing returns a ring that keeps at least capacity chunks (rounded up to
@@ -44,10 +45,50 @@ func (r *Ring) Publish(c *Chunk) bool {
 	if c.End {
 		r.ended.Store(true)
 	}
-	ch := make(chan struct{})
-	close(*r.notify.Swap(&ch))
+	r.wake()
 	return true
 }
+
+// wake wakes the readers waiting on Wait.
+func (r *Ring) wake() {
+	ch := make(chan struct{})
+	close(*r.notify.Swap(&ch))
+}
+
+// Fill puts back a chunk that was missed on the way (its sequence number
+// was skipped) and wakes the readers; readers hold at a recent hole for a
+// while (edge) so that a fetched chunk lands before they reach it. It
+// reports false for a chunk that is not a hole in the ring: too old, not
+// yet published, or already there. Fill may run beside Publish.
+func (r *Ring) Fill(c *Chunk) bool {
+	next := r.next.Load()
+	if c.Seq >= next || c.Seq < r.Oldest() {
+		return false
+	}
+	slot := &r.slots[c.Seq&r.mask]
+	old := slot.Load()
+	// A newer chunk in the slot means Publish went round meanwhile; the
+	// swap fails too if Publish stores between the load and the swap.
+	if (old != nil && old.Seq >= c.Seq) || !slot.CompareAndSwap(old, c) {
+		return false
+	}
+	r.wake()
+	return true
+}
+
+// Filling marks a fetch of missed chunks as under way (+1) or over (-1).
+// While one is, readers hold at a hole rather than skip it; one ending
+// wakes them, to go on past what it did not fill.
+func (r *Ring) Filling(delta int32) {
+	r.filling.Add(delta)
+	if delta < 0 {
+		r.wake()
+	}
+}
+
+// Holding reports whether a hole may still be filled: a fetch is under
+// way and the program has not ended.
+func (r *Ring) Holding() bool { return r.filling.Load() > 0 && !r.ended.Load() }
 
 // Next returns the sequence number the next chunk will have: the newest
 // chunk's plus one, or 0 while the ring is empty.

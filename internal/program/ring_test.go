@@ -242,3 +242,48 @@ func BenchmarkRingGet(b *testing.B) {
 		}
 	}
 }
+
+func TestRingFillPutsBackOnlyHoles(t *testing.T) {
+	r := NewRing(nil, 8)
+	r.Publish(chunk(0, false))
+	r.Publish(chunk(3, false)) // 1 and 2 lost
+	wait := r.Wait()
+	if !r.Fill(chunk(1, false)) || r.Get(1) == nil {
+		t.Fatal("a hole was not filled")
+	}
+	if !closed(wait) {
+		t.Error("a fill did not wake the readers")
+	}
+	for _, c := range []*Chunk{chunk(1, false), chunk(3, false), chunk(4, false)} {
+		if r.Fill(c) {
+			t.Errorf("filled chunk %d: already there, or not yet published", c.Seq)
+		}
+	}
+	for seq := uint64(4); seq < 20; seq++ {
+		r.Publish(chunk(seq, false))
+	}
+	if r.Fill(chunk(2, false)) || r.Get(2) != nil {
+		t.Error("filled a chunk that left the ring")
+	}
+}
+
+func TestRingHoldsHolesOnlyWhileAFillIsUnderWay(t *testing.T) {
+	r := NewRing(nil, 8)
+	if r.Holding() {
+		t.Fatal("holding with no fill")
+	}
+	r.Filling(1)
+	if !r.Holding() {
+		t.Fatal("not holding during a fill")
+	}
+	wait := r.Wait()
+	r.Filling(-1)
+	if r.Holding() || !closed(wait) {
+		t.Error("a fill's end did not release and wake the readers")
+	}
+	r.Filling(1)
+	r.Publish(chunk(0, true))
+	if r.Holding() {
+		t.Error("holding after the end")
+	}
+}

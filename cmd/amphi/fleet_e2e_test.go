@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/client"
+)
+
+// fleetOf runs an origin and n edges, the edges sharing one loopback port
+// (SO_REUSEPORT) as `amphi serve --role edge --procs n` runs them. It
+// returns the origin, the edges and the edges' shared base URL.
+func fleetOf(t *testing.T, n int) (*Main, []*Main, string) {
+	t.Helper()
+	originDir := t.TempDir()
+	origin := MustRunMainWith(t, originDir, func(m *Main) { m.Config.Role = RoleOrigin })
+	t.Cleanup(func() { origin.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	edges := make([]*Main, n)
+	for i := range edges {
+		edges[i] = MustRunMainWith(t, t.TempDir(), func(m *Main) {
+			m.Config.Role, m.Config.Addr, m.Config.ReusePort = RoleEdge, addr, true
+			m.Config.Bus.URL = origin.BusURL()
+			m.Config.GateKeyFile = filepath.Join(originDir, "gate.key")
+		})
+		e := edges[i]
+		t.Cleanup(func() { e.Close() })
+	}
+	return origin, edges, "http://" + addr
+}
+
+// knownAt waits until every edge knows the space from the origin's
+// announcements and has its program.
+func knownAt(t *testing.T, edges []*Main, id string) {
+	t.Helper()
+	for _, e := range edges {
+		waitFor(t, func() bool { return e.dir.Get(id) != nil && e.edge.HasRing(id) })
+	}
+}
+
+func TestEdgesServeTheOriginsListenersEachHearingTheSpeaker(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	origin, edges, shared := fleetOf(t, 2)
+
+	// The rehearsal tool makes the space and its speaker at the origin;
+	// its listeners join and listen at the edges' shared port, which the
+	// kernel spreads over both.
+	rep, text := runLoadReport(t, ctx, "--server", origin.URL(), "--listen-server", shared,
+		"--listeners", "40", "--rate", "40", "--duration", "6s")
+	l := rep.Listeners
+	if l.Target != 40 || l.OK != 40 || l.Failed != 0 || rep.Holes != 0 {
+		t.Errorf("listeners %+v, holes %d: want all 40 ok, no hole\n%s", l, rep.Holes, text)
+	}
+	if len(rep.Edges) != 2 {
+		t.Errorf("listeners were served by %d edges (%v), want both", len(rep.Edges), rep.Edges)
+	}
+	for name, c := range rep.Edges {
+		if c.Started == 0 || !strings.HasPrefix(name, edges[0].node[:strings.LastIndex(edges[0].node, "-")]) {
+			t.Errorf("edge %q served %+v", name, c)
+		}
+	}
+	// The origin sees both edges in its fleet, from their load reports.
+	if fl := origin.snapshot().Edges; len(fl) != 2 {
+		t.Errorf("the origin's /ops shows %d edges, want 2: %+v", len(fl), fl)
+	}
+}
+
+func TestTheOriginsTicketOpensTheStreamAtAnEdge(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	origin, edges, shared := fleetOf(t, 1)
+	sp := createSpace(t, ctx, origin.URL())
+	knownAt(t, edges, sp.ID)
+
+	adm, err := client.New(origin.URL()).Join(ctx, sp.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same ticket, at the edge: it never saw this listener, and
+	// gives it a place because another node of the fleet admitted it.
+	atEdge := shared + strings.TrimPrefix(adm.ListenURL, origin.URL())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, atEdge, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Amphi-Edge") != edges[0].node {
+		t.Fatalf("the origin's ticket at the edge: %d, edge %q", resp.StatusCode, resp.Header.Get("X-Amphi-Edge"))
+	}
+	buf := make([]byte, 512)
+	if n, err := resp.Body.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "OggS") {
+		t.Fatalf("the stream at the edge starts %q, %v", buf[:n], err)
+	}
+	// A made-up ticket is still refused there.
+	bad, _ := http.Get(shared + "/spaces/" + sp.ID + "/live.opus?ticket=made-up")
+	if bad.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a made-up ticket at the edge: %d, want 401", bad.StatusCode)
+	}
+	bad.Body.Close()
+}
+
+func TestListenersResumeOnAnotherEdgeWithoutAHoleWhenTheirsDies(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	origin, edges, shared := fleetOf(t, 2)
+	sp := createSpace(t, ctx, origin.URL())
+	knownAt(t, edges, sp.ID)
+
+	type result struct {
+		st  *client.ListenStats
+		err error
+	}
+	done := make(chan result, 1)
+	lctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		st, err := client.New(shared).Listen(lctx, sp.ID, client.ListenOptions{ResumeFor: 10 * time.Second})
+		done <- result{st, err}
+	}()
+	// Find the edge serving the listener and stop it, as a crash or a
+	// rolling deploy would: the kernel sends the resumed connection to the
+	// other, which has the same program in its ring.
+	var serving, other *Main
+	waitFor(t, func() bool {
+		for i, e := range edges {
+			if e.edge.Stats().Listeners == 1 {
+				serving, other = e, edges[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(time.Second) // a second of audio before the cut
+	serving.Close()
+	waitFor(t, func() bool { return other.edge.Stats().Listeners == 1 })
+	time.Sleep(2 * time.Second) // and some after
+	stop()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.st.Resumes < 1 || r.st.Holes != 0 || r.st.Packets == 0 {
+		t.Errorf("resumes %d, holes %d, packets %d: want a resume and no hole in the timeline", r.st.Resumes, r.st.Holes, r.st.Packets)
+	}
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi/internal/bus"
+)
+
+func TestTheFleetForgetsSilentEdgesAndPicksTheLeastLoaded(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	f := newFleet(func() time.Time { return now })
+	f.add(&bus.LoadReport{Node: "a", URL: "http://127.0.0.1:9001", Listeners: 900, Capacity: 1000, Spaces: map[string]int{"s": 900}})
+	f.add(&bus.LoadReport{Node: "b", URL: "http://127.0.0.1:9002", Listeners: 100, Capacity: 1000, Spaces: map[string]int{"s": 100}})
+	f.add(&bus.LoadReport{Node: "full", URL: "http://127.0.0.1:9003", Listeners: 10, Capacity: 10})
+	if got := f.leastLoaded(); got != "http://127.0.0.1:9002" {
+		t.Errorf("least loaded %q, want edge b's URL", got)
+	}
+	if n, _ := f.space("s"); n != 1000 {
+		t.Errorf("space s has %d listeners on the edges, want 1000", n)
+	}
+	now = now.Add(3 * time.Second)
+	f.add(&bus.LoadReport{Node: "a", URL: "http://127.0.0.1:9001", Listeners: 50, Capacity: 1000})
+	now = now.Add(3 * time.Second) // b and full last reported 6 s ago: gone
+	if got := f.leastLoaded(); got != "http://127.0.0.1:9001" {
+		t.Errorf("least loaded %q after b went silent, want a's", got)
+	}
+	if s := f.snapshot(); len(s) != 1 || s[0].Node != "a" || s[0].AgeSeconds != 3 {
+		t.Errorf("snapshot %+v, want a alone, 3 s old", s)
+	}
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds bin/amphi-static: amphi with libopus, libopusfile and libogg linked
+# in and no shared library at all, for a machine without the packages (the
+# benchmark `device` has no package registry). Debian's -dev packages ship
+# the static archives; pkg-config --static gives their link order.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh libopus-dev libopusfile-dev libogg-dev pkg-config
+wrapper=$(mktemp)
+trap 'rm -f "$wrapper"' EXIT
+printf '#!/bin/sh\nexec pkg-config --static "$@"\n' >"$wrapper"
+chmod +x "$wrapper"
+PKG_CONFIG=$wrapper CGO_ENABLED=1 go build -tags netgo,osusergo \
+	-ldflags '-linkmode external -extldflags "-static"' -o bin/amphi-static ./cmd/amphi
+echo "bin/amphi-static: $(du -h bin/amphi-static | cut -f1), $(file -b bin/amphi-static | cut -d, -f1-2)"
