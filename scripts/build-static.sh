@@ -11,5 +11,5 @@ trap 'rm -f "$wrapper"' EXIT
 printf '#!/bin/sh\nexec pkg-config --static "$@"\n' >"$wrapper"
 chmod +x "$wrapper"
 PKG_CONFIG=$wrapper CGO_ENABLED=1 go build -tags netgo,osusergo \
-	-ldflags '-linkmode external -extldflags "-static"' -o bin/amphi-static ./cmd/amphi
+	-ldflags '-s -w -linkmode external -extldflags "-static -lopusfile -logg -lopus -lm"' -o bin/amphi-static ./cmd/amphi
 echo "bin/amphi-static: $(du -h bin/amphi-static | cut -f1), $(file -b bin/amphi-static | cut -d, -f1-2)"

@@ -71,9 +71,17 @@ func TestEdgesServeTheOriginsListenersEachHearingTheSpeaker(t *testing.T) {
 			t.Errorf("edge %q served %+v", name, c)
 		}
 	}
-	// The origin sees both edges in its fleet, from their load reports.
+	// The origin sees both edges in its fleet, from their load reports,
+	// and sends new listeners to one of them.
 	if fl := origin.snapshot().Edges; len(fl) != 2 {
 		t.Errorf("the origin's /ops shows %d edges, want 2: %+v", len(fl), fl)
+	}
+	sp, err := client.New(origin.URL()).Get(ctx, rep.SpaceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(sp.LiveURL, shared+"/") || !strings.HasPrefix(sp.JoinURL, shared+"/") {
+		t.Errorf("live_url %q, join_url %q: want them at an edge, %s", sp.LiveURL, sp.JoinURL, shared)
 	}
 }
 

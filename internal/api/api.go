@@ -162,13 +162,6 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Accounts.Now == nil {
-		cfg.Accounts.Now = cfg.Now
-	}
-	accounts, err := account.New(cfg.Accounts, db)
-	if err != nil {
-		return nil, err
-	}
 	var public string
 	if cfg.PublicURL != "" {
 		if public, err = parsePublicURL(cfg.PublicURL); err != nil {
@@ -180,16 +173,26 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 		dir = space.NewDirectory(cfg.Gate.Room, gate.NewCapacity(cfg.Gate.Node))
 	}
 	s := &Server{cfg: cfg, db: db, lookup: dir.Known, spaces: dir, edge: e, gate: a, mux: http.NewServeMux(),
-		accounts: accounts, signInLimit: gate.NewSourceLimiter(cfg.SignInLimit), publicURL: public,
-		requestLimit: gate.NewSourceLimiter(cfg.RequestLimit), reactLimit: gate.NewSourceLimiter(cfg.ReactionLimit),
-		lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), whipLimit: newWHIPLimiter(cfg.WHIPLimit),
-		createLimit: newCreateLimiter(cfg.CreateLimit)}
+		publicURL: public, lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit)}
 	if db == nil {
 		if cfg.Lookup != nil {
 			s.lookup = cfg.Lookup
 		}
 		s.listenerRoutes()
 	} else {
+		// Accounts only where the store is: the dummy hash that keeps
+		// sign-in timing even costs an edge argon2id's memory for nothing.
+		if cfg.Accounts.Now == nil {
+			cfg.Accounts.Now = cfg.Now
+		}
+		if s.accounts, err = account.New(cfg.Accounts, db); err != nil {
+			return nil, err
+		}
+		// The limits of the routes an edge does not serve: each table is
+		// allocated whole (megabytes), so an edge makes none of them.
+		s.signInLimit, s.requestLimit = gate.NewSourceLimiter(cfg.SignInLimit), gate.NewSourceLimiter(cfg.RequestLimit)
+		s.reactLimit, s.whipLimit = gate.NewSourceLimiter(cfg.ReactionLimit), newWHIPLimiter(cfg.WHIPLimit)
+		s.createLimit = newCreateLimiter(cfg.CreateLimit)
 		s.lookup = db.Space
 		s.life = space.NewLifecycle(space.Config{DataDir: cfg.DataDir, Logger: cfg.Logger, Now: cfg.Now}, dir, db, lm)
 		s.routes()
