@@ -101,3 +101,29 @@ func (f *fleet) space(spaceID string) (listeners, waiting int) {
 	}
 	return listeners, waiting
 }
+
+// shares splits a space's listener cap among the nodes that serve it: this
+// one (self, holding held places) and every edge that reports. Each keeps
+// what it holds and gets an even part of what is free, so the shares add
+// up to the cap, and a node that fills its share gets more of the rest at
+// the next round (every fleetEvery). Nobody is evicted when the free part
+// is gone.
+func (f *fleet) shares(spaceID string, limit int, self string, held int) map[string]int {
+	rs, _ := f.fresh()
+	used := held
+	for _, r := range rs {
+		used += r.Held[spaceID]
+	}
+	free := max(limit-used, 0)
+	n := len(rs) + 1
+	shares := make(map[string]int, n)
+	shares[self] = held + free/n
+	for i, r := range rs {
+		extra := 0
+		if i < free%n {
+			extra = 1
+		}
+		shares[r.Node] = r.Held[spaceID] + free/n + extra
+	}
+	return shares
+}

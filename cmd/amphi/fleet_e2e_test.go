@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -164,5 +165,51 @@ func TestListenersResumeOnAnotherEdgeWithoutAHoleWhenTheirsDies(t *testing.T) {
 	}
 	if r.st.Resumes < 1 || r.st.Holes != 0 || r.st.Packets == 0 {
 		t.Errorf("resumes %d, holes %d, packets %d: want a resume and no hole in the timeline", r.st.Resumes, r.st.Holes, r.st.Packets)
+	}
+}
+
+func TestASpacesListenerCapHoldsAcrossItsEdges(t *testing.T) {
+	t.Parallel()
+	const limit = 10
+	originDir := t.TempDir()
+	origin := MustRunMainWith(t, originDir, func(m *Main) {
+		m.Config.Role = RoleOrigin
+		m.Config.API.Gate.Room.MaxListeners = limit
+	})
+	t.Cleanup(func() { origin.Close() })
+	var edges []*Main
+	for range 2 {
+		e := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+			m.Config.Role, m.Config.Bus.URL = RoleEdge, origin.BusURL()
+			m.Config.GateKeyFile = filepath.Join(originDir, "gate.key")
+		})
+		t.Cleanup(func() { e.Close() })
+		edges = append(edges, e)
+	}
+	waitFor(t, func() bool { return len(origin.fleet.snapshot()) == 2 })
+	sp := createSpace(t, t.Context(), origin.URL())
+	knownAt(t, edges, sp.ID)
+
+	// Sixteen newcomers, each from its own address, eight at each edge:
+	// the origin hands each node a share of the 10 places every second,
+	// so the edges together admit 10, from their lines as their shares
+	// grow, and not one more.
+	for i := range 16 {
+		joinAs(t, fromAddr(fmt.Sprintf("127.0.20.%d", 1+i)), edges[i%2].URL(), sp.ID, nil)
+	}
+	heldWaiting := func() (held, waiting int) {
+		for _, e := range edges {
+			st := e.dir.Get(sp.ID).Waiting().Stats(time.Now())
+			held += st.Held
+			for _, n := range st.Waiting {
+				waiting += n
+			}
+		}
+		return held, waiting
+	}
+	waitFor(t, func() bool { held, _ := heldWaiting(); return held == limit })
+	time.Sleep(3 * fleetEvery) // more rounds of shares
+	if held, waiting := heldWaiting(); held != limit || waiting != 16-limit {
+		t.Errorf("the edges hold %d places with %d waiting, want %d and %d", held, waiting, limit, 16-limit)
 	}
 }

@@ -30,3 +30,21 @@ func TestTheFleetForgetsSilentEdgesAndPicksTheLeastLoaded(t *testing.T) {
 		t.Errorf("snapshot %+v, want a alone, 3 s old", s)
 	}
 }
+
+func TestSharesOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	f := newFleet(func() time.Time { return now })
+	f.add(&bus.LoadReport{Node: "a", Held: map[string]int{"s": 6}})
+	f.add(&bus.LoadReport{Node: "b", Held: map[string]int{"s": 1}})
+	got := f.shares("s", 10, "origin", 0)
+	// 3 places are free: one each.
+	if got["origin"] != 1 || got["a"] != 7 || got["b"] != 2 {
+		t.Errorf("shares %v, want origin 1, a 7, b 2", got)
+	}
+	// Over the cap (the cap was lowered): everyone keeps what it holds,
+	// nobody gets more.
+	if got := f.shares("s", 5, "origin", 0); got["a"] != 6 || got["b"] != 1 || got["origin"] != 0 {
+		t.Errorf("shares past the cap %v, want what each holds", got)
+	}
+}

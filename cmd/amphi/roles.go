@@ -117,7 +117,11 @@ func (m *Main) learnSpaces() error {
 }
 
 func (m *Main) learn(a *bus.Announcement) {
-	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, State: a.State}, time.Now())
+	share := -1 // no cap across the fleet
+	if a.Shares != nil {
+		share = a.Shares[m.node] // none until the origin counts this edge
+	}
+	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, State: a.State, Share: share}, time.Now())
 }
 
 // lookupTimeout bounds an edge's lookup at the origin.
@@ -144,7 +148,9 @@ func (m *Main) lookupAtOrigin(ctx context.Context, id string) (*amphi.Space, err
 }
 
 // announcement is what the origin says of a space: with its state, if it
-// is on air here.
+// is on air here, and, when spaces have a listener cap
+// (--max-space-listeners), each node's share of it, this one's applied
+// here.
 func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcement {
 	a := &bus.Announcement{Space: sp, Serial: sp.Serial}
 	if sp.State == amphi.StateLive && m.live.Session(sp.ID) != nil {
@@ -152,6 +158,12 @@ func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcem
 		if a.State, err = m.api.EncodedState(ctx, sp.ID); err != nil {
 			m.Logger.Warn("fleet: a space's state", "space", sp.ID, "err", err)
 		}
+	}
+	limit := m.Config.API.Gate.Room.MaxListeners
+	if here := m.dir.Get(sp.ID); here != nil && limit > 0 && sp.State != amphi.StateEnded {
+		now := time.Now()
+		a.Shares = m.fleet.shares(sp.ID, limit, m.node, here.Waiting().Stats(now).Held)
+		here.Waiting().SetShare(a.Shares[m.node], now)
 	}
 	return a
 }
@@ -261,12 +273,15 @@ func (m *Main) publishAnnouncement(a *bus.Announcement) {
 func (m *Main) reportLoad(context.Context) {
 	now := time.Now()
 	r := &bus.LoadReport{Node: m.node, URL: m.publicURL(), Listeners: int(m.edge.Stats().Listeners),
-		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Waiting: map[string]int{},
+		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Waiting: map[string]int{}, Held: map[string]int{},
 		Verdict: m.monitor.Report().Verdict, At: now}
 	for _, sp := range m.dir.All() {
 		st := sp.Waiting().Stats(now)
 		if st.Connected > 0 {
 			r.Spaces[sp.ID()] = st.Connected
+		}
+		if st.Held > 0 {
+			r.Held[sp.ID()] = st.Held
 		}
 		waiting := 0
 		for _, n := range st.Waiting {

@@ -29,6 +29,10 @@ type Announcement struct {
 	Space  *amphi.Space    `json:"space"`
 	Serial uint32          `json:"serial"`
 	State  json.RawMessage `json:"state,omitempty"`
+	// Shares is each node's share of the space's listener cap, by node
+	// name, when the space has a cap; a node not in it holds no new place
+	// until it is. Nil means no cap across the fleet.
+	Shares map[string]int `json:"shares,omitempty"`
 }
 
 // Announce publishes a space's announcement.
@@ -57,6 +61,10 @@ type LoadReport struct {
 	Capacity  int            `json:"capacity"`
 	Spaces    map[string]int `json:"spaces,omitempty"`
 	Waiting   map[string]int `json:"waiting,omitempty"`
+	// Held is, per space, the places held: listeners connected, admitted
+	// and not yet connected, or lingering. What a share of a space's cap
+	// counts.
+	Held map[string]int `json:"held,omitempty"`
 	// Verdict is the edge's own ops verdict.
 	Verdict string    `json:"verdict"`
 	At      time.Time `json:"at"`

@@ -208,6 +208,7 @@ type Room struct {
 	mu      sync.Mutex
 	clock   int64 // latest now seen, Unix ns: the room's time never goes back
 	openAt  int64 // Unix ns; 0: open
+	share   int   // places this node may hold of a fleet's cap (SetShare); -1: no share
 	members map[string]*member
 	queues  [numTiers]tierQueue
 	waiting int
@@ -269,7 +270,7 @@ func NewRoom(cfg RoomConfig, node *Capacity) *Room {
 		cfg.RateWindow = def.RateWindow
 	}
 	return &Room{
-		cfg: cfg, node: node, members: make(map[string]*member),
+		cfg: cfg, node: node, members: make(map[string]*member), share: -1,
 		rate: ewma{tau: cfg.RateWindow.Seconds()},
 	}
 }
@@ -285,6 +286,24 @@ func (r *Room) OpenAt(t time.Time) {
 	} else {
 		r.openAt = t.UnixNano()
 	}
+}
+
+// SetShare sets, at now, the places this node may hold of a space whose
+// cap holds across a fleet: its share, which the origin hands out and moves
+// as the nodes fill; negative means no share (only RoomConfig.MaxListeners
+// applies). Nobody inside is evicted when it shrinks; when it grows,
+// waiters are admitted in order.
+func (r *Room) SetShare(n int, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.share = n
+	r.advance(now)
+}
+
+// atCap reports whether the room holds all the places its config and its
+// share allow.
+func (r *Room) atCap() bool {
+	return (r.cfg.MaxListeners > 0 && r.held >= r.cfg.MaxListeners) || (r.share >= 0 && r.held >= r.share)
 }
 
 // Join asks for a place for listener at now: Admitted at once if the room
@@ -410,7 +429,7 @@ func (r *Room) Resume(listener string, tier Tier, now time.Time) (stop *atomic.B
 	r.mu.Lock()
 	t := r.advance(now)
 	if r.members[listener] == nil {
-		if (r.cfg.MaxListeners > 0 && r.held >= r.cfg.MaxListeners) || !r.node.reserve() {
+		if r.atCap() || !r.node.reserve() {
 			r.mu.Unlock()
 			return nil, false
 		}
@@ -539,7 +558,7 @@ func (r *Room) admissible(tier Tier, t int64) bool {
 // take reserves a place if the room and the node have one and the node's
 // join rate allows.
 func (r *Room) take(t int64) bool {
-	if r.cfg.MaxListeners > 0 && r.held >= r.cfg.MaxListeners {
+	if r.atCap() {
 		return false
 	}
 	return r.node.acquire(time.Unix(0, t))

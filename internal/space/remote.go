@@ -18,12 +18,15 @@ import (
 const knownLife = 10 * time.Minute
 
 // Announced is what the origin says of a space: the space, its program's
-// Ogg serial, and its state as its pages poll it, encoded by the origin
-// (empty for a space not on air).
+// Ogg serial, its state as its pages poll it, encoded by the origin (empty
+// for a space not on air), and this node's share of the space's listener
+// cap (gate.Room.SetShare; negative: the space has no cap across the
+// fleet).
 type Announced struct {
 	Space  *amphi.Space
 	Serial uint32
 	State  []byte
+	Share  int
 }
 
 // known is an announcement and when it came.
@@ -55,14 +58,16 @@ func (d *Directory) Learn(a Announced, now time.Time) {
 		if info.ScheduledAt != nil {
 			opens = *info.ScheduledAt
 		}
-		d.Open(info.ID, opens)
+		d.Open(info.ID, opens).SetShare(a.Share, now)
 	case amphi.StateLive:
 		opens := now
 		if info.StartedAt != nil {
 			opens = *info.StartedAt
 		}
 		// A room opened for the start keeps its line and opens now.
-		d.Open(info.ID, opens).OpenAt(opens)
+		w := d.Open(info.ID, opens)
+		w.OpenAt(opens)
+		w.SetShare(a.Share, now)
 	case amphi.StateEnded:
 		d.remove(info.ID, info.EndReason)
 	}
