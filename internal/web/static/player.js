@@ -30,9 +30,16 @@ export async function supported() {
   }
 }
 
-// OggReader splits a byte stream into Ogg packets (RFC 3533). A packet
-// ends at the first lacing value under 255; one may continue onto the
-// next page.
+// resumeFor is how long a stream that breaks before the program's end is
+// asked for again, from the chunk after the last one played (from_seq): an
+// edge that dies hands its listeners to another without a hole.
+const resumeFor = 10000;
+const resumeEvery = 250;
+
+// OggReader splits a byte stream into Ogg packets (RFC 3533), each handed
+// over with its page's sequence number and whether that page ends the
+// stream (EOS). A packet ends at the first lacing value under 255; one may
+// continue onto the next page.
 class OggReader {
   constructor(onPacket) {
     this.onPacket = onPacket;
@@ -63,6 +70,8 @@ class OggReader {
       const end = off + 27 + nseg + size;
       if (b.length < end) break;
       const continued = (b[off + 5] & 1) !== 0;
+      const page = {seq: (b[off + 18] | (b[off + 19] << 8) | (b[off + 20] << 16) | (b[off + 21] << 24)) >>> 0,
+        eos: (b[off + 5] & 4) !== 0};
       if (!continued) this.partial = []; // a lost continuation: drop its start
       let p = off + 27 + nseg;
       for (let i = 0; i < nseg; i++) {
@@ -70,7 +79,7 @@ class OggReader {
         this.partial.push(b.subarray(p, p + lace));
         p += lace;
         if (lace < 255) {
-          this.onPacket(concat(this.partial));
+          this.onPacket(concat(this.partial), page);
           this.partial = [];
         }
       }
@@ -106,7 +115,7 @@ export async function playLowLatency(url, {onState = () => {}, target = 0.25, co
   const analyser = ac.createAnalyser();
   analyser.connect(ac.destination);
   const abort = new AbortController();
-  const st = {packets: 0, frames: 0, underruns: 0, dropped: 0, preSkip: 0};
+  const st = {packets: 0, frames: 0, underruns: 0, dropped: 0, preSkip: 0, resumes: 0, holes: 0};
   let next = -1;        // the AudioContext time the next frame starts at
   let skip = 0;         // samples of pre-skip still to drop
   let state = '';
@@ -164,24 +173,39 @@ export async function playLowLatency(url, {onState = () => {}, target = 0.25, co
     st.frames++;
   }
 
-  let headers = 0;
+  // An audio page's sequence number is its chunk + 2 (docs/API.md): the
+  // chunks say where a resumed stream must start, which repeated ones to
+  // drop, and whether any never came (a hole).
+  let lastChunk = -1;
+  let page = -1;        // the page the packets come from
+  let dropPage = false; // a page already played, sent again on a resume
+  let ended = false;    // the EOS page came
   let ts = 0;
-  const ogg = new OggReader((p) => {
-    // The first two packets are OpusHead and OpusTags (RFC 7845).
-    if (headers < 2) {
-      headers++;
-      if (isTag(p, 'OpusHead') && p.length >= 12) {
+  const onPacket = (p, pg) => {
+    ended = ended || pg.eos;
+    // Each response starts with OpusHead and OpusTags (RFC 7845).
+    if (pg.seq < 2) {
+      if (isTag(p, 'OpusHead') && p.length >= 12 && st.packets === 0) {
         st.preSkip = p[10] | (p[11] << 8);
         skip = st.preSkip;
-        return;
       }
-      if (isTag(p, 'OpusTags')) return;
+      return;
     }
+    if (pg.seq !== page) {
+      page = pg.seq;
+      const chunk = pg.seq - 2;
+      dropPage = chunk <= lastChunk;
+      if (!dropPage) {
+        if (lastChunk >= 0 && chunk > lastChunk + 1) st.holes++;
+        lastChunk = chunk;
+      }
+    }
+    if (dropPage) return;
     st.packets++;
     // Timestamps only order the chunks: the schedule is ours.
     decoder.decode(new EncodedAudioChunk({type: 'key', timestamp: ts, data: p}));
     ts += 20000;
-  });
+  };
 
   function fail(e) {
     if (done) return;
@@ -190,8 +214,10 @@ export async function playLowLatency(url, {onState = () => {}, target = 0.25, co
   }
 
   const sep = url.includes('?') ? '&' : '?';
+  const open = () => fetch(url + sep + (lastChunk < 0 ? streamParams : 'flush=100ms&from_seq=' + (lastChunk + 1)),
+    {signal: abort.signal, cache: 'no-store'});
   setState('buffering');
-  const r = await fetch(url + sep + streamParams, {signal: abort.signal, cache: 'no-store'});
+  let r = await open();
   if (!r.ok || !r.body) {
     let msg = 'the server answered ' + r.status;
     try {
@@ -202,18 +228,46 @@ export async function playLowLatency(url, {onState = () => {}, target = 0.25, co
   }
   await ac.resume().catch(() => {});
 
+  // resume asks for the stream again from where it broke, for resumeFor;
+  // it returns the new response, or null.
+  async function resume() {
+    for (const until = Date.now() + resumeFor; Date.now() < until && !abort.signal.aborted;) {
+      try {
+        const again = await open();
+        if (again.ok && again.body) return again;
+      } catch (_) { /* the network: try again */ }
+      await new Promise((res) => setTimeout(res, resumeEvery));
+    }
+    return null;
+  }
+
   (async () => {
-    const reader = r.body.getReader();
-    try {
-      for (;;) {
-        const {value, done: eof} = await reader.read();
-        if (eof) break;
-        ogg.push(value);
+    for (;;) {
+      let broke = null;
+      const ogg = new OggReader(onPacket); // a new response starts a new page
+      try {
+        const reader = r.body.getReader();
+        for (;;) {
+          const {value, done: eof} = await reader.read();
+          if (eof) break;
+          ogg.push(value);
+        }
+      } catch (e) {
+        if (abort.signal.aborted) return;
+        broke = e;
       }
-      if (decoder.state === 'configured') await decoder.flush();
-      setState('ended');
-    } catch (e) {
-      if (!abort.signal.aborted) fail(e);
+      if (ended) {
+        if (decoder.state === 'configured') await decoder.flush();
+        setState('ended');
+        return;
+      }
+      // Broken before the program's end: its edge went away.
+      r = await resume();
+      if (!r) {
+        fail(broke || new Error('the stream broke and did not come back'));
+        return;
+      }
+      st.resumes++;
     }
   })();
 
