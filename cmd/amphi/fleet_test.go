@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,5 +51,32 @@ func TestSharesOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
 	// nobody gets more.
 	if got := f.shares("s", 5, "origin", 0); got["a"] != 6 || got["b"] != 1 || got["origin"] != 0 {
 		t.Errorf("shares past the cap %v, want what each holds", got)
+	}
+}
+
+func TestTheGateKeyFileRotatesWithTheNewKeyFirst(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gate.key")
+	if _, _, err := loadKeys(path, false); err == nil {
+		t.Error("an edge without its origin's key file started with a key of its own")
+	}
+	old, _, err := loadKeys(path, true) // the origin's first start makes one
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := strings.Repeat("ab", 32)
+	if err := os.WriteFile(path, []byte(fresh+"\n"+hex.EncodeToString(old)+"\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, previous, err := loadKeys(path, false)
+	if err != nil || hex.EncodeToString(key) != fresh || len(previous) != 1 || !bytes.Equal(previous[0], old) {
+		t.Fatalf("key %x, previous %x, %v: want the new key signing and the old one verifying", key, previous, err)
+	}
+	if err := os.WriteFile(path, []byte("not hex\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := loadKeys(path, false); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a bad key file: %v, want an error naming its line", err)
 	}
 }
