@@ -49,6 +49,22 @@ func knownAt(t *testing.T, edges []*Main, id string) {
 	}
 }
 
+// servingEdge waits until one of two edges serves the one listener, and
+// returns it and the other.
+func servingEdge(t *testing.T, edges []*Main) (serving, other *Main) {
+	t.Helper()
+	waitFor(t, func() bool {
+		for i, e := range edges {
+			if e.edge.Stats().Listeners == 1 {
+				serving, other = e, edges[1-i]
+				return true
+			}
+		}
+		return false
+	})
+	return serving, other
+}
+
 func TestEdgesServeTheOriginsListenersEachHearingTheSpeaker(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -144,16 +160,7 @@ func TestListenersResumeOnAnotherEdgeWithoutAHoleWhenTheirsDies(t *testing.T) {
 	// Find the edge serving the listener and stop it, as a crash or a
 	// rolling deploy would: the kernel sends the resumed connection to the
 	// other, which has the same program in its ring.
-	var serving, other *Main
-	waitFor(t, func() bool {
-		for i, e := range edges {
-			if e.edge.Stats().Listeners == 1 {
-				serving, other = e, edges[1-i]
-				return true
-			}
-		}
-		return false
-	})
+	serving, other := servingEdge(t, edges)
 	time.Sleep(time.Second) // a second of audio before the cut
 	serving.Close()
 	waitFor(t, func() bool { return other.edge.Stats().Listeners == 1 })

@@ -32,16 +32,7 @@ func TestTheWebPlayerResumesOnAnotherEdgeWithoutAHole(t *testing.T) {
 		status, _ := chromedp.Run(context.WithoutCancel(b), chromedp.Text(`#status`))
 		t.Fatalf("the player did not start (page status %q): %v", status, err)
 	}
-	var serving *Main
-	waitFor(t, func() bool {
-		for _, e := range edges {
-			if e.edge.Stats().Listeners == 1 {
-				serving = e
-				return true
-			}
-		}
-		return false
-	})
+	serving, _ := servingEdge(t, edges)
 	serving.Close()
 	type stats struct {
 		Frames  int `json:"frames"`
