@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -38,6 +39,18 @@ func fleetOf(t *testing.T, n int) (*Main, []*Main, string) {
 		t.Cleanup(func() { e.Close() })
 	}
 	return origin, edges, "http://" + addr
+}
+
+// spaceOnFleet runs fleetOf(t, n) with a live space every edge has the
+// program of, for a test bounded by d.
+func spaceOnFleet(t *testing.T, n int, d time.Duration) (context.Context, *Main, []*Main, string, *client.Created) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	origin, edges, shared := fleetOf(t, n)
+	sp := createSpace(t, ctx, origin.URL())
+	knownAt(t, edges, sp.ID)
+	return ctx, origin, edges, shared, sp
 }
 
 // knownAt waits until every edge knows the space from the origin's
@@ -104,11 +117,7 @@ func TestEdgesServeTheOriginsListenersEachHearingTheSpeaker(t *testing.T) {
 
 func TestTheOriginsTicketOpensTheStreamAtAnEdge(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	origin, edges, shared := fleetOf(t, 1)
-	sp := createSpace(t, ctx, origin.URL())
-	knownAt(t, edges, sp.ID)
+	ctx, origin, edges, shared, sp := spaceOnFleet(t, 1, 60*time.Second)
 
 	adm, err := client.New(origin.URL()).Join(ctx, sp.ID, nil)
 	if err != nil {
@@ -140,11 +149,7 @@ func TestTheOriginsTicketOpensTheStreamAtAnEdge(t *testing.T) {
 
 func TestListenersResumeOnAnotherEdgeWithoutAHoleWhenTheirsDies(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	origin, edges, shared := fleetOf(t, 2)
-	sp := createSpace(t, ctx, origin.URL())
-	knownAt(t, edges, sp.ID)
+	ctx, _, edges, shared, sp := spaceOnFleet(t, 2, 60*time.Second)
 
 	type result struct {
 		st  *client.ListenStats
@@ -218,5 +223,28 @@ func TestASpacesListenerCapHoldsAcrossItsEdges(t *testing.T) {
 	time.Sleep(3 * fleetEvery) // more rounds of shares
 	if held, waiting := heldWaiting(); held != limit || waiting != 16-limit {
 		t.Errorf("the edges hold %d places with %d waiting, want %d and %d", held, waiting, limit, 16-limit)
+	}
+}
+
+func TestTheOriginAnswersFetchesOfMissedChunksFromItsRing(t *testing.T) {
+	t.Parallel()
+	ctx, m, sp := onAir(t, 30*time.Second)
+	waitFor(t, func() bool { return len(m.live.Session(sp.ID).Chunks(0, 5)) == 5 })
+	b := testBus(t, m.BusURL())
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := b.Fetch(fctx, sp.ID, 2, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Seq != 2 || got[2].Seq != 4 || !bytes.Equal(got[1].Page, m.live.Session(sp.ID).Chunks(3, 4)[0].Page) {
+		t.Fatalf("fetched %d chunks, want 2, 3 and 4 as the origin made them", len(got))
+	}
+	// A space not on air here gets no answer: the fetch ends with its
+	// context and the edge passes the hole.
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if _, err := b.Fetch(short, "nosuchspace", 0, 3); err == nil {
+		t.Error("a fetch of a space nobody mixes was answered")
 	}
 }

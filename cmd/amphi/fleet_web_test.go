@@ -15,11 +15,7 @@ import (
 // played, and the kernel gives the connection to the other edge.
 func TestTheWebPlayerResumesOnAnotherEdgeWithoutAHole(t *testing.T) {
 	parallelBrowser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	origin, edges, shared := fleetOf(t, 2)
-	sp := createSpace(t, ctx, origin.URL())
-	knownAt(t, edges, sp.ID)
+	ctx, _, edges, shared, sp := spaceOnFleet(t, 2, 2*time.Minute)
 	b := browserFor(t, ctx)
 	if err := chromedp.Do(b,
 		chromedp.Navigate(shared+"/s/"+sp.ID+"?player=low"),

@@ -385,11 +385,7 @@ func (m *Main) warnFirstAdmin(ctx context.Context) error {
 	if err != nil || link == "" {
 		return err
 	}
-	base := m.URL()
-	if m.Config.API.PublicURL != "" {
-		base = strings.TrimSuffix(m.Config.API.PublicURL, "/")
-	}
-	m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", base+link)
+	m.Logger.Warn("no accounts yet: open this one-time link within an hour to create the first admin (or run: amphi admin create)", "url", m.publicURL()+link)
 	return nil
 }
 

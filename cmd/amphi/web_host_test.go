@@ -123,7 +123,7 @@ func TestWebHostRunsASpaceFromTheConsole(t *testing.T) {
 		`(t => t === '…' ? null : t)(document.getElementById('verdict').textContent)`)); err != nil || !slices.Contains(consoleVerdicts, v) {
 		t.Errorf("verdict %q (%v), want one of %q", v, err, consoleVerdicts)
 	} else if v != "healthy" {
-		t.Logf("the console shows the verdict %q on this busy machine", v)
+		t.Logf("the console shows the verdict %q on this busy machine; evidence: %+v", v, m.monitor.Report().Evidence)
 	}
 	// Copy works, through the clipboard or by selecting the link.
 	if err := chromedp.Do(bctx, chromedp.Click(`#copy-share`)); err != nil {

@@ -157,6 +157,17 @@ func (s *Server) waitingRoom(id string) *gate.Room {
 	return nil
 }
 
+// lookupRoom looks a space up and returns it with its waiting room here,
+// nil if none: an edge's lookup asks the origin about a space it had not
+// heard of and learns it, room and all, so the room is read after.
+func (s *Server) lookupRoom(ctx context.Context, id string) (*amphi.Space, *gate.Room, error) {
+	sp, err := s.lookup(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sp, s.waitingRoom(id), nil
+}
+
 // roomFor returns the waiting room of a space that admits listeners: live
 // here, or scheduled (its herd queues until the start). Only a space not
 // known here costs a database read.
@@ -164,11 +175,11 @@ func (s *Server) roomFor(ctx context.Context, id string) (*gate.Room, error) {
 	if r := s.waitingRoom(id); r != nil {
 		return r, nil
 	}
-	sp, err := s.lookup(ctx, id)
+	sp, r, err := s.lookupRoom(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if r := s.waitingRoom(id); r != nil { // an edge learned of it just now
+	if r != nil {
 		return r, nil
 	}
 	if sp.State != amphi.StateScheduled {

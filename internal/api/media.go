@@ -161,8 +161,8 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	}
 	room := s.waitingRoom(id)
 	if room == nil || !s.edge.HasRing(id) {
-		sp, err := s.lookup(r.Context(), id)
-		if err != nil {
+		var sp *amphi.Space
+		if sp, room, err = s.lookupRoom(r.Context(), id); err != nil {
 			return err
 		}
 		if sp.State != amphi.StateLive || room == nil {

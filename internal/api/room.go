@@ -97,16 +97,23 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 	if s.db == nil {
 		maxAge = announcedStateAge
 	}
-	id := r.PathValue("id")
-	st, err := s.state(id, maxAge, func() (*amphi.Space, error) {
-		// Only here does a poll read the database: once a second per
-		// space for real pages, more for made-up ids, which the limit
-		// holds to a few a second per source.
-		if err := s.gate.limit(s.lookupLimit, s.gate.clientAddr(r), s.cfg.Now()); err != nil {
-			return nil, err
-		}
-		return s.lookup(r.Context(), id)
-	})
+	id, now := r.PathValue("id"), s.cfg.Now()
+	// A cached state is what nearly every poll gets: it is looked up
+	// before the closure that encodes one is made, so a hit allocates it
+	// not.
+	st := s.spaces.State(id, maxAge, now)
+	var err error
+	if st == nil {
+		st, err = s.spaces.Encode(id, now, func() (*amphi.Space, error) {
+			// Only here does a poll read the database: once a second per
+			// space for real pages, more for made-up ids, which the limit
+			// holds to a few a second per source.
+			if err := s.gate.limit(s.lookupLimit, s.gate.clientAddr(r), now); err != nil {
+				return nil, err
+			}
+			return s.lookup(r.Context(), id)
+		})
+	}
 	if err != nil {
 		if amphi.ErrorCode(err) == amphi.ENotFound {
 			// Polls of spaces that do not exist are what a flood of

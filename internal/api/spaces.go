@@ -46,14 +46,24 @@ type spaceView struct {
 	Listeners *int `json:"listeners,omitempty"`
 }
 
-func (s *Server) view(r *http.Request, sp *amphi.Space) *spaceView {
-	base := s.baseURL(r) + "/spaces/" + sp.ID
-	listen := base
+// links are the base URLs a request's views point to: this server's, and
+// where listeners go (the least loaded edge's, on an origin with edges).
+type links struct{ base, listen string }
+
+// linksFor works out a request's links once, for every view it answers.
+func (s *Server) linksFor(r *http.Request) links {
+	l := links{base: s.baseURL(r)}
+	l.listen = l.base
 	if s.cfg.ListenAt != nil {
 		if at := s.cfg.ListenAt(); at != "" {
-			listen = at + "/spaces/" + sp.ID
+			l.listen = at
 		}
 	}
+	return l
+}
+
+func (s *Server) view(l links, sp *amphi.Space) *spaceView {
+	base, listen := l.base+"/spaces/"+sp.ID, l.listen+"/spaces/"+sp.ID
 	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
 	if here := s.spaces.Get(sp.ID); here != nil && here.Session() != nil {
 		n := len(here.Session().Stage().Speakers())
@@ -119,7 +129,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/spaces/"+sp.ID)
-	writeJSON(w, http.StatusCreated, &createResponse{spaceView: s.view(r, sp), HostToken: token})
+	writeJSON(w, http.StatusCreated, &createResponse{spaceView: s.view(s.linksFor(r), sp), HostToken: token})
 }
 
 // createSpace stores a new space and its host token; one without a start
@@ -197,8 +207,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	views := make([]*spaceView, 0, len(spaces))
+	l := s.linksFor(r)
 	for _, sp := range spaces {
-		views = append(views, s.view(r, sp))
+		views = append(views, s.view(l, sp))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"spaces": views})
 }
@@ -209,7 +220,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view(r, sp))
+	writeJSON(w, http.StatusOK, s.view(s.linksFor(r), sp))
 }
 
 func (s *Server) handleStart(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +242,7 @@ func (s *Server) hostAction(w http.ResponseWriter, r *http.Request, act func(con
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view(r, sp))
+	writeJSON(w, http.StatusOK, s.view(s.linksFor(r), sp))
 }
 
 type mintRequest struct {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/amphi-audio/amphi"
 )
 
@@ -106,17 +104,15 @@ const lookupSubject = "amphi.lookup.space"
 // ServeLookups answers edges' lookups with find's announcement of the
 // space, and with an empty answer for a space find does not know (nil).
 func (b *Bus) ServeLookups(find func(id string) *Announcement) (*Subscription, error) {
-	sub, err := b.nc.QueueSubscribe(lookupSubject, "origin", func(m *nats.Msg) {
-		var data []byte
-		if a := find(string(m.Data)); a != nil {
-			data, _ = json.Marshal(a) // an Announcement always encodes
+	return b.QueueSubscribe(lookupSubject, "origin", func(data []byte, reply string) {
+		var answer []byte
+		if a := find(string(data)); a != nil {
+			answer, _ = json.Marshal(a) // an Announcement always encodes
 		}
-		m.Respond(data)
+		if reply != "" {
+			b.Publish(reply, answer) // the asker times out if this is lost
+		}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bus: serve lookups: %w", err)
-	}
-	return &Subscription{sub: sub}, nil
 }
 
 // Lookup asks the origin about a space, waiting until ctx is done. It

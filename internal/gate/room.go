@@ -391,6 +391,11 @@ func (r *Room) Connect(listener string, now time.Time) (stop *atomic.Bool, ok bo
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.advance(now)
+	return r.connectLocked(listener)
+}
+
+// connectLocked is Connect with the room locked and at its time.
+func (r *Room) connectLocked(listener string) (stop *atomic.Bool, ok bool) {
 	m := r.members[listener]
 	if m == nil {
 		return nil, false
@@ -427,10 +432,10 @@ func (r *Room) Resume(listener string, tier Tier, now time.Time) (stop *atomic.B
 		tier = TierAnonymous
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	t := r.advance(now)
 	if r.members[listener] == nil {
 		if r.atCap() || !r.node.reserve() {
-			r.mu.Unlock()
 			return nil, false
 		}
 		m := &member{listener: listener, tier: tier}
@@ -438,8 +443,7 @@ func (r *Room) Resume(listener string, tier Tier, now time.Time) (stop *atomic.B
 		r.resumed++
 		r.members[listener] = m
 	}
-	r.mu.Unlock()
-	return r.Connect(listener, now)
+	return r.connectLocked(listener)
 }
 
 // Holds reports whether listener holds a place at now: admitted, connected
