@@ -28,7 +28,7 @@ func fromAddr(src string) *http.Client {
 
 // joinAs posts one join from hc with body (nil: a newcomer) and decodes the
 // answer.
-func joinAs(t *testing.T, hc *http.Client, base, space string, body any, hdr ...string) (int, map[string]any) {
+func joinAs(t testing.TB, hc *http.Client, base, space string, body any, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	var b []byte
 	if body != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/bus"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/ops"
 )
 
@@ -102,28 +103,15 @@ func (f *fleet) space(spaceID string) (listeners, waiting int) {
 	return listeners, waiting
 }
 
-// shares splits a space's listener cap among the nodes that serve it: this
-// one (self, holding held places) and every edge that reports. Each keeps
-// what it holds and gets an even part of what is free, so the shares add
-// up to the cap, and a node that fills its share gets more of the rest at
-// the next round (every fleetEvery). Nobody is evicted when the free part
-// is gone.
-func (f *fleet) shares(spaceID string, limit int, self string, held int) map[string]int {
+// grants works out every node's grant in a space for the next round: this
+// one's (self, with its part here) and every edge's that reports, from
+// their parts in the space (gate.Allot).
+func (f *fleet) grants(spaceID, self string, here gate.NodeLine, lim gate.FleetLimits) map[string]gate.Grant {
 	rs, _ := f.fresh()
-	used := held
+	parts := make(map[string]gate.NodeLine, len(rs)+1)
 	for _, r := range rs {
-		used += r.Held[spaceID]
+		parts[r.Node] = r.Parts[spaceID]
 	}
-	free := max(limit-used, 0)
-	n := len(rs) + 1
-	shares := make(map[string]int, n)
-	shares[self] = held + free/n
-	for i, r := range rs {
-		extra := 0
-		if i < free%n {
-			extra = 1
-		}
-		shares[r.Node] = r.Held[spaceID] + free/n + extra
-	}
-	return shares
+	parts[self] = here
+	return gate.Allot(parts, lim)
 }

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // fleetOf runs an origin and n edges, the edges sharing one loopback port
@@ -55,7 +57,7 @@ func spaceOnFleet(t *testing.T, n int, d time.Duration) (context.Context, *Main,
 
 // knownAt waits until every edge knows the space from the origin's
 // announcements and has its program.
-func knownAt(t *testing.T, edges []*Main, id string) {
+func knownAt(t testing.TB, edges []*Main, id string) {
 	t.Helper()
 	for _, e := range edges {
 		waitFor(t, func() bool { return e.dir.Get(id) != nil && e.edge.HasRing(id) })
@@ -180,16 +182,16 @@ func TestListenersResumeOnAnotherEdgeWithoutAHoleWhenTheirsDies(t *testing.T) {
 	}
 }
 
-func TestASpacesListenerCapHoldsAcrossItsEdges(t *testing.T) {
-	t.Parallel()
-	const limit = 10
+// capFleet runs an origin whose spaces have limits across the fleet
+// (set by limits) and two edges it counts, with a space they know.
+func capFleet(t testing.TB, limits func(*Main)) (origin *Main, edges []*Main, spaceID string) {
+	t.Helper()
 	originDir := t.TempDir()
-	origin := MustRunMainWith(t, originDir, func(m *Main) {
+	origin = MustRunMainWith(t, originDir, func(m *Main) {
 		m.Config.Role = RoleOrigin
-		m.Config.API.Gate.Room.MaxListeners = limit
+		limits(m)
 	})
 	t.Cleanup(func() { origin.Close() })
-	var edges []*Main
 	for range 2 {
 		e := MustRunMainWith(t, t.TempDir(), func(m *Main) {
 			m.Config.Role, m.Config.Bus.URL = RoleEdge, origin.BusURL()
@@ -201,29 +203,134 @@ func TestASpacesListenerCapHoldsAcrossItsEdges(t *testing.T) {
 	waitFor(t, func() bool { return len(origin.fleet.snapshot()) == 2 })
 	sp := createSpace(t, t.Context(), origin.URL())
 	knownAt(t, edges, sp.ID)
+	return origin, edges, sp.ID
+}
+
+// fleetRoom sums a space's rooms at the edges.
+func fleetRoom(edges []*Main, id string) (held, waiting int, admitted uint64) {
+	for _, e := range edges {
+		st := e.dir.Get(id).Waiting().Stats(time.Now())
+		held += st.Held
+		admitted += st.Admitted
+		for _, n := range st.Waiting {
+			waiting += n
+		}
+	}
+	return held, waiting, admitted
+}
+
+func TestASpacesListenerCapAndLineHoldAcrossItsEdges(t *testing.T) {
+	t.Parallel()
+	const limit = 10
+	_, edges, id := capFleet(t, func(m *Main) { m.Config.API.Gate.Room.MaxListeners = limit })
 
 	// Sixteen newcomers, each from its own address, eight at each edge:
-	// the origin hands each node a share of the 10 places every second,
-	// so the edges together admit 10, from their lines as their shares
-	// grow, and not one more.
+	// the origin grants each node its part of the 10 places every second,
+	// so the edges together admit 10, and not one more.
 	for i := range 16 {
-		joinAs(t, fromAddr(fmt.Sprintf("127.0.20.%d", 1+i)), edges[i%2].URL(), sp.ID, nil)
+		joinAs(t, fromAddr(fmt.Sprintf("127.0.20.%d", 1+i)), edges[i%2].URL(), id, nil)
 	}
-	heldWaiting := func() (held, waiting int) {
-		for _, e := range edges {
-			st := e.dir.Get(sp.ID).Waiting().Stats(time.Now())
-			held += st.Held
-			for _, n := range st.Waiting {
-				waiting += n
-			}
-		}
-		return held, waiting
-	}
-	waitFor(t, func() bool { held, _ := heldWaiting(); return held == limit })
-	time.Sleep(3 * fleetEvery) // more rounds of shares
-	if held, waiting := heldWaiting(); held != limit || waiting != 16-limit {
+	waitFor(t, func() bool { held, _, _ := fleetRoom(edges, id); return held == limit })
+	time.Sleep(3 * fleetEvery) // more rounds of grants
+	if held, waiting, _ := fleetRoom(edges, id); held != limit || waiting != 16-limit {
 		t.Errorf("the edges hold %d places with %d waiting, want %d and %d", held, waiting, limit, 16-limit)
 	}
+
+	// Four more at alternating edges, further apart than the line's
+	// resolution: one line across both edges, so after a round they
+	// stand at 7, 8, 9 and 10, in the order they came, wherever they
+	// came in.
+	type waiter struct {
+		hc       *http.Client
+		edge     string
+		listener string
+	}
+	var late []waiter
+	for i := range 4 {
+		time.Sleep(2 * gate.LineBucket)
+		w := waiter{hc: fromAddr(fmt.Sprintf("127.0.21.%d", 1+i)), edge: edges[i%2].URL()}
+		_, out := joinAs(t, w.hc, w.edge, id, nil)
+		w.listener, _ = out["listener"].(string)
+		late = append(late, w)
+	}
+	// An edge reports, then the origin grants: two rounds, or more on a
+	// busy machine. Polls at the pace a page keeps.
+	var wrong []string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		time.Sleep(2 * fleetEvery / 3)
+		wrong = nil
+		for i, w := range late {
+			st, out := joinAs(t, w.hc, w.edge, id, map[string]string{"listener": w.listener})
+			if st != http.StatusOK || out["status"] != "waiting" || out["position"] != float64(16-limit+1+i) {
+				wrong = append(wrong, fmt.Sprintf("late waiter %d at %s: %d %v, want waiting at %d", i, w.edge, st, out, 16-limit+1+i))
+			}
+		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, w := range wrong {
+		t.Error(w)
+	}
+}
+
+func TestASpacesJoinRateHoldsAcrossItsEdges(t *testing.T) {
+	t.Parallel()
+	const rate = 3 // a second, across the fleet
+	origin, edges, id := capFleet(t, func(m *Main) { m.Config.API.Gate.Room.JoinRate = rate })
+	start := time.Now()
+	for i := range 24 {
+		joinAs(t, fromAddr(fmt.Sprintf("127.0.22.%d", 1+i)), edges[i%2].URL(), id, nil)
+	}
+	// A round comes every second and never early: whenever we look, at
+	// most rate admissions a round have been made since the start, one
+	// round ahead (the one under way), and the line moves.
+	var admitted uint64
+	for range 4 {
+		time.Sleep(fleetEvery)
+		_, _, admitted = fleetRoom(edges, id)
+		admitted += origin.dir.Get(id).Waiting().Stats(time.Now()).Admitted
+		rounds := uint64(time.Since(start)/fleetEvery) + 2
+		if admitted > rate*rounds {
+			t.Fatalf("%d admitted after %v, want at most %d a round", admitted, time.Since(start), rate)
+		}
+	}
+	if admitted == 0 {
+		t.Error("nobody admitted in 4 s at a join rate of 3 a second")
+	}
+}
+
+func TestAFloodOfMadeUpSpacesAtAnEdgeBarelyReachesTheOrigin(t *testing.T) {
+	t.Parallel()
+	origin, edges, _ := fleetOf(t, 1)
+	var asked atomic.Int64
+	sub, err := origin.bus.Subscribe("amphi.lookup.space", func([]byte) { asked.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	start := time.Now()
+	codes := map[int]int{}
+	for i := range 3 * lookupRate {
+		hc := fromAddr(fmt.Sprintf("127.0.%d.%d", 30+i/250, 1+i%250))
+		resp, err := hc.Get(fmt.Sprintf("%s/spaces/madeup%04d", edges[0].URL(), i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	elapsed := time.Since(start)
+	time.Sleep(100 * time.Millisecond) // the last lookups on their way
+	if most := int64(lookupRate * (elapsed.Seconds() + 1)); asked.Load() > most {
+		t.Errorf("%d made-up ids in %v reached the origin as %d lookups, want at most %d", 3*lookupRate, elapsed, asked.Load(), most)
+	}
+	for code := range codes {
+		if code != http.StatusNotFound && code != http.StatusServiceUnavailable {
+			t.Errorf("answers %v: want only 404 and 503", codes)
+		}
+	}
+	t.Logf("%d made-up ids in %v: answers %v, %d lookups at the origin", 3*lookupRate, elapsed, codes, asked.Load())
 }
 
 func TestTheOriginAnswersFetchesOfMissedChunksFromItsRing(t *testing.T) {

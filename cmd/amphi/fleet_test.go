@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/bus"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 func TestTheFleetForgetsSilentEdgesAndPicksTheLeastLoaded(t *testing.T) {
@@ -36,21 +39,23 @@ func TestTheFleetForgetsSilentEdgesAndPicksTheLeastLoaded(t *testing.T) {
 	}
 }
 
-func TestSharesOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
+func TestGrantsOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
 	f := newFleet(func() time.Time { return now })
-	f.add(&bus.LoadReport{Node: "a", Held: map[string]int{"s": 6}})
-	f.add(&bus.LoadReport{Node: "b", Held: map[string]int{"s": 1}})
-	got := f.shares("s", 10, "origin", 0)
-	// 3 places are free: one each.
-	if got["origin"] != 1 || got["a"] != 7 || got["b"] != 2 {
-		t.Errorf("shares %v, want origin 1, a 7, b 2", got)
+	f.add(&bus.LoadReport{Node: "a", Parts: map[string]gate.NodeLine{"s": {Held: 6}}})
+	f.add(&bus.LoadReport{Node: "b", Parts: map[string]gate.NodeLine{"s": {Held: 1}}})
+	f.add(&bus.LoadReport{Node: "c"}) // an edge without anyone in the space
+	got := f.grants("s", "origin", gate.NodeLine{}, gate.FleetLimits{Cap: 10, Admit: -1})
+	// 3 places are free and nobody waits: one each for newcomers, in name order.
+	if got["a"].Share != 7 || got["b"].Share != 2 || got["c"].Share != 1 || got["origin"].Share != 0 {
+		t.Errorf("grants %v, want shares a 7, b 2, c 1, origin 0 (ties by name)", got)
 	}
 	// Over the cap (the cap was lowered): everyone keeps what it holds,
 	// nobody gets more.
-	if got := f.shares("s", 5, "origin", 0); got["a"] != 6 || got["b"] != 1 || got["origin"] != 0 {
-		t.Errorf("shares past the cap %v, want what each holds", got)
+	got = f.grants("s", "origin", gate.NodeLine{}, gate.FleetLimits{Cap: 5, Admit: -1})
+	if got["a"].Share != 6 || got["b"].Share != 1 || got["origin"].Share != 0 || got["a"].Admit != 0 {
+		t.Errorf("grants past the cap %v, want what each holds and no admissions", got)
 	}
 }
 
@@ -78,5 +83,31 @@ func TestTheGateKeyFileRotatesWithTheNewKeyFirst(t *testing.T) {
 	}
 	if _, _, err := loadKeys(path, false); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("a bad key file: %v, want an error naming its line", err)
+	}
+}
+
+func TestAnEdgeAsksTheOriginAboutUnknownSpacesRarely(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	g := newLookupGuard()
+	asked := 0
+	for i := range 3 * lookupRate { // a flood of made-up ids within an instant
+		if g.allow(fmt.Sprintf("made-up-%d", i), now) == nil {
+			asked++
+			g.notFound(fmt.Sprintf("made-up-%d", i), now)
+		}
+	}
+	if asked != lookupRate {
+		t.Errorf("the edge asked about %d made-up ids in an instant, want %d", asked, lookupRate)
+	}
+	// An id the origin did not know is not asked about again within the
+	// round, even with lookups to spare; after it, it is.
+	later := now.Add(10 * time.Second)
+	g.notFound("made-up-0", later)
+	if err := g.allow("made-up-0", later.Add(fleetEvery/2)); amphi.ErrorCode(err) != amphi.ENotFound {
+		t.Errorf("asking again about an id the origin just said it did not know: %v, want not found", err)
+	}
+	if err := g.allow("made-up-0", later.Add(fleetEvery)); err != nil {
+		t.Errorf("an id unknown a round ago: %v, want asked again", err)
 	}
 }

@@ -219,7 +219,7 @@ func oneSourceTest(m *Main) {
 	m.Config.API.Gate.Join.SourceRate, m.Config.API.Gate.Join.SourceBurst = 1000, 1000
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -68,6 +68,8 @@ func (m *Main) snapshot() ops.Snapshot {
 		Listeners:       e.Listeners,
 		ListenersServed: uint64(e.Served),
 		EgressBytes:     uint64(e.Bytes),
+		ChunksMissed:    uint64(e.Missed),
+		ChunksFilled:    uint64(e.Filled),
 		JoinRequests:    g.JoinRequests,
 		ListenRequests:  g.ListenRequests,
 		Joins:           g.Joins,
@@ -122,10 +124,11 @@ func (m *Main) snapshot() ops.Snapshot {
 	// the clock, is forged or misrouted; one of an unknown space is another
 	// server's on a shared NATS, not a fault.
 	// A gap in a space's sequence is chunks lost on the way: a partition
-	// drops them without an error to the publisher.
+	// drops them without an error to the publisher. One fetched again in
+	// time is no stall: no listener heard it.
 	forged := uint64(e.Dropped[edge.DropSerial] + e.Dropped[edge.DropAhead])
-	s.Components[ops.ComponentBus] = ops.ComponentHealth{Errors: m.bus.PublishErrors(), Stalls: m.badChunks.Load() + forged + uint64(e.Missed),
-		Detail: "errors: publishes failed; stalls: chunks lost on the way, that did not decode, or of another serial or numbered ahead of the clock (dropped)"}
+	s.Components[ops.ComponentBus] = ops.ComponentHealth{Errors: m.bus.PublishErrors(), Stalls: m.badChunks.Load() + forged + uint64(e.Missed-e.Filled),
+		Detail: "errors: publishes failed; stalls: chunks lost on the way and not fetched again in time (holes), that did not decode, or of another serial or numbered ahead of the clock (dropped)"}
 	// Connections refused at accept, by reason: the node's cap, a source's.
 	s.Refusals[gate.RefusalConnsNodeCap.String()] = m.refusedAtAccept.nodeCap.Load()
 	s.Refusals[gate.RefusalConnsSourceCap.String()] = m.refusedAtAccept.sourceCap.Load()

@@ -6,13 +6,16 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
 	"github.com/amphi-audio/amphi/internal/space"
 	"github.com/amphi-audio/amphi/internal/store"
@@ -104,6 +107,7 @@ func (m *Main) openOrigin() error {
 	m.dir.SetElsewhere(m.fleet.space)
 	cfg.API.ListenAt = m.fleet.leastLoaded
 	m.announced = make(map[string]int)
+	m.grants = make(map[string]map[string]gate.Grant)
 	return nil
 }
 
@@ -112,27 +116,81 @@ func (m *Main) openOrigin() error {
 func (m *Main) learnSpaces() error {
 	var err error
 	m.announcements, err = m.bus.SubscribeAnnouncements(m.learn, m.badMessage)
+	m.lookupGuard = newLookupGuard()
 	m.Config.API.Lookup = m.lookupAtOrigin
 	return err
 }
 
 func (m *Main) learn(a *bus.Announcement) {
-	share := -1 // no cap across the fleet
-	if a.Shares != nil {
-		share = a.Shares[m.node] // none until the origin counts this edge
+	grant := gate.NoGrant
+	if a.Limits != nil {
+		var ok bool
+		if grant, ok = a.Grants[m.node]; !ok {
+			grant = a.Limits.Absent()
+		}
 	}
-	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, State: a.State, Share: share}, time.Now())
+	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, State: a.State, Grant: grant}, time.Now())
 }
 
 // lookupTimeout bounds an edge's lookup at the origin.
 const lookupTimeout = time.Second
 
+// lookupRate bounds an edge's lookups at the origin, a second: a flood of
+// made-up space ids, from however many sources, costs the origin at most
+// that many store reads a second per edge. Lookups are only for spaces
+// created since the last announcements, a handful a second.
+const lookupRate = 100
+
+// maxUnknown bounds the ids an edge remembers the origin did not know.
+const maxUnknown = 10000
+
+// lookupGuard keeps an edge's lookups at the origin few: at most
+// lookupRate a second, and none for an id the origin said it did not
+// know in the last round (a space created since is announced within it).
+type lookupGuard struct {
+	mu      sync.Mutex
+	bucket  gate.Bucket
+	unknown map[string]time.Time // when the origin said so
+}
+
+func newLookupGuard() *lookupGuard {
+	return &lookupGuard{bucket: gate.NewBucket(lookupRate, lookupRate), unknown: map[string]time.Time{}}
+}
+
+// allow reports whether the edge may ask the origin about id at now, or
+// the error to answer with.
+func (g *lookupGuard) allow(id string, now time.Time) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at, ok := g.unknown[id]; ok && now.Sub(at) < fleetEvery {
+		return amphi.Errorf(amphi.ENotFound, "no space %s", id)
+	}
+	if !g.bucket.Allow(now) {
+		return amphi.Errorf(amphi.EUnavailable, "too many lookups of spaces this edge has not heard of: try again in a second")
+	}
+	return nil
+}
+
+// notFound remembers that the origin did not know id at now.
+func (g *lookupGuard) notFound(id string, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.unknown) >= maxUnknown {
+		clear(g.unknown)
+	}
+	g.unknown[id] = now
+}
+
 // lookupAtOrigin returns what the edge knows of a space, asking the origin
 // if it knows nothing: a space created since the last announcements. The
-// callers limit how often a source makes it ask (joins, state polls).
+// callers limit how often a source makes it ask (joins, state polls), and
+// the guard how often the edge does.
 func (m *Main) lookupAtOrigin(ctx context.Context, id string) (*amphi.Space, error) {
 	if sp, err := m.dir.Known(ctx, id); err == nil {
 		return sp, nil
+	}
+	if err := m.lookupGuard.allow(id, time.Now()); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
@@ -141,6 +199,7 @@ func (m *Main) lookupAtOrigin(ctx context.Context, id string) (*amphi.Space, err
 		return nil, amphi.Errorf(amphi.EUnavailable, "the origin did not answer about space %s: try again", id)
 	}
 	if a == nil {
+		m.lookupGuard.notFound(id, time.Now())
 		return nil, amphi.Errorf(amphi.ENotFound, "no space %s", id)
 	}
 	m.learn(a)
@@ -148,9 +207,8 @@ func (m *Main) lookupAtOrigin(ctx context.Context, id string) (*amphi.Space, err
 }
 
 // announcement is what the origin says of a space: with its state, if it
-// is on air here, and, when spaces have a listener cap
-// (--max-space-listeners), each node's share of it, this one's applied
-// here.
+// is on air here, and, when spaces have a listener cap or a join rate
+// across the fleet, each node's grant of the round.
 func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcement {
 	a := &bus.Announcement{Space: sp, Serial: sp.Serial}
 	if sp.State == amphi.StateLive && m.live.Session(sp.ID) != nil {
@@ -159,13 +217,50 @@ func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcem
 			m.Logger.Warn("fleet: a space's state", "space", sp.ID, "err", err)
 		}
 	}
-	limit := m.Config.API.Gate.Room.MaxListeners
-	if here := m.dir.Get(sp.ID); here != nil && limit > 0 && sp.State != amphi.StateEnded {
-		now := time.Now()
-		a.Shares = m.fleet.shares(sp.ID, limit, m.node, here.Waiting().Stats(now).Held)
-		here.Waiting().SetShare(a.Shares[m.node], now)
+	if lim := m.fleetLimits(); lim != nil && sp.State != amphi.StateEnded {
+		a.Limits = lim
+		m.grantsMu.Lock()
+		a.Grants = m.grants[sp.ID]
+		m.grantsMu.Unlock()
 	}
 	return a
+}
+
+// fleetLimits are every space's limits across the fleet, from
+// --max-space-listeners and --space-join-rate; nil for none.
+func (m *Main) fleetLimits() *gate.FleetLimits {
+	room := m.Config.API.Gate.Room
+	if room.MaxListeners <= 0 && room.JoinRate <= 0 {
+		return nil
+	}
+	lim := &gate.FleetLimits{Cap: max(room.MaxListeners, 0), Admit: -1}
+	if room.JoinRate > 0 {
+		lim.Admit = max(1, int(math.Round(room.JoinRate*fleetEvery.Seconds())))
+	}
+	return lim
+}
+
+// grantRound works out, once a round, every node's grant in a space and
+// applies this one's, if it has a room for it: what the round's
+// announcements (and lookups until the next) carry.
+func (m *Main) grantRound(sp *amphi.Space) {
+	lim := m.fleetLimits()
+	if lim == nil || sp.State == amphi.StateEnded {
+		return
+	}
+	now := time.Now()
+	here := m.dir.Get(sp.ID)
+	var part gate.NodeLine
+	if here != nil {
+		part = here.Waiting().Part(now)
+	}
+	grants := m.fleet.grants(sp.ID, m.node, part, *lim)
+	if here != nil {
+		here.Waiting().SetGrant(grants[m.node], now)
+	}
+	m.grantsMu.Lock()
+	m.grants[sp.ID] = grants
+	m.grantsMu.Unlock()
 }
 
 // answerLookup answers an edge's lookup of a space from the store.
@@ -245,12 +340,16 @@ func (m *Main) announce(ctx context.Context) {
 	for _, sp := range spaces {
 		seen[sp.ID] = true
 		m.announced[sp.ID] = endedAnnouncements
+		m.grantRound(sp)
 		m.publishAnnouncement(m.announcement(ctx, sp))
 	}
 	for id, left := range m.announced {
 		if seen[id] {
 			continue
 		}
+		m.grantsMu.Lock()
+		delete(m.grants, id)
+		m.grantsMu.Unlock()
 		if left <= 0 {
 			delete(m.announced, id)
 			continue
@@ -273,15 +372,13 @@ func (m *Main) publishAnnouncement(a *bus.Announcement) {
 func (m *Main) reportLoad(context.Context) {
 	now := time.Now()
 	r := &bus.LoadReport{Node: m.node, URL: m.publicURL(), Listeners: int(m.edge.Stats().Listeners),
-		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Waiting: map[string]int{}, Held: map[string]int{},
+		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Waiting: map[string]int{}, Parts: map[string]gate.NodeLine{},
 		Verdict: m.monitor.Report().Verdict, At: now}
 	for _, sp := range m.dir.All() {
-		st := sp.Waiting().Stats(now)
+		room := sp.Waiting()
+		st := room.Stats(now)
 		if st.Connected > 0 {
 			r.Spaces[sp.ID()] = st.Connected
-		}
-		if st.Held > 0 {
-			r.Held[sp.ID()] = st.Held
 		}
 		waiting := 0
 		for _, n := range st.Waiting {
@@ -289,6 +386,9 @@ func (m *Main) reportLoad(context.Context) {
 		}
 		if waiting > 0 {
 			r.Waiting[sp.ID()] = waiting
+		}
+		if st.Held > 0 || waiting > 0 {
+			r.Parts[sp.ID()] = room.Part(now)
 		}
 	}
 	if err := m.bus.ReportLoad(r); err != nil {

@@ -167,6 +167,11 @@ type Main struct {
 	// space still gets (announce).
 	announcements, loads, lookups *bus.Subscription
 	announced                     map[string]int
+	lookupGuard                   *lookupGuard // an edge's
+	// grants are the last round's grants in each space with limits across
+	// the fleet, by space and node (grantRound), which lookups answer with.
+	grantsMu sync.Mutex
+	grants   map[string]map[string]gate.Grant
 	// fetches answers edges' fetches of the chunks they missed.
 	fetches *bus.Subscription
 	edge    *edge.Edge
@@ -221,6 +226,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.IntVar(&m.Config.API.Gate.Node.MaxListeners, "max-listeners", m.Config.API.Gate.Node.MaxListeners, "concurrent listeners on this node (default: the least of what open files, memory and cores allow)")
 	fs.IntVar(&m.Config.API.Gate.Room.MaxListeners, "max-space-listeners", m.Config.API.Gate.Room.MaxListeners, "concurrent listeners in one space (0: only the node's cap)")
 	fs.Float64Var(&m.Config.API.Gate.Node.JoinRate, "join-rate", m.Config.API.Gate.Node.JoinRate, "admissions per second on this node; the waiting room absorbs the rest")
+	fs.Float64Var(&m.Config.API.Gate.Room.JoinRate, "space-join-rate", m.Config.API.Gate.Room.JoinRate, "admissions per second in one space, across the origin and all its edges (0: only each node's --join-rate)")
 	fs.StringVar(&m.Config.API.PublicURL, "public-url", m.Config.API.PublicURL, "the base URL people reach this server at, e.g. https://amphi.example.org behind a TLS proxy: links use it, and https makes cookies Secure")
 	fs.IntVar(&m.Config.Live.MaxLive, "max-live-spaces", m.Config.Live.MaxLive, "spaces on air on this node at once (default from the cores: a quarter of them for mixers; 0: no cap)")
 	fs.DurationVar(&m.Config.Live.IdleEnd, "idle-end", m.Config.Live.IdleEnd, "end a live space after this long with nobody on its stage (0: never)")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // The fleet's messages: the origin announces its spaces, so edges know
@@ -27,10 +28,12 @@ type Announcement struct {
 	Space  *amphi.Space    `json:"space"`
 	Serial uint32          `json:"serial"`
 	State  json.RawMessage `json:"state,omitempty"`
-	// Shares is each node's share of the space's listener cap, by node
-	// name, when the space has a cap; a node not in it holds no new place
-	// until it is. Nil means no cap across the fleet.
-	Shares map[string]int `json:"shares,omitempty"`
+	// Limits are the space's listener cap and join rate across the
+	// fleet, nil when it has neither. Grants is then each node's grant for
+	// the round, by node name (gate.Allot); a node not in it gets
+	// Limits.Absent() until it is.
+	Limits *gate.FleetLimits     `json:"limits,omitempty"`
+	Grants map[string]gate.Grant `json:"grants,omitempty"`
 }
 
 // Announce publishes a space's announcement.
@@ -59,10 +62,11 @@ type LoadReport struct {
 	Capacity  int            `json:"capacity"`
 	Spaces    map[string]int `json:"spaces,omitempty"`
 	Waiting   map[string]int `json:"waiting,omitempty"`
-	// Held is, per space, the places held: listeners connected, admitted
-	// and not yet connected, or lingering. What a share of a space's cap
-	// counts.
-	Held map[string]int `json:"held,omitempty"`
+	// Parts is, per space, the edge's part in it: the places it holds
+	// (listeners connected, admitted and not yet connected, or lingering),
+	// its waiting line and its admission rate, which the origin's grants
+	// are worked out from.
+	Parts map[string]gate.NodeLine `json:"parts,omitempty"`
 	// Verdict is the edge's own ops verdict.
 	Verdict string    `json:"verdict"`
 	At      time.Time `json:"at"`

@@ -1,10 +1,12 @@
 package gate
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,6 +131,11 @@ type RoomConfig struct {
 	// RateWindow is the time constant of the moving average of admissions
 	// per second that ETAs are computed from. Zero means 30 s.
 	RateWindow time.Duration
+	// JoinRate is the space's admissions per second across all its nodes,
+	// which the origin's grants enforce (SetGrant); zero means only the
+	// node's join rate applies. A room with one admits nobody until its
+	// first grant, the origin's next round.
+	JoinRate float64
 }
 
 // DefaultRoomConfig returns the defaults described on RoomConfig.
@@ -208,7 +215,10 @@ type Room struct {
 	mu      sync.Mutex
 	clock   int64 // latest now seen, Unix ns: the room's time never goes back
 	openAt  int64 // Unix ns; 0: open
-	share   int   // places this node may hold of a fleet's cap (SetShare); -1: no share
+	share   int   // places this node may hold of a fleet's cap (SetGrant); -1: no share
+	admit   int   // admissions this node may make until the next grant; -1: no limit
+	ahead   []LineEntry
+	fleet   float64 // the fleet's admissions per second in the space; 0: only this node's known
 	members map[string]*member
 	queues  [numTiers]tierQueue
 	waiting int
@@ -242,6 +252,7 @@ type member struct {
 	pollWindow int64 // Unix ns: start of the current PollInterval of polls
 	polls      uint8 // polls in it
 	seq        int64 // position in the tier queue's numbering
+	bucket     int64 // arrival, in LineBuckets (line.go)
 	deadline   int64 // Unix ns: poll timeout, grace or linger end
 
 	qprev, qnext *member // tier queue
@@ -269,8 +280,12 @@ func NewRoom(cfg RoomConfig, node *Capacity) *Room {
 	if cfg.RateWindow <= 0 {
 		cfg.RateWindow = def.RateWindow
 	}
+	admit := -1
+	if cfg.JoinRate > 0 {
+		admit = 0
+	}
 	return &Room{
-		cfg: cfg, node: node, members: make(map[string]*member), share: -1,
+		cfg: cfg, node: node, members: make(map[string]*member), share: -1, admit: admit,
 		rate: ewma{tau: cfg.RateWindow.Seconds()},
 	}
 }
@@ -288,16 +303,39 @@ func (r *Room) OpenAt(t time.Time) {
 	}
 }
 
-// SetShare sets, at now, the places this node may hold of a space whose
-// cap holds across a fleet: its share, which the origin hands out and moves
-// as the nodes fill; negative means no share (only RoomConfig.MaxListeners
-// applies). Nobody inside is evicted when it shrinks; when it grows,
-// waiters are admitted in order.
-func (r *Room) SetShare(n int, now time.Time) {
+// SetGrant applies, at now, what the origin grants this node for the next
+// round in a space whose cap or join rate holds across a fleet (Allot):
+// its share of the places, which moves as the nodes fill, the admissions
+// it may make, and the waiters elsewhere ahead of its own. NoGrant leaves
+// only the room's own limits. Nobody inside is evicted when the share
+// shrinks; when it grows, waiters are admitted in order.
+func (r *Room) SetGrant(g Grant, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.share = n
+	r.share, r.admit, r.ahead, r.fleet = g.Share, g.Admit, g.Ahead, g.Rate
 	r.advance(now)
+}
+
+// Part returns the room's part in its space's fleet at now, as its node
+// reports it every round: the places it holds, its line and its rate.
+func (r *Room) Part(now time.Time) NodeLine {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.advance(now)
+	p := NodeLine{Held: r.held, Rate: r.rate.rate(t)}
+	for i := range numTiers {
+		tier := numTiers - 1 - i
+		p.Line = r.queues[tier].summary(tier, p.Line)
+	}
+	if len(p.Line) > maxLine {
+		rest := 0
+		for _, e := range p.Line[maxLine-1:] {
+			rest += e.N
+		}
+		p.Line = p.Line[:maxLine]
+		p.Line[maxLine-1].N = rest
+	}
+	return p
 }
 
 // atCap reports whether the room holds all the places its config and its
@@ -346,6 +384,7 @@ func (r *Room) join(listener string, tier Tier, now time.Time, queue bool) Statu
 		return Status{Verdict: Full, PollAfter: r.cfg.PollInterval}
 	}
 	r.members[listener] = m
+	m.bucket = t / int64(LineBucket)
 	r.queues[tier].push(m)
 	r.waiting++
 	m.deadline = t + int64(r.cfg.PollTimeout)
@@ -562,10 +601,13 @@ func (r *Room) admissible(tier Tier, t int64) bool {
 // take reserves a place if the room and the node have one and the node's
 // join rate allows.
 func (r *Room) take(t int64) bool {
-	if r.atCap() {
+	if r.atCap() || r.admit == 0 || !r.node.acquire(time.Unix(0, t)) {
 		return false
 	}
-	return r.node.acquire(time.Unix(0, t))
+	if r.admit > 0 {
+		r.admit--
+	}
+	return true
 }
 
 // place gives m the place take reserved, held for Grace until m connects.
@@ -611,13 +653,16 @@ func (r *Room) status(m *member, t int64) Status {
 	if m.state != stateWaiting {
 		return Status{Verdict: Admitted}
 	}
-	pos := r.queues[m.tier].rank(m)
+	pos := r.queues[m.tier].rank(m) + r.elsewhere(m)
 	for q := m.tier + 1; q < numTiers; q++ {
 		pos += r.queues[q].n
 	}
 	s := Status{Verdict: Waiting, Position: pos, PollAfter: r.cfg.PollInterval}
 	var wait float64 // seconds
 	rate := r.rate.rate(t)
+	if r.fleet > 0 {
+		rate = r.fleet
+	}
 	if r.openAt != 0 && t < r.openAt {
 		wait = float64(r.openAt-t) / 1e9
 		rate = r.node.joinRate()
@@ -633,6 +678,18 @@ func (r *Room) status(m *member, t int64) Status {
 		s.PollAfter = min(max(time.Duration(wait*1e9), r.cfg.PollInterval/(maxPolls-1)), r.cfg.PollInterval)
 	}
 	return s
+}
+
+// elsewhere returns how many waiters at the fleet's other nodes are
+// served before m, from the last grant: those ahead of the first entry of
+// the grant's line that m does not come after.
+func (r *Room) elsewhere(m *member) int {
+	key := LineEntry{Tier: m.tier, Bucket: m.bucket}
+	i, _ := slices.BinarySearchFunc(r.ahead, key, lineOrder)
+	if i == len(r.ahead) {
+		return 0
+	}
+	return r.ahead[i].N
 }
 
 // RoomStats is a snapshot of a room for the ops view.
@@ -739,6 +796,51 @@ type tierQueue struct {
 	base       int64   // sequence number of fen index 0
 	next       int64   // next sequence number
 	fen        []int32 // Fenwick tree, len a power of two
+
+	// runs counts the live waiters by arrival bucket, oldest first from
+	// runs[first]: the line's summary (Room.Part) without a walk.
+	runs  []lineRun
+	first int
+}
+
+type lineRun struct {
+	bucket int64
+	n      int
+}
+
+// count adds d waiters to bucket's run: a new one at the tail (arrivals
+// come in order), found by binary search when leaving.
+func (q *tierQueue) count(bucket int64, d int) {
+	if d > 0 {
+		if last := len(q.runs) - 1; last >= q.first && q.runs[last].bucket == bucket {
+			q.runs[last].n++
+		} else {
+			q.runs = append(q.runs, lineRun{bucket, 1})
+		}
+		return
+	}
+	live := q.runs[q.first:]
+	i, _ := slices.BinarySearchFunc(live, bucket, func(r lineRun, b int64) int { return cmp.Compare(r.bucket, b) })
+	live[i].n--
+	for q.first < len(q.runs) && q.runs[q.first].n == 0 {
+		q.first++
+	}
+	if q.first == len(q.runs) {
+		q.runs, q.first = q.runs[:0], 0
+	} else if q.first > 64 && q.first > len(q.runs)/2 {
+		q.runs = append(q.runs[:0], q.runs[q.first:]...)
+		q.first = 0
+	}
+}
+
+// summary appends the tier's line entries to dst, oldest first.
+func (q *tierQueue) summary(tier Tier, dst []LineEntry) []LineEntry {
+	for _, r := range q.runs[q.first:] {
+		if r.n > 0 {
+			dst = append(dst, LineEntry{Tier: tier, Bucket: r.bucket, N: r.n})
+		}
+	}
+	return dst
 }
 
 func (q *tierQueue) push(m *member) {
@@ -748,6 +850,7 @@ func (q *tierQueue) push(m *member) {
 	m.seq = q.next
 	q.next++
 	q.add(m.seq-q.base, 1)
+	q.count(m.bucket, 1)
 	m.qprev, m.qnext = q.tail, nil
 	if q.tail != nil {
 		q.tail.qnext = m
@@ -760,6 +863,7 @@ func (q *tierQueue) push(m *member) {
 
 func (q *tierQueue) remove(m *member) {
 	q.add(m.seq-q.base, -1)
+	q.count(m.bucket, -1)
 	if m.qprev != nil {
 		m.qprev.qnext = m.qnext
 	} else {

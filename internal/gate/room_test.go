@@ -455,21 +455,22 @@ func TestAResumedListenerTakesAFreePlaceWithoutAJoinToken(t *testing.T) {
 
 func TestARoomsShareOfTheCapMovesWithoutEvictingAnyone(t *testing.T) {
 	r := roomFor(0, CapacityConfig{})
-	r.SetShare(3, t0)
+	share := func(n int) { r.SetGrant(Grant{Share: n, Admit: -1}, t0) }
+	share(3)
 	for i := range 5 {
 		r.Join(id(i), TierAnonymous, t0)
 	}
-	r.SetShare(1, t0) // the origin moved places to another edge
+	share(1) // the origin moved places to another edge
 	if s := r.Stats(t0); s.Held != 3 || s.Waiting[TierAnonymous] != 2 {
 		t.Fatalf("after shrinking: %+v, want the 3 inside kept and 2 waiting", s)
 	}
-	r.SetShare(4, t0)
+	share(4)
 	wantStatus(t, "first waiter after growing", r.Poll(id(3), t0), Admitted, 0)
 	wantStatus(t, "second waiter", r.Poll(id(4), t0), Waiting, 1)
-	r.SetShare(0, t0) // none left here
+	share(0) // none left here
 	if _, ok := r.Resume("from-elsewhere", TierAnonymous, t0); ok {
 		t.Error("a resume took a place beyond the share")
 	}
-	r.SetShare(-1, t0) // no share: the room's own cap, none here
+	r.SetGrant(NoGrant, t0) // no share: the room's own cap, none here
 	wantStatus(t, "last waiter without a share", r.Poll(id(4), t0), Admitted, 0)
 }

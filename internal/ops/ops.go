@@ -209,6 +209,10 @@ type Snapshot struct {
 	ListenersServed uint64
 	// EgressBytes counts bytes written to listeners.
 	EgressBytes uint64
+	// ChunksMissed counts program chunks lost on the bus on the way here
+	// (gaps in a space's sequence); ChunksFilled those of them fetched
+	// again in time, so that no listener heard a hole.
+	ChunksMissed, ChunksFilled uint64
 
 	// JoinRequests counts join attempts that reached the gate, whatever
 	// became of them: admitted, queued or refused.

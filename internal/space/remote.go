@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/gate"
 )
 
 // An edge has no store and puts nothing on air: it learns the spaces from
@@ -19,14 +20,14 @@ const knownLife = 10 * time.Minute
 
 // Announced is what the origin says of a space: the space, its program's
 // Ogg serial, its state as its pages poll it, encoded by the origin (empty
-// for a space not on air), and this node's share of the space's listener
-// cap (gate.Room.SetShare; negative: the space has no cap across the
+// for a space not on air), and this node's grant for the round
+// (gate.Room.SetGrant; gate.NoGrant when the space has no limit across the
 // fleet).
 type Announced struct {
 	Space  *amphi.Space
 	Serial uint32
 	State  []byte
-	Share  int
+	Grant  gate.Grant
 }
 
 // known is an announcement and when it came.
@@ -58,7 +59,7 @@ func (d *Directory) Learn(a Announced, now time.Time) {
 		if info.ScheduledAt != nil {
 			opens = *info.ScheduledAt
 		}
-		d.Open(info.ID, opens).SetShare(a.Share, now)
+		d.Open(info.ID, opens).SetGrant(a.Grant, now)
 	case amphi.StateLive:
 		opens := now
 		if info.StartedAt != nil {
@@ -67,7 +68,7 @@ func (d *Directory) Learn(a Announced, now time.Time) {
 		// A room opened for the start keeps its line and opens now.
 		w := d.Open(info.ID, opens)
 		w.OpenAt(opens)
-		w.SetShare(a.Share, now)
+		w.SetGrant(a.Grant, now)
 	case amphi.StateEnded:
 		d.remove(info.ID, info.EndReason)
 	}

@@ -16,7 +16,7 @@ func TestAnEdgeFollowsTheOriginsAnnouncements(t *testing.T) {
 	sp := &amphi.Space{ID: "s1", Title: "Later", State: amphi.StateScheduled, ScheduledAt: &at}
 
 	// Scheduled: known, its line open for the herd, nobody admitted yet.
-	d.Learn(Announced{Space: sp, Serial: 7, Share: -1}, now)
+	d.Learn(Announced{Space: sp, Serial: 7, Grant: gate.NoGrant}, now)
 	if got, err := d.Known(context.Background(), "s1"); err != nil || got.Title != "Later" {
 		t.Fatalf("known %+v, %v", got, err)
 	}
@@ -33,7 +33,7 @@ func TestAnEdgeFollowsTheOriginsAnnouncements(t *testing.T) {
 	started := now.Add(5 * time.Second) // within the waiter's poll timeout
 	live := *sp
 	live.State, live.StartedAt = amphi.StateLive, &started
-	d.Learn(Announced{Space: &live, Serial: 7, State: []byte(`{"id":"s1"}`), Share: 1}, started)
+	d.Learn(Announced{Space: &live, Serial: 7, State: []byte(`{"id":"s1"}`), Grant: gate.Grant{Share: 1, Admit: -1}}, started)
 	if st := w.Join("second", gate.TierAnonymous, started); st.Verdict != gate.Waiting {
 		t.Errorf("a second listener past the share of one: %v, want waiting", st.Verdict)
 	}
@@ -48,7 +48,7 @@ func TestAnEdgeFollowsTheOriginsAnnouncements(t *testing.T) {
 	// then is forgotten.
 	ended := live
 	ended.State = amphi.StateEnded
-	d.Learn(Announced{Space: &ended, Serial: 7, Share: -1}, started.Add(time.Minute))
+	d.Learn(Announced{Space: &ended, Serial: 7, Grant: gate.NoGrant}, started.Add(time.Minute))
 	if d.Get("s1") != nil {
 		t.Error("an ended space still admits listeners")
 	}
@@ -56,7 +56,7 @@ func TestAnEdgeFollowsTheOriginsAnnouncements(t *testing.T) {
 		t.Errorf("an ended space: %+v, %v; want it known as ended", got, err)
 	}
 	other := &amphi.Space{ID: "s2", State: amphi.StateLive, StartedAt: &started}
-	d.Learn(Announced{Space: other, Share: -1}, started.Add(knownLife+2*time.Minute))
+	d.Learn(Announced{Space: other, Grant: gate.NoGrant}, started.Add(knownLife+2*time.Minute))
 	if _, err := d.Known(context.Background(), "s1"); amphi.ErrorCode(err) != amphi.ENotFound {
 		t.Errorf("an ended space long unannounced: %v, want not found", err)
 	}
