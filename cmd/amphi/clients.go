@@ -13,7 +13,6 @@ import (
 
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/feed"
-	"github.com/amphi-audio/amphi/internal/whip"
 )
 
 const defaultServer = "http://127.0.0.1:8080"
@@ -89,11 +88,13 @@ func runLifecycle(ctx context.Context, cmd string, args []string, stdout io.Writ
 }
 
 // runSpeak streams a WAV or Ogg Opus file to a space's stage over WHIP, in
-// real time, until the file ends (or forever with --loop) or a signal.
+// real time, until the file ends (or forever with --loop) or a signal. A
+// session that fails (the server restarted, say) is dialled again with
+// backoff: forever with --loop, a bounded number of times otherwise.
 func runSpeak(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("amphi speak", flag.ContinueOnError)
 	server, space, token := spaceFlags(fs)
-	loop := fs.Bool("loop", false, "play the file again and again until interrupted")
+	loop := fs.Bool("loop", false, "play the file again and again until interrupted, dialling again whenever the server goes away")
 	bitrate := fs.Int("bitrate", 32000, "Opus bitrate for WAV input, bit/s")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
@@ -105,30 +106,15 @@ func runSpeak(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("speak: %w", err)
 	}
-	c := client.New(*server)
-	dialCtx, cancel := context.WithTimeout(ctx, apiTimeout)
-	sess, err := whip.Dial(dialCtx, c.WHIPURL(*space), *token, whip.Config{Slots: -1})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("speak: %w", err)
-	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), apiTimeout)
-		defer cancel()
-		sess.Close(closeCtx)
-	}()
-	select {
-	case <-sess.Connected():
-	case <-time.After(apiTimeout):
-		return errors.New("speak: the WebRTC connection did not come up")
-	case <-ctx.Done():
-		return nil
+	s := &speaker{endpoint: client.New(*server).WHIPURL(*space), token: *token, out: stdout, dials: boundedDials}
+	if *loop {
+		s.dials = 0
 	}
 	fmt.Fprintf(stdout, "speaking %s into space %s (%d packets%s)\n", fs.Arg(0), *space, len(pkts), map[bool]string{true: ", looping"}[*loop])
-	start := time.Now()
-	err = feed.Play(ctx, pkts, *loop, func(p feed.Packet) error { return sess.WriteOpus(p.Data, p.Duration) })
-	fmt.Fprintf(stdout, "spoke for %s\n", time.Since(start).Round(time.Millisecond))
-	return err
+	if err := s.run(ctx, pkts, *loop); err != nil {
+		return fmt.Errorf("speak: %w", err)
+	}
+	return nil
 }
 
 // runListen receives a space's live stream and prints what arrived.

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // secureDataDir creates the data directory for its owner only and takes
@@ -52,4 +57,29 @@ func ownerOnly(path string, limit fs.FileMode, logger *slog.Logger) error {
 	logger.Warn("data directory: took away other users' access", "path", path,
 		"was", fmt.Sprintf("%#o", was), "now", fmt.Sprintf("%#o", was&limit))
 	return nil
+}
+
+// lockDataDir takes the data directory for this process alone until the
+// returned file is closed or the process dies (the kernel drops the lock
+// even on kill -9): each recording has one writer, and a second server on
+// the same directory, which would resume the same spaces into the same
+// files, is refused with the first one's pid.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			holder, _ := os.ReadFile(path)
+			return nil, fmt.Errorf("data directory %s is in use by another amphi serve (pid %s): one server per data directory", dir, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("data directory: lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0) // for the message above only
+	}
+	return f, nil
 }

@@ -221,10 +221,16 @@ func oneSourceTest(m *Main) {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitUpTo(t, 10*time.Second, cond)
+}
+
+// waitUpTo waits for cond for at most d.
+func waitUpTo(t testing.TB, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10 s")
+			t.Fatalf("condition not met in %v", d)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -430,8 +430,9 @@ func recordingDuration(t *testing.T, b []byte) time.Duration {
 	return time.Duration(granule-int64(head.PreSkip)) * time.Second / amphi.SampleRate
 }
 
-// ffmpegDecodes checks ffmpeg decodes the Ogg Opus bytes without an error.
-func ffmpegDecodes(t *testing.T, what string, b []byte) {
+// ffmpegDecodes checks ffmpeg decodes the Ogg Opus bytes without an error,
+// and returns how much audio it decoded.
+func ffmpegDecodes(t *testing.T, what string, b []byte) time.Duration {
 	t.Helper()
 	path, err := exec.LookPath("ffmpeg")
 	if err != nil {
@@ -441,8 +442,11 @@ func ffmpegDecodes(t *testing.T, what string, b []byte) {
 	if err := os.WriteFile(f, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(path, "-nostdin", "-v", "error", "-i", f, "-f", "null", "-").CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("ffmpeg decoding the %s: %v\n%s", what, err, out)
+	var pcm, msgs bytes.Buffer
+	cmd := exec.Command(path, "-nostdin", "-v", "error", "-i", f, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
+	cmd.Stdout, cmd.Stderr = &pcm, &msgs
+	if err := cmd.Run(); err != nil || len(bytes.TrimSpace(msgs.Bytes())) > 0 {
+		t.Errorf("ffmpeg decoding the %s: %v\n%s", what, err, msgs.Bytes())
 	}
+	return time.Duration(pcm.Len()/2) * time.Second / amphi.SampleRate
 }

@@ -154,9 +154,12 @@ type Main struct {
 	Config Config
 	Logger *slog.Logger
 
-	db  *store.DB // nil on an edge
-	bus *bus.Bus
-	sub *bus.Subscription
+	db *store.DB // nil on an edge
+	// dirLock holds the data directory for this process (lockDataDir);
+	// nil on an edge.
+	dirLock *os.File
+	bus     *bus.Bus
+	sub     *bus.Subscription
 	// node names this process (Config.Node); dir is the spaces it knows;
 	// fleet, on an origin, the edges that report.
 	node  string
@@ -260,9 +263,10 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	return nil
 }
 
-// Run opens the store, the bus and the edge, recovers what a crash left,
-// and starts serving HTTP. It returns once the server is listening. An edge
-// (Config.Role) opens no store: it learns the spaces from the bus.
+// Run locks the data directory, opens the store, the bus and the edge,
+// puts back on air the spaces a crash left live, and starts serving HTTP.
+// It returns once the server is listening. An edge (Config.Role) opens no
+// store: it learns the spaces from the bus.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: m.Config.LogLevel}))
@@ -282,6 +286,9 @@ func (m *Main) Run(ctx context.Context) error {
 	var err error
 	if !edgeOnly {
 		if err := secureDataDir(cfg.DataDir, m.Logger); err != nil {
+			return err
+		}
+		if m.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
 			return err
 		}
 		if m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "amphi.db")); err != nil {
@@ -577,6 +584,9 @@ func (m *Main) close() error {
 		if err := m.db.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if m.dirLock != nil {
+		m.dirLock.Close() // the lock goes with the file
 	}
 	return errors.Join(errs...)
 }

@@ -330,8 +330,9 @@ func (s *Server) EndSpace(ctx context.Context, id string) (*amphi.Space, error) 
 // EndAll ends every space on air here: what a graceful shutdown does.
 func (s *Server) EndAll(ctx context.Context) error { return s.life.EndAll(ctx) }
 
-// Recover ends the spaces a crash left live and makes their recordings
-// valid: each is cut to its last complete page and indexed as final.
+// Recover puts back on air the spaces a crash left live, their recordings
+// going on in the same files, and ends those that cannot resume
+// (space.Lifecycle.Recover).
 func (s *Server) Recover(ctx context.Context) error { return s.life.Recover(ctx) }
 
 // Wait waits for the ends of idle spaces under way. Call it once the live

@@ -86,6 +86,25 @@ type Session struct {
 
 // Start puts a space on air, recording its program to recordPath.
 func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*Session, error) {
+	return start(space, pub, cfg, func(cfg record.Config) (*record.Recorder, program.Position, error) {
+		rec, err := record.Create(recordPath, program.Headers(space.Serial), cfg)
+		return rec, program.Position{}, err
+	})
+}
+
+// Resume puts back on air a space a crash took off: its program goes on
+// after the last page recorded at recordPath (record.Continue), with the
+// same serial and the next page numbers and granule positions, so the
+// recording stays one file and listeners who come back hear one stream.
+func Resume(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*Session, error) {
+	return start(space, pub, cfg, func(cfg record.Config) (*record.Recorder, program.Position, error) {
+		return record.Continue(recordPath, program.Headers(space.Serial), cfg)
+	})
+}
+
+// start puts a space on air, its program going on from where open's
+// recorder says.
+func start(space *amphi.Space, pub Publisher, cfg Config, open func(record.Config) (*record.Recorder, program.Position, error)) (*Session, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -93,7 +112,6 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 		space:   space,
 		logger:  cfg.Logger.With("space", space.ID),
 		pub:     pub,
-		packer:  program.NewPacker(space.Serial),
 		ring:    program.NewRing(nil, RingChunks),
 		mixDone: make(chan error, 1),
 		idle:    make(chan struct{}),
@@ -102,11 +120,11 @@ func Start(space *amphi.Space, recordPath string, pub Publisher, cfg Config) (*S
 	}
 	// Every part logs with the space's id.
 	cfg.Mix.Logger, cfg.Stage.Logger, cfg.Record.Logger = s.logger, s.logger, s.logger
-	rec, err := record.Create(recordPath, program.Headers(space.Serial), cfg.Record)
+	rec, at, err := open(cfg.Record)
 	if err != nil {
 		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)
 	}
-	s.rec = rec
+	s.rec, s.packer = rec, program.NewPackerAt(space.Serial, at)
 	if s.mixer, err = mix.New(cfg.Mix, s.onFrame); err != nil {
 		rec.Close()
 		return nil, fmt.Errorf("live: start %s: %w", space.ID, err)

@@ -51,6 +51,19 @@ type Place struct {
 // Start puts a space on air in the place, which is used up whether or not
 // it succeeds. It is amphi.EConflict if the space already is on air.
 func (p *Place) Start(space *amphi.Space, recordPath string) (*Session, error) {
+	return p.start(space, recordPath, Start)
+}
+
+// Resume puts back on air, in the place, a space a crash took off (see
+// Resume), as Start does.
+func (p *Place) Resume(space *amphi.Space, recordPath string) (*Session, error) {
+	return p.start(space, recordPath, Resume)
+}
+
+// start puts a space on air in the place with begin, Start or Resume. The
+// manager's lock held across it keeps one session, so one writer, per
+// recording.
+func (p *Place) start(space *amphi.Space, recordPath string, begin func(*amphi.Space, string, Publisher, Config) (*Session, error)) (*Session, error) {
 	m := p.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -65,7 +78,7 @@ func (p *Place) Start(space *amphi.Space, recordPath string) (*Session, error) {
 	if m.sessions[space.ID] != nil {
 		return nil, amphi.Errorf(amphi.EConflict, "space %s is already on air", space.ID)
 	}
-	s, err := Start(space, recordPath, m.pub, m.cfg)
+	s, err := begin(space, recordPath, m.pub, m.cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -385,15 +385,16 @@ func TestValidPrefixStopsAtTheFirstIncompletePage(t *testing.T) {
 		wantN       int
 		wantGranule int64
 		wantPages   int
+		wantLast    Header // ScanPrefix's last page
 	}{
-		{"empty", nil, 0, NoGranule, 0},
-		{"whole stream", all, len(all), 2232, 4},
-		{"torn in the last page's data", all[:len(all)-1], len(all) - len(p3), 1272, 3},
-		{"torn in the last page's header", all[:len(all)-len(p3)+5], len(all) - len(p3), 1272, 3},
-		{"ends on a page without granule", slices.Concat(p0, p1, p2), len(p0) + len(p1) + len(p2), 1272, 3},
-		{"only a torn first page", p0[:len(p0)-1], 0, NoGranule, 0},
-		{"corrupt page in the middle", corrupt, len(p0) + len(p1), 1272, 2},
-		{"garbage after the pages", slices.Concat(p0, p1, []byte("not a page at all, just junk")), len(p0) + len(p1), 1272, 2},
+		{"empty", nil, 0, NoGranule, 0, Header{}},
+		{"whole stream", all, len(all), 2232, 4, Header{Flags: FlagContinued, Granule: 2232, Serial: 1, Seq: 3, Segments: 1}},
+		{"torn in the last page's data", all[:len(all)-1], len(all) - len(p3), 1272, 3, Header{Granule: NoGranule, Serial: 1, Seq: 2, Segments: 1}},
+		{"torn in the last page's header", all[:len(all)-len(p3)+5], len(all) - len(p3), 1272, 3, Header{Granule: NoGranule, Serial: 1, Seq: 2, Segments: 1}},
+		{"ends on a page without granule", slices.Concat(p0, p1, p2), len(p0) + len(p1) + len(p2), 1272, 3, Header{Granule: NoGranule, Serial: 1, Seq: 2, Segments: 1}},
+		{"only a torn first page", p0[:len(p0)-1], 0, NoGranule, 0, Header{}},
+		{"corrupt page in the middle", corrupt, len(p0) + len(p1), 1272, 2, Header{Granule: 1272, Serial: 1, Seq: 1, Segments: 2}},
+		{"garbage after the pages", slices.Concat(p0, p1, []byte("not a page at all, just junk")), len(p0) + len(p1), 1272, 2, Header{Granule: 1272, Serial: 1, Seq: 1, Segments: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -403,6 +404,10 @@ func TestValidPrefixStopsAtTheFirstIncompletePage(t *testing.T) {
 			}
 			if n != int64(tt.wantN) || g != tt.wantGranule || pages != tt.wantPages {
 				t.Fatalf("ValidPrefix = %d, %d, %d; want %d, %d, %d", n, g, pages, tt.wantN, tt.wantGranule, tt.wantPages)
+			}
+			p, err := ScanPrefix(bytes.NewReader(tt.input))
+			if err != nil || p.Len != n || p.Granule != g || p.Pages != pages || p.Last != tt.wantLast {
+				t.Fatalf("ScanPrefix = %+v, %v; want the same as ValidPrefix, last page %+v", p, err, tt.wantLast)
 			}
 		})
 	}

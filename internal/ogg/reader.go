@@ -206,21 +206,45 @@ func (r *Reader) startPage(p *Page) {
 // A torn or corrupt page ends the prefix and is not an error; err is only
 // for failures to read r.
 func ValidPrefix(r io.Reader) (n int64, lastGranule int64, pages int, err error) {
+	p, err := ScanPrefix(r)
+	return p.Len, p.Granule, p.Pages, err
+}
+
+// Prefix describes the longest prefix of a stream made of valid pages.
+type Prefix struct {
+	// Len is the prefix's length in bytes.
+	Len int64
+	// Pages is how many pages it holds.
+	Pages int
+	// Granule is the granule position of the last page that has one,
+	// NoGranule if none does.
+	Granule int64
+	// Last is the header of its last page; the zero Header when Pages is 0.
+	Last Header
+}
+
+// ScanPrefix reads r to its end and describes its longest prefix of
+// complete, valid pages, as ValidPrefix does, with the last page's header:
+// what a writer continuing the stream after a crash numbers its pages from.
+func ScanPrefix(r io.Reader) (Prefix, error) {
 	rd := NewReader(r)
-	lastGranule = NoGranule
+	p := Prefix{Granule: NoGranule}
 	for {
 		page, err := rd.readRaw()
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 			errors.Is(err, ErrCapture), errors.Is(err, ErrVersion), errors.Is(err, ErrChecksum):
-			return rd.off, lastGranule, pages, nil
+			p.Len = rd.off
+			return p, nil
 		default:
-			return rd.off, lastGranule, pages, fmt.Errorf("ogg: valid prefix: %w", err)
+			p.Len = rd.off
+			return p, fmt.Errorf("ogg: valid prefix: %w", err)
 		}
-		pages++
-		if h, _ := ParseHeader(page); h.Granule != NoGranule {
-			lastGranule = h.Granule
+		p.Pages++
+		p.Last, _ = ParseHeader(page)
+		if p.Last.Granule != NoGranule {
+			p.Granule = p.Last.Granule
 		}
 	}
 }

@@ -73,8 +73,28 @@ type Packer struct {
 }
 
 // NewPacker returns a packer for a program with the Ogg serial number.
-func NewPacker(serial uint32) *Packer {
-	return &Packer{serial: serial, frames: make([][]byte, 0, amphi.FramesPerChunk)}
+func NewPacker(serial uint32) *Packer { return NewPackerAt(serial, Position{}) }
+
+// Position is where a program goes on: the sequence number of its next
+// chunk and the granule position its audio starts at. The zero Position is
+// the program's start.
+type Position struct {
+	Seq     uint64
+	Granule int64
+}
+
+// After returns the position after the program page with header h, a
+// chunk's or the last header page (OpusTags): a program resumed after a
+// crash goes on from the last page its recording holds, so its page numbers
+// and granule positions never go back.
+func After(h ogg.Header) Position {
+	return Position{Seq: uint64(h.Seq) + 1 - headerPages, Granule: h.Granule}
+}
+
+// NewPackerAt returns a packer for a program with the Ogg serial number
+// whose next chunk is at.
+func NewPackerAt(serial uint32, at Position) *Packer {
+	return &Packer{serial: serial, seq: at.Seq, lastEnd: at.Granule, frames: make([][]byte, 0, amphi.FramesPerChunk)}
 }
 
 // Add appends one frame; it returns a chunk when one is complete, nil

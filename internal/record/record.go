@@ -1,14 +1,17 @@
 // Package record writes a space's program to disk as it is made: one Ogg
 // Opus file per space, the same pages listeners receive, so the recording is
 // the broadcast. Pages are written as each chunk completes and synced every
-// second, so a crash loses at most the last second; Recover truncates a file
-// cut by a crash to its last complete page. The host may pause the
+// second, so a crash loses at most the last second. After a crash, Continue
+// cuts the file to its last complete page and appends the resumed program
+// to it, numbering on, so the file stays one stream; Recover cuts and ends
+// (EOS) the file of a program that will not go on. The host may pause the
 // recording while the space is live: chunks made meanwhile are left out and
 // the pages after the pause are renumbered and moved back in time, so the
 // file stays one continuous Ogg Opus stream of the audio actually recorded.
 package record
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,14 +46,23 @@ type Config struct {
 // Knobs are fault-injection hooks for tests and rehearsals; nil fields do
 // nothing.
 type Knobs struct {
-	// Open runs before the file is created; an error it returns is
-	// Create's, as from a missing or read-only disk.
+	// Open runs before the file is created (or opened, by Continue); an
+	// error it returns is Create's (Continue's), as from a missing or
+	// read-only disk.
 	Open func(path string) error
 	// Write runs before each write(2); an error it returns is the write's,
 	// as from a full disk. Sleeping in it makes a slow disk.
 	Write func() error
 	// Sync runs before each fsync; an error it returns is the sync's.
 	Sync func() error
+}
+
+// open runs the Open knob, if any, before path is opened.
+func (k *Knobs) open(path string) error {
+	if k.Open != nil {
+		return k.Open(path)
+	}
+	return nil
 }
 
 // write writes p to f, through the Write knob.
@@ -125,23 +137,9 @@ type queued struct {
 // Create creates the file at path, writes the program's header pages and
 // starts the writer.
 func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
-	d := DefaultConfig()
-	if cfg.SyncEvery == 0 {
-		cfg.SyncEvery = d.SyncEvery
-	}
-	if cfg.Queue == 0 {
-		cfg.Queue = d.Queue
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Knobs.Open != nil {
-		if err := cfg.Knobs.Open(path); err != nil {
-			return nil, fmt.Errorf("record: create: %w", err)
-		}
+	cfg = cfg.withDefaults()
+	if err := cfg.Knobs.open(path); err != nil {
+		return nil, fmt.Errorf("record: create: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
@@ -151,10 +149,88 @@ func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
 		f.Close()
 		return nil, fmt.Errorf("record: write headers: %w", err)
 	}
+	return start(f, path, cfg, int64(len(headers)), 0), nil
+}
+
+// Continue opens the recording at path of a program a crash cut, cuts it
+// to its last complete page and starts a writer that appends to it: the
+// program resumed after the crash goes on in the same file, from the
+// returned position, so the file stays one stream; paused if the host had
+// paused it (Pause). It fails, leaving the
+// file cut, when the file does not begin with the program's header pages
+// (same serial) or has ended (EOS): such a program cannot go on.
+func Continue(path string, headers []byte, cfg Config) (*Recorder, program.Position, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Knobs.open(path); err != nil {
+		return nil, program.Position{}, fmt.Errorf("record: continue: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return nil, program.Position{}, fmt.Errorf("record: continue: %w", err)
+	}
+	p, err := cut(f)
+	if err == nil {
+		err = continuable(p, headers)
+	}
+	if err != nil {
+		f.Close()
+		return nil, program.Position{}, fmt.Errorf("record: continue %s: %w", path, err)
+	}
+	r := start(f, path, cfg, p.Len, p.Granule)
+	if _, err := os.Stat(pausedMark(path)); err == nil {
+		r.paused.Store(true) // as the host left it
+	}
+	return r, program.After(p.Last), nil
+}
+
+// continuable says why a recording cut to p cannot go on as the program
+// whose header pages are headers, or nil if it can.
+func continuable(p ogg.Prefix, headers []byte) error {
+	h := headerPrefix(headers)
+	switch {
+	case p.Pages < h.Pages:
+		return fmt.Errorf("%d complete pages, fewer than the %d header pages", p.Pages, h.Pages)
+	case p.Last.Serial != h.Last.Serial:
+		return fmt.Errorf("serial %#x, the program's is %#x", p.Last.Serial, h.Last.Serial)
+	case p.Last.Flags&ogg.FlagEOS != 0:
+		return errors.New("the program ended (EOS)")
+	}
+	return nil
+}
+
+// headerPrefix describes a program's header pages, built by the program
+// package, so they parse.
+func headerPrefix(headers []byte) ogg.Prefix {
+	h, _ := ogg.ScanPrefix(bytes.NewReader(headers))
+	return h
+}
+
+// withDefaults returns c with its zero fields set as documented.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.SyncEvery == 0 {
+		c.SyncEvery = d.SyncEvery
+	}
+	if c.Queue == 0 {
+		c.Queue = d.Queue
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// start starts the writer of f, which holds size bytes of pages up to
+// granule.
+func start(f *os.File, path string, cfg Config, size, granule int64) *Recorder {
 	r := &Recorder{cfg: cfg, f: f, path: path, q: make(chan queued, cfg.Queue), done: make(chan struct{})}
-	r.bytes.Store(int64(len(headers)))
+	r.bytes.Store(size)
+	r.granule.Store(max(granule, 0))
 	go r.run()
-	return r, nil
+	return r
 }
 
 // Write queues a chunk. It never blocks: when the disk is that far behind,
@@ -189,13 +265,35 @@ func (r *Recorder) enqueue(q queued) {
 // meanwhile are discarded (not counted as dropped). It takes effect from the
 // next Write, so at a chunk boundary; chunks already queued are written.
 // Pausing twice is the same as once. It is safe to call from any goroutine
-// and never blocks Write.
-func (r *Recorder) Pause() { r.paused.Store(true) }
+// and never blocks Write. A mark beside the file (pausedMark) keeps the
+// pause across a crash: Continue starts paused.
+func (r *Recorder) Pause() {
+	if !r.paused.Swap(true) {
+		if err := os.WriteFile(pausedMark(r.path), nil, 0o600); err != nil {
+			r.cfg.Logger.Error("record: the pause would not outlive a crash", "path", r.path, "err", err)
+		}
+	}
+}
 
 // Resume writes chunks again, from the next Write. The pages written from
 // then on continue the file's page numbers and granule positions, so the
 // paused time leaves no gap. Resuming when not paused does nothing.
-func (r *Recorder) Resume() { r.paused.Store(false) }
+func (r *Recorder) Resume() {
+	if r.paused.Swap(false) {
+		dropPausedMark(r.path, r.cfg.Logger)
+	}
+}
+
+// pausedMark is the file that says the recording at path is paused: a host
+// who paused it is not recorded again because the server restarted.
+func pausedMark(path string) string { return path + ".paused" }
+
+// dropPausedMark removes the paused mark of the recording at path, if any.
+func dropPausedMark(path string, logger *slog.Logger) {
+	if err := os.Remove(pausedMark(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		logger.Error("record: remove the paused mark", "path", path, "err", err)
+	}
+}
 
 // Recording reports whether chunks are being written (true unless paused).
 func (r *Recorder) Recording() bool { return !r.paused.Load() }
@@ -246,14 +344,8 @@ func (r *Recorder) page(q queued) []byte {
 	h := header(page)
 	granule, seq := h.Granule-q.skipSamples, h.Seq-uint32(q.skipPages)
 	if q.paused {
-		// An empty EOS page at the granule reached, as program.Packer ends
-		// a program with no frames pending.
-		buf, err := ogg.AppendPage(r.buf[:0], &ogg.Page{Flags: ogg.FlagEOS, Granule: granule, Serial: h.Serial, Seq: seq})
-		if err != nil {
-			panic(err) // an empty page always fits
-		}
-		r.buf = buf
-		return buf
+		r.buf = appendEOS(r.buf[:0], granule, h.Serial, seq)
+		return r.buf
 	}
 	r.buf = append(r.buf[:0], page...)
 	ogg.Renumber(r.buf, granule, seq)
@@ -280,6 +372,7 @@ func (r *Recorder) Close() error {
 	if err := r.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		errs = append(errs, fmt.Errorf("record: close: %w", err))
 	}
+	dropPausedMark(r.path, r.cfg.Logger) // the program is over
 	return errors.Join(errs...)
 }
 
@@ -321,23 +414,66 @@ func granuleDuration(g int64) time.Duration {
 	return time.Duration(g-program.PreSkip) * time.Second / amphi.SampleRate
 }
 
-// Recover makes a recording cut by a crash valid: it truncates the file to
-// its last complete page and returns the file's size and audio duration.
-func Recover(path string) (size int64, d time.Duration, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// appendEOS appends an empty EOS page at granule: how program.Packer ends a
+// program with no frames pending (RFC 3533 allows a page without packets).
+func appendEOS(dst []byte, granule int64, serial, seq uint32) []byte {
+	dst, err := ogg.AppendPage(dst, &ogg.Page{Flags: ogg.FlagEOS, Granule: granule, Serial: serial, Seq: seq})
+	if err != nil {
+		panic(err) // an empty page always fits
+	}
+	return dst
+}
+
+// cut truncates f, read from its start, to its longest prefix of complete
+// pages and syncs it: the pages a crash left, without the one it tore.
+func cut(f *os.File) (ogg.Prefix, error) {
+	p, err := ogg.ScanPrefix(f)
+	if err != nil {
+		return p, err
+	}
+	if err := f.Truncate(p.Len); err != nil {
+		return p, fmt.Errorf("truncate: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return p, fmt.Errorf("sync: %w", err)
+	}
+	return p, nil
+}
+
+// Recover finishes a recording cut by a crash, whose program will not go
+// on: it truncates the file to its last complete page and ends it with an
+// EOS page, so players know it is whole. A file cut inside its header
+// pages is made the program's headers (headers) and an EOS page: an empty
+// recording. It returns the file's size and audio duration.
+func Recover(path string, headers []byte) (size int64, d time.Duration, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
 	if err != nil {
 		return 0, 0, fmt.Errorf("record: recover: %w", err)
 	}
 	defer f.Close()
-	n, granule, _, err := ogg.ValidPrefix(f)
+	dropPausedMark(path, slog.Default())
+	p, err := cut(f)
 	if err != nil {
 		return 0, 0, fmt.Errorf("record: recover %s: %w", path, err)
 	}
-	if err := f.Truncate(n); err != nil {
-		return 0, 0, fmt.Errorf("record: recover %s: truncate: %w", path, err)
+	var end []byte // what the file gets after its first size bytes
+	size = p.Len
+	if h := headerPrefix(headers); p.Pages < h.Pages {
+		if err := f.Truncate(0); err != nil {
+			return 0, 0, fmt.Errorf("record: recover %s: truncate: %w", path, err)
+		}
+		end, p, size = append(end, headers...), h, 0
 	}
-	if err := f.Sync(); err != nil {
-		return 0, 0, fmt.Errorf("record: recover %s: sync: %w", path, err)
+	if p.Last.Flags&ogg.FlagEOS == 0 {
+		end = appendEOS(end, max(p.Granule, 0), p.Last.Serial, p.Last.Seq+1)
 	}
-	return n, granuleDuration(max(granule, 0)), nil
+	if len(end) > 0 {
+		if _, err := f.Write(end); err != nil {
+			return 0, 0, fmt.Errorf("record: recover %s: end the file: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return 0, 0, fmt.Errorf("record: recover %s: sync: %w", path, err)
+		}
+	}
+	return size + int64(len(end)), granuleDuration(max(p.Granule, 0)), nil
 }

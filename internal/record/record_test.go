@@ -118,27 +118,28 @@ func TestCreateRefusesExistingFile(t *testing.T) {
 	}
 }
 
-func TestRecoverTruncatesToLastCompletePage(t *testing.T) {
+func TestRecoverCutsToLastCompletePageAndEndsTheFile(t *testing.T) {
 	cs := chunks(t, 50, false) // 10 chunks, no end: a crash
 	path, _ := record(t, cs)
 	whole, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	withoutLast := int64(len(whole) - len(cs[len(cs)-1].Page))
+	headers := len(program.Headers(serial))
+	withoutLast := len(whole) - len(cs[len(cs)-1].Page)
 
 	tests := []struct {
-		name     string
-		data     []byte
-		wantSize int64
-		wantDur  time.Duration
+		name   string
+		data   []byte
+		keep   int // bytes of the recording kept before the EOS page
+		frames int
 	}{
-		{"intact", whole, int64(len(whole)), audio(50)},
-		{"torn last page", whole[:len(whole)-3], withoutLast, audio(45)},
-		{"torn in the last header", whole[:20], 0, 0},
-		{"garbage appended", append(bytes.Clone(whole), "\x00\x01garbage after a crash"...), int64(len(whole)), audio(50)},
-		{"torn page then garbage", append(bytes.Clone(whole[:len(whole)-10]), bytes.Repeat([]byte{0xee}, 100)...), withoutLast, audio(45)},
-		{"empty", nil, 0, 0},
+		{"intact", whole, len(whole), 50},
+		{"torn last page", whole[:len(whole)-3], withoutLast, 45},
+		{"torn in the last header", whole[:20], headers, 0},
+		{"garbage appended", append(bytes.Clone(whole), "\x00\x01garbage after a crash"...), len(whole), 50},
+		{"torn page then garbage", append(bytes.Clone(whole[:len(whole)-10]), bytes.Repeat([]byte{0xee}, 100)...), withoutLast, 45},
+		{"empty", nil, headers, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,22 +147,26 @@ func TestRecoverTruncatesToLastCompletePage(t *testing.T) {
 			if err := os.WriteFile(p, tt.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			size, d, err := Recover(p)
+			size, d, err := Recover(p, program.Headers(serial))
 			if err != nil {
 				t.Fatal(err)
-			}
-			if size != tt.wantSize || d != tt.wantDur {
-				t.Errorf("Recover = %d bytes %v, want %d bytes %v", size, d, tt.wantSize, tt.wantDur)
 			}
 			got, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if int64(len(got)) != tt.wantSize || !bytes.Equal(got, whole[:tt.wantSize]) {
-				t.Errorf("file is %d bytes after Recover, want the first %d of the recording", len(got), tt.wantSize)
+			wantDur := granuleDuration(int64(tt.frames * amphi.FrameSamples))
+			if size != int64(len(got)) || d != wantDur {
+				t.Errorf("Recover = %d bytes %v; the file holds %d, want %v", size, d, len(got), wantDur)
+			}
+			if !bytes.Equal(got[:tt.keep], whole[:tt.keep]) || len(got) != tt.keep+ogg.HeaderSize {
+				t.Errorf("file is %d bytes after Recover, want the first %d of the recording and an empty page", len(got), tt.keep)
+			}
+			if s := checkStream(t, got); !s.eos || s.frames != tt.frames {
+				t.Errorf("file holds %d frames, EOS %v; want %d and EOS", s.frames, s.eos, tt.frames)
 			}
 			// Recovering twice changes nothing.
-			if size2, d2, err := Recover(p); err != nil || size2 != size || d2 != d {
+			if size2, d2, err := Recover(p, program.Headers(serial)); err != nil || size2 != size || d2 != d {
 				t.Errorf("second Recover = %d %v %v", size2, d2, err)
 			}
 		})
@@ -169,7 +174,7 @@ func TestRecoverTruncatesToLastCompletePage(t *testing.T) {
 }
 
 func TestRecoverReportsMissingFile(t *testing.T) {
-	if _, _, err := Recover(filepath.Join(t.TempDir(), "none.opus")); !errors.Is(err, os.ErrNotExist) {
+	if _, _, err := Recover(filepath.Join(t.TempDir(), "none.opus"), program.Headers(serial)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("err = %v, want ErrNotExist", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/program"
 	"github.com/amphi-audio/amphi/internal/record"
 	"github.com/amphi-audio/amphi/internal/store"
 )
@@ -170,8 +171,13 @@ func (l *Lifecycle) endWhenIdle(sess *live.Session) {
 // manager is closed, before the store is.
 func (l *Lifecycle) Wait() { l.idleEnds.Wait() }
 
-// Recover ends the spaces a crash left live and makes their recordings
-// valid: each is cut to its last complete page and indexed as final.
+// Recover puts back on air the spaces a crash left live, and finishes the
+// recordings it left open. A live space resumes in its own place on air
+// (Resume): same id and start, its program going on in the same file. One
+// that cannot (no place on air, a file cut before its program began or
+// already ended) is ended, as is the recording of a space no longer live:
+// its file is cut to its last complete page, ended with an EOS page and
+// indexed as final.
 func (l *Lifecycle) Recover(ctx context.Context) error {
 	recs, err := l.db.UnfinalizedRecordings(ctx)
 	if err != nil {
@@ -179,32 +185,63 @@ func (l *Lifecycle) Recover(ctx context.Context) error {
 	}
 	var errs []error
 	for _, rec := range recs {
-		size, d, err := record.Recover(filepath.Join(l.cfg.DataDir, rec.Path))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-			continue
-		}
 		sp, err := l.db.Space(ctx, rec.SpaceID)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if sp.State == amphi.StateLive {
-			end := l.cfg.Now()
-			if sp.StartedAt != nil {
-				end = sp.StartedAt.Add(d)
-			}
-			if _, err := l.db.EndSpace(ctx, sp.ID, []amphi.State{amphi.StateLive}, end, amphi.EndCrash); err != nil {
-				errs = append(errs, err)
+			err := l.resume(sp, rec)
+			if err == nil {
+				l.cfg.Logger.Warn("space: resumed a space a crash took off air", "space", sp.ID)
 				continue
 			}
+			l.cfg.Logger.Error("space: could not resume a space a crash took off air: ending it", "space", sp.ID, "err", err)
 		}
-		rec.Bytes, rec.Duration, rec.Finalized = size, d, true
-		if err := l.db.PutRecording(ctx, rec); err != nil {
+		if err := l.finish(ctx, sp, rec); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		l.cfg.Logger.Warn("space: recovered the recording of a space a crash left live", "space", rec.SpaceID, "duration", d, "bytes", size)
 	}
 	return errors.Join(errs...)
+}
+
+// resume puts a live space back on air, its program going on in its
+// recording.
+func (l *Lifecycle) resume(sp *amphi.Space, rec *amphi.Recording) error {
+	place, err := l.sessions.Reserve()
+	if err != nil {
+		return err
+	}
+	defer place.Release()
+	sess, err := place.Resume(sp, filepath.Join(l.cfg.DataDir, rec.Path))
+	if err != nil {
+		return err
+	}
+	l.dir.putOnAir(sp.ID, sess, l.cfg.Now())
+	l.idleEnds.Go(func() { l.endWhenIdle(sess) })
+	return nil
+}
+
+// finish finishes the recording a crash left open, ending its space if it
+// is still live.
+func (l *Lifecycle) finish(ctx context.Context, sp *amphi.Space, rec *amphi.Recording) error {
+	size, d, err := record.Recover(filepath.Join(l.cfg.DataDir, rec.Path), program.Headers(sp.Serial))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if sp.State == amphi.StateLive {
+		end := l.cfg.Now()
+		if sp.StartedAt != nil {
+			end = sp.StartedAt.Add(d)
+		}
+		if _, err := l.db.EndSpace(ctx, sp.ID, []amphi.State{amphi.StateLive}, end, amphi.EndCrash); err != nil {
+			return err
+		}
+	}
+	rec.Bytes, rec.Duration, rec.Finalized = size, d, true
+	if err := l.db.PutRecording(ctx, rec); err != nil {
+		return err
+	}
+	l.cfg.Logger.Warn("space: finished the recording a crash left open", "space", rec.SpaceID, "duration", d, "bytes", size)
+	return nil
 }

@@ -1,6 +1,7 @@
 package space
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
+	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 	"github.com/amphi-audio/amphi/internal/store"
 )
@@ -46,6 +48,14 @@ func newNode(t *testing.T, idle time.Duration, recordings bool) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { db.Close() })
+	return onStore(t, idle, db, data)
+}
+
+// onStore returns a node over the store and data directory of another: a
+// node started again.
+func onStore(t *testing.T, idle time.Duration, db *store.DB, data string) *node {
+	t.Helper()
 	cfg := live.DefaultConfig()
 	cfg.IdleEnd = idle
 	n := &node{db: db, live: live.NewManager(discard{}, cfg), data: data,
@@ -54,9 +64,31 @@ func newNode(t *testing.T, idle time.Duration, recordings bool) *node {
 	t.Cleanup(func() {
 		n.live.Close()
 		n.life.Wait()
-		db.Close()
 	})
 	return n
+}
+
+// crash takes the space off air as a kill would: the store still says
+// live, the recording is not finalised and its file ends without an EOS
+// page, cut off by cut bytes. It returns the node started again.
+func (n *node) crash(t *testing.T, id string, cut int) *node {
+	t.Helper()
+	path := filepath.Join(n.data, recordingPath(id))
+	var onAir []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for len(onAir) < 2000 && time.Now().Before(deadline) { // headers and a few pages
+		time.Sleep(20 * time.Millisecond)
+		onAir, _ = os.ReadFile(path)
+	}
+	// Stopping writes the program's end, which a kill does not: put the
+	// file back as it was on air.
+	if err := n.live.Stop(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, onAir[:len(onAir)-cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return onStore(t, 0, n.db, n.data)
 }
 
 // create stores a scheduled space starting in an hour.
@@ -250,6 +282,95 @@ func TestRecoverEndsTheSpacesACrashLeftLive(t *testing.T) {
 	if err != nil || !rec.Finalized {
 		t.Errorf("recording %+v, %v: want finalised", rec, err)
 	}
+}
+
+func TestRecoverResumesTheSpacesACrashLeftLive(t *testing.T) {
+	n := newNode(t, 0, true)
+	ctx := context.Background()
+	n.create(t, "a")
+	n.start(t, "a")
+	before, err := n.db.Space(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = n.crash(t, "a", 3) // the last page torn
+	path := filepath.Join(n.data, recordingPath("a"))
+	crashed, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, _, _, _ := ogg.ValidPrefix(bytes.NewReader(crashed))
+
+	if err := n.life.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := n.db.Space(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.State != amphi.StateLive || !sp.StartedAt.Equal(*before.StartedAt) {
+		t.Fatalf("after Recover the space is %s, started %v; want live, started %v", sp.State, sp.StartedAt, before.StartedAt)
+	}
+	on := n.dir.Get("a")
+	if on == nil || on.Session() == nil || n.live.Session("a") != on.Session() || on.Session().Space().Serial != before.Serial {
+		t.Fatal("the resumed space is not on air here with its serial")
+	}
+	time.Sleep(300 * time.Millisecond) // a few chunks after the crash
+	if _, err := n.life.End(ctx, "a", amphi.EndHost); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, crashed[:kept]) {
+		t.Error("the resumed recording does not begin with what the crash left")
+	}
+	last, eos := lastPage(t, data)
+	if !eos || last.Seq <= 2 {
+		t.Errorf("the recording ends with page %d, EOS %v: want pages after the crash and EOS", last.Seq, eos)
+	}
+	rec, err := n.db.Recording(ctx, "a")
+	if err != nil || !rec.Finalized || rec.Bytes != int64(len(data)) {
+		t.Errorf("recording %+v, %v: want finalised, %d bytes", rec, err, len(data))
+	}
+}
+
+func TestRecoverEndsASpaceThatCannotResume(t *testing.T) {
+	n := newNode(t, 0, true)
+	ctx := context.Background()
+	n.create(t, "a")
+	n.start(t, "a")
+	n = n.crash(t, "a", 0)
+	path := filepath.Join(n.data, recordingPath("a"))
+	if err := os.Truncate(path, 40); err != nil { // cut inside the header pages
+		t.Fatal(err)
+	}
+	if err := n.life.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.wantEnded(t, "a", amphi.EndCrash)
+	if n.dir.Get("a") != nil {
+		t.Error("a space that could not resume is on air")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, eos := lastPage(t, data); !eos {
+		t.Error("the ended recording does not end with an EOS page")
+	}
+}
+
+// lastPage returns the header of an Ogg stream's last page, and whether it
+// ends the stream (EOS).
+func lastPage(t *testing.T, data []byte) (ogg.Header, bool) {
+	t.Helper()
+	p, err := ogg.ScanPrefix(bytes.NewReader(data))
+	if err != nil || p.Len != int64(len(data)) || p.Pages == 0 {
+		t.Fatalf("%d of %d bytes in %d valid pages: %v", p.Len, len(data), p.Pages, err)
+	}
+	return p.Last, p.Last.Flags&ogg.FlagEOS != 0
 }
 
 func TestAStateIsEncodedOnceAnAgeAndForgotten(t *testing.T) {

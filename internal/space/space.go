@@ -3,7 +3,7 @@
 // session (the live pipeline) and its room (requests to speak, names on
 // stage, reactions, event streams), with the encoded state its pages
 // poll. A Directory is the spaces a node admits listeners to; a Lifecycle
-// puts spaces on air and takes them off (start, end, crash recovery)
+// puts spaces on air and takes them off (start, end, resuming after a crash)
 // through the store and the live manager, and keeps the Directory in step
 // as it does. The two are apart because an edge admits listeners to
 // spaces whose lifecycle another node owns. The HTTP side (internal/api)

@@ -105,6 +105,7 @@ type Session struct {
 	client    *http.Client
 	log       *slog.Logger
 	connected chan struct{}
+	done      chan struct{} // closed once the connection failed or closed
 
 	mu       sync.Mutex
 	onPacket func(slot int, pkt *rtp.Packet)
@@ -112,6 +113,7 @@ type Session struct {
 	wg       sync.WaitGroup // readers of the slots and the mic's RTCP
 
 	connectOnce sync.Once
+	doneOnce    sync.Once
 	closeOnce   sync.Once
 	closeErr    error
 }
@@ -149,6 +151,7 @@ func Dial(ctx context.Context, endpoint string, token string, cfg Config) (_ *Se
 		client:    cfg.HTTPClient,
 		log:       cfg.Logger,
 		connected: make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -157,8 +160,11 @@ func Dial(ctx context.Context, endpoint string, token string, cfg Config) (_ *Se
 	}()
 
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateConnected {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
 			s.connectOnce.Do(func() { close(s.connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			s.doneOnce.Do(func() { close(s.done) })
 		}
 	})
 	pc.OnTrack(s.readSlot)
@@ -329,6 +335,12 @@ func (s *Session) OnPacket(f func(slot int, pkt *rtp.Packet)) {
 
 // Connected is closed once ICE and DTLS are up and media flows.
 func (s *Session) Connected() <-chan struct{} { return s.connected }
+
+// Done is closed once the connection has failed (the server went away: no
+// answer to ICE checks for the failed timeout, 25 s unless
+// ConfigureSettings sets another) or been closed. A speaker that wants to
+// stay on the stage dials again.
+func (s *Session) Done() <-chan struct{} { return s.done }
 
 // readSlot is one goroutine per received track: it finds the track's slot
 // and hands every packet to the OnPacket function, reusing one buffer.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/stage"
 )
@@ -141,6 +143,29 @@ func TestCloseAcceptsSessionAlreadyGone(t *testing.T) {
 	if err := sess.Close(context.Background()); err != nil {
 		t.Errorf("Close after the server dropped the session: %v", err)
 	}
+}
+
+// TestDoneTellsTheSessionIsOver: a speaker that wants to stay on the stage
+// learns from Done that the server went away, and dials again.
+func TestDoneTellsTheSessionIsOver(t *testing.T) {
+	s := newServer(t)
+	sess := dial(t, s, Config{Slots: -1, ConfigureSettings: func(se *webrtc.SettingEngine) {
+		se.SetICETimeouts(time.Second, time.Second, 250*time.Millisecond)
+	}})
+	select {
+	case <-sess.Done():
+		t.Fatal("Done is closed while connected")
+	default:
+	}
+	if err := s.st.Close(); err != nil { // the server's stage goes, and its connections
+		t.Fatal(err)
+	}
+	select {
+	case <-sess.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("Done still open 15 s after the server closed the stage")
+	}
+	sess.Abandon()
 }
 
 func TestDialReportsServerError(t *testing.T) {

@@ -9,15 +9,24 @@
 //
 // The page also polls the room's state, as a listener's page does, to show
 // the stage. It cannot tell which entry is this speaker, so being taken off
-// the stage shows as the connection ending: the page then joins once more,
-// and a refusal saying the host removed this speaker says so. For tests,
-// window.amphiSpeak.state is 'idle', 'joining', 'on stage', 'left',
-// 'removed' or 'ended'.
+// the stage shows as the connection ending: the page then joins again, and
+// a refusal saying the host removed this speaker says so. A connection
+// lost otherwise (the server restarted, the network dropped) is joined
+// again with backoff, as `amphi speak` does, until the server answers.
+// For tests, window.amphiSpeak.state is 'idle', 'joining', 'on stage',
+// 'left', 'removed' or 'ended'.
 
 import {apiProblem, listenersText, pollState, renderReactions, renderStage, sentence} from './stage.js';
 import {join as joinStage, playTrack} from './whip.js';
 
-const rejoinAfterMs = 30000; // one automatic rejoin per this long, so a broken network cannot loop
+// Joining again by itself waits from a quarter second, so a restarted
+// server is found soon after it is back, doubling up to 5 s, so one gone
+// for long is not hammered.
+const firstRejoinMs = 250;
+const maxRejoinMs = 5000;
+// A connection 'disconnected' this long is taken as lost: Chromium calls
+// one whose server vanished 'failed' only after ~30 s.
+const unsteadyMs = 2000;
 
 const id = decodeURIComponent(location.pathname.split('/')[2] || '');
 const fragment = new URLSearchParams(location.hash.slice(1));
@@ -30,7 +39,9 @@ const $ = (x) => document.getElementById(x);
 let stage = null;     // the WHIP session (whip.js) while on the stage
 let joining = false;
 let losing = false;   // lost() is tidying up after a dropped connection
-let rejoinedAt = 0;   // when the page last joined again by itself
+let rejoinMs = 0;     // the next automatic join's delay; 0 unless rejoining
+let rejoinTimer = 0;
+let unsteadyTimer = 0;
 let ended = false;    // the space is over: nothing more to join
 let poller = null;
 
@@ -95,7 +106,10 @@ function refused(e) {
   if (ended) return; // the page already says the space ended
   phase('idle');
   const msg = e.message || e.name;
-  if (e.status === 401 && /remov/i.test(msg)) {
+  const down = !e.status || (e.status >= 500 && e.code !== 'full'); // no answer, or not now
+  if (rejoinMs && down) {
+    rejoinSoon('The stage is not answering.');
+  } else if (e.status === 401 && /remov/i.test(msg)) {
     phase('removed');
     $('join').disabled = true;
     say('You were removed from the stage by the host.', true);
@@ -115,11 +129,14 @@ function refused(e) {
 // onState follows the connection; its end is lost()'s to handle.
 function onState(st) {
   if (!stage) return;
+  clearTimeout(unsteadyTimer);
   if (st === 'connected') {
+    rejoinMs = 0;
     phase('on stage');
     say(stage.muted ? 'On the stage, muted.' : 'On the stage. Everyone hears you.');
   } else if (st === 'disconnected') {
     say('The connection is unsteady. Trying to keep it…', true);
+    unsteadyTimer = setTimeout(lost, unsteadyMs);
   }
 }
 
@@ -141,13 +158,16 @@ async function lost() {
     if (r.ok) st = await r.json();
   } catch (_) { /* unknown: try joining */ }
   if (st && st.state === 'ended') return spaceEnded();
-  if (Date.now() - rejoinedAt < rejoinAfterMs) {
-    say('The connection to the stage failed. Press Join to try again.', true);
-    return;
-  }
-  rejoinedAt = Date.now();
-  say('The connection to the stage was lost. Joining again…', true);
-  join();
+  rejoinSoon('The connection to the stage was lost.');
+}
+
+// rejoinSoon joins again after the backoff, which doubles for the next try
+// and starts over once on the stage.
+function rejoinSoon(why) {
+  rejoinMs = Math.min(rejoinMs ? 2 * rejoinMs : firstRejoinMs, maxRejoinMs);
+  say(why + ' Joining again…', true);
+  clearTimeout(rejoinTimer);
+  rejoinTimer = setTimeout(join, rejoinMs);
 }
 
 // spaceEnded takes the page off a stage that is no more.
@@ -198,6 +218,11 @@ function toggleMute() {
 async function leave(tell = true) {
   // Off the stage from here on: the server closing the connection in
   // answer to the DELETE must not read as a lost connection to rejoin.
+  clearTimeout(unsteadyTimer);
+  if (tell) {
+    clearTimeout(rejoinTimer);
+    rejoinMs = 0;
+  }
   const s = stage;
   stage = null;
   if (s) await s.leave();
