@@ -103,15 +103,14 @@ func (f *fleet) space(spaceID string) (listeners, waiting int) {
 	return listeners, waiting
 }
 
-// grants works out every node's grant in a space for the next round: this
-// one's (self, with its part here) and every edge's that reports, from
-// their parts in the space (gate.Allot).
-func (f *fleet) grants(spaceID, self string, here gate.NodeLine, lim gate.FleetLimits) map[string]gate.Grant {
+// parts returns every node's part in a space: this one's (self, with its
+// part here) and every edge's that reports, from its last report.
+func (f *fleet) parts(spaceID, self string, here gate.NodeLine) map[string]gate.NodeLine {
 	rs, _ := f.fresh()
 	parts := make(map[string]gate.NodeLine, len(rs)+1)
 	for _, r := range rs {
 		parts[r.Node] = r.Parts[spaceID]
 	}
 	parts[self] = here
-	return gate.Allot(parts, lim)
+	return parts
 }

@@ -39,21 +39,21 @@ func TestTheFleetForgetsSilentEdgesAndPicksTheLeastLoaded(t *testing.T) {
 	}
 }
 
-func TestGrantsOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
+func TestTheFleetsPartsOfACapAddUpToItAndKeepWhatIsHeld(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
 	f := newFleet(func() time.Time { return now })
 	f.add(&bus.LoadReport{Node: "a", Parts: map[string]gate.NodeLine{"s": {Held: 6}}})
 	f.add(&bus.LoadReport{Node: "b", Parts: map[string]gate.NodeLine{"s": {Held: 1}}})
 	f.add(&bus.LoadReport{Node: "c"}) // an edge without anyone in the space
-	got := f.grants("s", "origin", gate.NodeLine{}, gate.FleetLimits{Cap: 10, Admit: -1})
+	got := gate.Allot(f.parts("s", "origin", gate.NodeLine{}), gate.FleetLimits{Cap: 10, Admit: -1})
 	// 3 places are free and nobody waits: one each for newcomers, in name order.
 	if got["a"].Share != 7 || got["b"].Share != 2 || got["c"].Share != 1 || got["origin"].Share != 0 {
 		t.Errorf("grants %v, want shares a 7, b 2, c 1, origin 0 (ties by name)", got)
 	}
 	// Over the cap (the cap was lowered): everyone keeps what it holds,
 	// nobody gets more.
-	got = f.grants("s", "origin", gate.NodeLine{}, gate.FleetLimits{Cap: 5, Admit: -1})
+	got = gate.Allot(f.parts("s", "origin", gate.NodeLine{}), gate.FleetLimits{Cap: 5, Admit: -1})
 	if got["a"].Share != 6 || got["b"].Share != 1 || got["origin"].Share != 0 || got["a"].Admit != 0 {
 		t.Errorf("grants past the cap %v, want what each holds and no admissions", got)
 	}

@@ -107,7 +107,7 @@ func (m *Main) openOrigin() error {
 	m.dir.SetElsewhere(m.fleet.space)
 	cfg.API.ListenAt = m.fleet.leastLoaded
 	m.announced = make(map[string]int)
-	m.grants = make(map[string]map[string]gate.Grant)
+	m.grants = make(map[string]*spaceGrants)
 	return nil
 }
 
@@ -220,7 +220,9 @@ func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcem
 	if lim := m.fleetLimits(); lim != nil && sp.State != amphi.StateEnded {
 		a.Limits = lim
 		m.grantsMu.Lock()
-		a.Grants = m.grants[sp.ID]
+		if g := m.grants[sp.ID]; g != nil {
+			a.Grants = g.last
+		}
 		m.grantsMu.Unlock()
 	}
 	return a
@@ -240,6 +242,13 @@ func (m *Main) fleetLimits() *gate.FleetLimits {
 	return lim
 }
 
+// spaceGrants are a space's rounds of grants: the leases they are and the
+// last round's, which announcements and lookups carry.
+type spaceGrants struct {
+	leases gate.Leases
+	last   map[string]gate.Grant
+}
+
 // grantRound works out, once a round, every node's grant in a space and
 // applies this one's, if it has a room for it: what the round's
 // announcements (and lookups until the next) carry.
@@ -254,13 +263,18 @@ func (m *Main) grantRound(sp *amphi.Space) {
 	if here != nil {
 		part = here.Waiting().Part(now)
 	}
-	grants := m.fleet.grants(sp.ID, m.node, part, *lim)
-	if here != nil {
-		here.Waiting().SetGrant(grants[m.node], now)
-	}
 	m.grantsMu.Lock()
-	m.grants[sp.ID] = grants
+	g := m.grants[sp.ID]
+	if g == nil {
+		g = &spaceGrants{}
+		m.grants[sp.ID] = g
+	}
+	g.last = g.leases.Allot(m.fleet.parts(sp.ID, m.node, part), *lim)
+	mine := g.last[m.node]
 	m.grantsMu.Unlock()
+	if here != nil {
+		here.Waiting().SetGrant(mine, now)
+	}
 }
 
 // answerLookup answers an edge's lookup of a space from the store.

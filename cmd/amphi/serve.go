@@ -171,10 +171,10 @@ type Main struct {
 	announcements, loads, lookups *bus.Subscription
 	announced                     map[string]int
 	lookupGuard                   *lookupGuard // an edge's
-	// grants are the last round's grants in each space with limits across
-	// the fleet, by space and node (grantRound), which lookups answer with.
+	// grants are the rounds of grants in each space with limits across
+	// the fleet, by space (grantRound).
 	grantsMu sync.Mutex
-	grants   map[string]map[string]gate.Grant
+	grants   map[string]*spaceGrants
 	// fetches answers edges' fetches of the chunks they missed.
 	fetches *bus.Subscription
 	edge    *edge.Edge

@@ -75,6 +75,8 @@ type NodeLine struct {
 	Line []LineEntry `json:"line,omitempty"`
 	// Rate is its recent admissions per second.
 	Rate float64 `json:"rate,omitempty"`
+	// Round is the last grant it applied (Grant.Round).
+	Round uint64 `json:"round,omitempty"`
 }
 
 // Grant is what a node may do in a space until the next round.
@@ -91,6 +93,8 @@ type Grant struct {
 	// Rate is the fleet's recent admissions per second in the space,
 	// which ETAs divide positions by.
 	Rate float64 `json:"rate,omitempty"`
+	// Round numbers the grants of a space (Leases).
+	Round uint64 `json:"round,omitempty"`
 }
 
 // NoGrant is a node's grant in a space without a fleet-wide limit.
@@ -222,6 +226,57 @@ func Allot(nodes map[string]NodeLine, lim FleetLimits) map[string]Grant {
 			g.Share = nodes[n].Held + admit[i] + walkIns[i] + places[i]
 		}
 		grants[n] = g
+	}
+	return grants
+}
+
+// Leases allots a space's rounds (Allot) without counting a place twice.
+// A node's report is up to a round old, so it may not show the places it
+// took since under a share granted after it: a share is a lease on that
+// many places until the node reports having applied a later grant. Until
+// then the node counts as holding as much as any share it may be using,
+// so no other node is granted the same places. The zero value is ready.
+type Leases struct {
+	round  uint64
+	issued map[string][]lease // by node, oldest first
+}
+
+type lease struct {
+	round uint64
+	share int
+}
+
+// Allot is Allot for the next round, nodes' Held raised to what their
+// unacknowledged shares allow, the grants numbered with the round.
+func (l *Leases) Allot(nodes map[string]NodeLine, lim FleetLimits) map[string]Grant {
+	l.round++
+	if l.issued == nil {
+		l.issued = make(map[string][]lease)
+	}
+	for n := range l.issued {
+		if _, ok := nodes[n]; !ok {
+			delete(l.issued, n) // gone: its places are free again
+		}
+	}
+	held := make(map[string]NodeLine, len(nodes))
+	for n, part := range nodes {
+		ls := l.issued[n]
+		for len(ls) > 0 && ls[0].round <= part.Round {
+			ls = ls[1:] // applied before the report: its places are in Held
+		}
+		l.issued[n] = ls
+		for _, x := range ls {
+			part.Held = max(part.Held, x.share)
+		}
+		held[n] = part
+	}
+	grants := Allot(held, lim)
+	for n, g := range grants {
+		g.Round = l.round
+		grants[n] = g
+		if g.Share >= 0 {
+			l.issued[n] = append(l.issued[n], lease{l.round, g.Share})
+		}
 	}
 	return grants
 }

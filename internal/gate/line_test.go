@@ -227,3 +227,36 @@ func TestLineEntriesEncodeAsTriples(t *testing.T) {
 		}
 	}
 }
+
+func TestLeasesKeepAStaleReportFromCountingPlacesTwice(t *testing.T) {
+	var l Leases
+	lim := FleetLimits{Cap: 10, Admit: -1}
+	// Round 1: nobody holds anything, both get half.
+	g := l.Allot(map[string]NodeLine{"a": {}, "b": {}}, lim)
+	if g["a"].Share != 5 || g["b"].Share != 5 || g["a"].Round != 1 {
+		t.Fatalf("round 1: %+v", g)
+	}
+	// a filled its 5 places, but its report predates round 1's grant;
+	// b applied it and holds 1 with 6 waiting. a's places are not b's.
+	g = l.Allot(map[string]NodeLine{
+		"a": {Held: 0},
+		"b": {Held: 1, Round: 1, Line: []LineEntry{{TierAnonymous, 1, 6}}},
+	}, lim)
+	if g["b"].Share+5 > 10 || g["b"].Admit != 4 {
+		t.Errorf("round 2 with a's report stale: b gets share %d, admit %d; want at most 5 and 4", g["b"].Share, g["b"].Admit)
+	}
+	// a reports, having applied round 2, and holds 5: the count is exact
+	// again, and a's lease is what it holds.
+	g = l.Allot(map[string]NodeLine{
+		"a": {Held: 5, Round: 2},
+		"b": {Held: 5, Round: 2, Line: []LineEntry{{TierAnonymous, 1, 2}}},
+	}, lim)
+	if g["a"].Share != 5 || g["b"].Share != 5 || g["b"].Admit != 0 {
+		t.Errorf("round 3, all reported: a %+v b %+v, want 5 and 5, nothing to admit", g["a"], g["b"])
+	}
+	// a node that stops reporting gives its leases up.
+	g = l.Allot(map[string]NodeLine{"b": {Held: 5, Round: 3}}, lim)
+	if g["b"].Share != 10 {
+		t.Errorf("round 4 without a: b's share %d, want all 10", g["b"].Share)
+	}
+}

@@ -219,6 +219,7 @@ type Room struct {
 	admit   int   // admissions this node may make until the next grant; -1: no limit
 	ahead   []LineEntry
 	fleet   float64 // the fleet's admissions per second in the space; 0: only this node's known
+	round   uint64  // the last grant's
 	members map[string]*member
 	queues  [numTiers]tierQueue
 	waiting int
@@ -312,7 +313,7 @@ func (r *Room) OpenAt(t time.Time) {
 func (r *Room) SetGrant(g Grant, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.share, r.admit, r.ahead, r.fleet = g.Share, g.Admit, g.Ahead, g.Rate
+	r.share, r.admit, r.ahead, r.fleet, r.round = g.Share, g.Admit, g.Ahead, g.Rate, g.Round
 	r.advance(now)
 }
 
@@ -322,7 +323,7 @@ func (r *Room) Part(now time.Time) NodeLine {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.advance(now)
-	p := NodeLine{Held: r.held, Rate: r.rate.rate(t)}
+	p := NodeLine{Held: r.held, Rate: r.rate.rate(t), Round: r.round}
 	for i := range numTiers {
 		tier := numTiers - 1 - i
 		p.Line = r.queues[tier].summary(tier, p.Line)
