@@ -133,6 +133,20 @@ type Space struct {
 	OwnerID string `json:"-"`
 }
 
+// Clip is a range of a space's recording cut into an Ogg Opus file of
+// its own (package clip), with a title, to share.
+type Clip struct {
+	ID      string
+	SpaceID string
+	Title   string
+	// From and To are the range in the recording.
+	From, To time.Duration
+	// Path is relative to the data directory.
+	Path      string
+	Bytes     int64
+	CreatedAt time.Time
+}
+
 // Recording is the index entry of one space's program on disk.
 type Recording struct {
 	SpaceID string `json:"space_id"`

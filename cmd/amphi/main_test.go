@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"net/http"
@@ -434,6 +435,13 @@ func recordingDuration(t *testing.T, b []byte) time.Duration {
 // and returns how much audio it decoded.
 func ffmpegDecodes(t *testing.T, what string, b []byte) time.Duration {
 	t.Helper()
+	return time.Duration(len(ffmpegPCM(t, what, b))) * time.Second / amphi.SampleRate
+}
+
+// ffmpegPCM returns what ffmpeg decodes from an Ogg Opus file, 48 kHz
+// mono, failing the test on any complaint of ffmpeg's.
+func ffmpegPCM(t *testing.T, what string, b []byte) []int16 {
+	t.Helper()
 	path, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		t.Skip("ffmpeg is not installed: the README's test command installs it")
@@ -448,5 +456,9 @@ func ffmpegDecodes(t *testing.T, what string, b []byte) time.Duration {
 	if err := cmd.Run(); err != nil || len(bytes.TrimSpace(msgs.Bytes())) > 0 {
 		t.Errorf("ffmpeg decoding the %s: %v\n%s", what, err, msgs.Bytes())
 	}
-	return time.Duration(pcm.Len()/2) * time.Second / amphi.SampleRate
+	out := make([]int16, pcm.Len()/2)
+	for i := range out {
+		out[i] = int16(binary.LittleEndian.Uint16(pcm.Bytes()[2*i:]))
+	}
+	return out
 }

@@ -104,9 +104,11 @@ type Server struct {
 	lookup func(ctx context.Context, id string) (*amphi.Space, error)
 	spaces directory
 	life   lifecycle // nil on an edge
-	edge   *edge.Edge
-	gate   *admission
-	mux    *http.ServeMux
+	// clipCuts holds a token per clip being cut (clipCuts at most).
+	clipCuts chan struct{}
+	edge     *edge.Edge
+	gate     *admission
+	mux      *http.ServeMux
 
 	accounts    *account.Service
 	signInLimit *gate.SourceLimiter
@@ -173,7 +175,7 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 		dir = space.NewDirectory(cfg.Gate.Room, gate.NewCapacity(cfg.Gate.Node))
 	}
 	s := &Server{cfg: cfg, db: db, lookup: dir.Known, spaces: dir, edge: e, gate: a, mux: http.NewServeMux(),
-		publicURL: public, lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit)}
+		publicURL: public, lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), clipCuts: make(chan struct{}, clipCuts)}
 	if db == nil {
 		if cfg.Lookup != nil {
 			s.lookup = cfg.Lookup
@@ -234,6 +236,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("OPTIONS /spaces/{id}/whip", s.handleWHIPOptions)
 	s.mux.HandleFunc("DELETE /spaces/{id}/whip/{session}", s.handleWHIPDelete)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
+	s.mux.HandleFunc("POST /spaces/{id}/clips", s.handleClipCreate)
+	s.mux.HandleFunc("GET /clips/{file}", s.handleClipFile)
+	s.mux.HandleFunc("GET /clips/{clip}/waveform.png", s.handleClipWaveform)
+	s.mux.HandleFunc("GET /c/{clip}", s.handleClipPage)
 	s.mux.HandleFunc("GET /spaces/{id}/calendar.ics", s.handleCalendar)
 	s.mux.HandleFunc("GET /spaces/{id}/events", s.handleEvents)
 	s.mux.HandleFunc("POST /spaces/{id}/reactions", s.handleReaction)

@@ -132,16 +132,22 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, &createResponse{spaceView: s.view(s.linksFor(r), sp), HostToken: token})
 }
 
+// newID returns a random id of 80 bits, in lower-case base32: a space's or
+// a clip's.
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
 // createSpace stores a new space and its host token; one without a start
 // time goes on air at once, in the place held for it.
 func (s *Server) createSpace(ctx context.Context, req createRequest, owner *store.User, place *live.Place) (*amphi.Space, string, error) {
-	var idBytes [10]byte
-	rand.Read(idBytes[:])
 	var serial [4]byte
 	rand.Read(serial[:])
 	now := s.cfg.Now().UTC()
 	sp := &amphi.Space{
-		ID:          strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idBytes[:])),
+		ID:          newID(),
 		Title:       req.Title,
 		Description: req.Description,
 		State:       amphi.StateScheduled,

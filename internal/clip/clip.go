@@ -8,7 +8,8 @@
 // position (RFC 7845 §6's seeking), about log2(size/64 KiB) reads, so a cut
 // costs what it copies, whatever the recording's length: no index to keep.
 //
-// It uses only the standard library and package ogg.
+// Cutting uses only the standard library and package ogg; drawing a
+// clip's waveform (Waveform) decodes it with libopus.
 package clip
 
 import (

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"image/png"
 	"math"
 	"os"
 	"os/exec"
@@ -196,5 +197,43 @@ func TestARecordingCutShortEndsAtItsLastWholePage(t *testing.T) {
 	}
 	if _, err := rec.Cut(&bytes.Buffer{}, 0, rec.Duration()); err != nil {
 		t.Errorf("cutting all of a torn recording: %v", err)
+	}
+}
+
+func TestAWaveformShowsWhereTheSoundIs(t *testing.T) {
+	ffmpeg := lookTool(t, "ffmpeg")
+	path := filepath.Join(t.TempDir(), "half.opus")
+	// Silence, then a tone: the right half of the picture has the bars.
+	cmd := exec.CommandContext(t.Context(), ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi",
+		"-i", "aevalsrc=if(gte(t\\,1)\\,0.8*sin(2*PI*440*t)\\,0):s=48000:d=2", "-c:a", "libopus", "-f", "ogg", path)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := Waveform(f, 200, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil || img.Bounds().Dx() != 200 || img.Bounds().Dy() != 50 {
+		t.Fatalf("PNG %v, %v: want 200x50", img.Bounds(), err)
+	}
+	ink := func(x int) (n int) {
+		for y := range 50 {
+			if r, _, _, _ := img.At(x, y).RGBA(); r < 0x8000 {
+				n++
+			}
+		}
+		return n
+	}
+	if quiet, loud := ink(40), ink(160); quiet > 2 || loud < 30 {
+		t.Errorf("bars: %d px in the silence, %d in the tone: want a line and a tall bar", quiet, loud)
+	}
+	if _, err := Waveform(bytes.NewReader([]byte("not ogg")), 10, 10); !errors.Is(err, ErrNotOpus) {
+		t.Errorf("not Ogg: %v, want ErrNotOpus", err)
 	}
 }

@@ -228,6 +228,20 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE spaces ADD COLUMN end_reason TEXT NOT NULL DEFAULT ''`,
 	},
+	// 5: clips of recordings.
+	{
+		`CREATE TABLE clips (
+			id         TEXT PRIMARY KEY,
+			space_id   TEXT NOT NULL REFERENCES spaces (id) ON DELETE CASCADE,
+			title      TEXT NOT NULL,
+			from_ns    INTEGER NOT NULL CHECK (from_ns >= 0),
+			to_ns      INTEGER NOT NULL CHECK (to_ns > from_ns),
+			path       TEXT NOT NULL,
+			bytes      INTEGER NOT NULL CHECK (bytes >= 0),
+			created_at INTEGER NOT NULL
+		)`,
+		`CREATE INDEX clips_space_id ON clips (space_id, created_at)`,
+	},
 }
 
 // migrate applies the migrations the database lacks.

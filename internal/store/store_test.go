@@ -559,3 +559,27 @@ func tokenRole(db *DB, ctx context.Context, hash []byte, spaceID string) (amphi.
 	}
 	return tk.Role, nil
 }
+
+func TestClipsAreKeptWithTheirSpace(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	now := time.Date(2026, 12, 4, 21, 0, 0, 0, time.UTC)
+	mustCreate(t, db, space("s1", amphi.StateLive, now))
+	c := &amphi.Clip{ID: "c1", SpaceID: "s1", Title: "a moment", From: 12 * time.Second, To: 16 * time.Second,
+		Path: "clips/c1.opus", Bytes: 2000, CreatedAt: now}
+	if err := db.PutClip(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Clip(ctx, "c1")
+	if err != nil || *got != *c {
+		t.Fatalf("clip %+v, %v: want %+v", got, err, c)
+	}
+	wantCode(t, db.PutClip(ctx, c), amphi.EConflict)
+	other := *c
+	other.ID, other.SpaceID = "c2", "nope"
+	wantCode(t, db.PutClip(ctx, &other), amphi.ENotFound)
+	other.SpaceID, other.To = "s1", other.From
+	wantCode(t, db.PutClip(ctx, &other), amphi.EInvalid)
+	_, err = db.Clip(ctx, "c9")
+	wantCode(t, err, amphi.ENotFound)
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/tone"
+)
+
+// postClip asks for a clip with token ("" for none).
+func postClip(t *testing.T, base, spaceID, token string, body any) (int, map[string]any) {
+	t.Helper()
+	hdr := map[string]string{}
+	if token != "" {
+		hdr["Authorization"] = "Bearer " + token
+	}
+	resp, out := call(t, http.MethodPost, base+"/spaces/"+spaceID+"/clips", body, hdr)
+	return resp.StatusCode, out
+}
+
+type clipBody map[string]string
+
+func TestAHostClipsARangeLiveAndItsPagePreviews(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Clip & share", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 440 Hz tone from 0.5 s to 2.5 s of the speaker's timeline, then
+	// silence; the recording starts when the space does, a little before.
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 500*time.Millisecond, 2500*time.Millisecond, 4*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the recorder syncs every second
+
+	// Live: the host clips a second of the tone.
+	st, out := postClip(t, m.URL(), sp.ID, sp.HostToken, clipBody{"from": "1.5s", "to": "2.5s", "title": "The <tone> & more"})
+	if st != http.StatusCreated {
+		t.Fatalf("clip while live: %d %v, want 201", st, out)
+	}
+	for _, k := range []string{"id", "url", "page_url", "image_url"} {
+		if v, _ := out[k].(string); v == "" {
+			t.Errorf("the clip's %s is missing: %v", k, out)
+		}
+	}
+	audio := fetch(t, ctx, out["url"].(string))
+	pcm := ffmpegPCM(t, "clip", audio)
+	if d := time.Duration(len(pcm)) * time.Second / amphi.SampleRate; d < 990*time.Millisecond || d > 1010*time.Millisecond {
+		t.Errorf("the clip of 1 s lasts %v", d)
+	}
+	if !tone.Present(pcm[amphi.SampleRate/10:], amphi.SampleRate, 440, 1000) {
+		t.Error("the clip does not hold the tone")
+	}
+
+	// Its page previews: the raw HTML has the tags, the picture is there.
+	page := string(fetch(t, ctx, out["page_url"].(string)))
+	for _, want := range []string{
+		`<meta property="og:title" content="The &lt;tone&gt; &amp; more">`,
+		`<meta property="og:audio" content="` + out["url"].(string) + `">`,
+		`<meta property="og:image" content="` + out["image_url"].(string) + `">`,
+		`<title>The &lt;tone&gt; &amp; more · amphi</title>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the clip page lacks %s", want)
+		}
+	}
+	if img := fetch(t, ctx, out["image_url"].(string)); !bytes.HasPrefix(img, []byte("\x89PNG")) {
+		t.Error("the waveform is not a PNG")
+	}
+
+	// Ended: a clip of the silence after the tone equals the recording's
+	// range, sample for sample after the decoder's first 80 ms.
+	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
+		t.Fatal(err)
+	}
+	st, out = postClip(t, m.URL(), sp.ID, sp.HostToken, clipBody{"from": "1s", "to": "3s"})
+	if st != http.StatusCreated {
+		t.Fatalf("clip after the end: %d %v", st, out)
+	}
+	clip := ffmpegPCM(t, "clip", fetch(t, ctx, out["url"].(string)))
+	whole := ffmpegPCM(t, "recording", fetch(t, ctx, m.URL()+"/spaces/"+sp.ID+"/recording.opus"))
+	want := whole[amphi.SampleRate : 3*amphi.SampleRate]
+	if len(clip) != len(want) {
+		t.Fatalf("the clip of [1s, 3s) has %d samples, want %d", len(clip), len(want))
+	}
+	worst := 0.0
+	for i := amphi.SampleRate * 80 / 1000; i < len(want); i++ {
+		worst = math.Max(worst, math.Abs(float64(clip[i])-float64(want[i])))
+	}
+	if worst > 1 {
+		t.Errorf("the clip differs from the recording's range by up to %v after 80 ms", worst)
+	}
+	if title, _ := out["title"].(string); title != "Clip & share, 1s to 3s" {
+		t.Errorf("untitled clip named %q", title)
+	}
+}
+
+func TestClipRequestsThatCannotBeServedAreRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	m := MustRunMain(t, dir)
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Refusals", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a second of recording
+	for _, tc := range []struct {
+		name, token string
+		body        any
+		want        int
+	}{
+		{"no credential", "", clipBody{"from": "0s", "to": "1s"}, http.StatusUnauthorized},
+		{"a speaker's", sp.SpeakerToken, clipBody{"from": "0s", "to": "1s"}, http.StatusForbidden},
+		{"longer than 10 minutes", sp.HostToken, clipBody{"from": "0s", "to": "10m1s"}, http.StatusBadRequest},
+		{"past the recording", sp.HostToken, clipBody{"from": "0s", "to": "1h"}, http.StatusBadRequest},
+		{"backwards", sp.HostToken, clipBody{"from": "2s", "to": "1s"}, http.StatusBadRequest},
+		{"not a duration", sp.HostToken, clipBody{"from": "soon", "to": "1s"}, http.StatusBadRequest},
+		{"a title too long", sp.HostToken, clipBody{"from": "0s", "to": "1s", "title": strings.Repeat("x", 201)}, http.StatusBadRequest},
+		{"not an object", sp.HostToken, []int{1}, http.StatusBadRequest},
+	} {
+		if st, out := postClip(t, m.URL(), sp.ID, tc.token, tc.body); st != tc.want || out["error"] == nil {
+			t.Errorf("%s: %d %v, want %d with an error", tc.name, st, out, tc.want)
+		}
+	}
+	// A cut a crash interrupted left a file nobody was told of: it is
+	// not served, nor is a clip that does not exist.
+	os.MkdirAll(filepath.Join(dir, "clips"), 0o700)
+	os.WriteFile(filepath.Join(dir, "clips", "torn.opus.part"), []byte("OggS torn"), 0o600)
+	os.WriteFile(filepath.Join(dir, "clips", "torn.opus"), []byte("OggS torn"), 0o600)
+	for _, path := range []string{"/clips/torn.opus", "/clips/torn.opus.part", "/c/torn", "/clips/torn/waveform.png", "/clips/nothing"} {
+		resp, err := http.Get(m.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
+		}
+	}
+}
