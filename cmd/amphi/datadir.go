@@ -59,6 +59,10 @@ func ownerOnly(path string, limit fs.FileMode, logger *slog.Logger) error {
 	return nil
 }
 
+// errDataDirInUse is lockDataDir's error when another process holds the
+// directory.
+var errDataDirInUse = errors.New("data directory in use")
+
 // lockDataDir takes the data directory for this process alone until the
 // returned file is closed or the process dies (the kernel drops the lock
 // even on kill -9): each recording has one writer, and a second server on
@@ -74,7 +78,7 @@ func lockDataDir(dir string) (*os.File, error) {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			holder, _ := os.ReadFile(path)
-			return nil, fmt.Errorf("data directory %s is in use by another amphi serve (pid %s): one server per data directory", dir, strings.TrimSpace(string(holder)))
+			return nil, fmt.Errorf("%w: %s is in use by another amphi serve (pid %s): one server per data directory, or start this one with --standby", errDataDirInUse, dir, strings.TrimSpace(string(holder)))
 		}
 		return nil, fmt.Errorf("data directory: lock %s: %w", path, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,6 +301,79 @@ func TestASpacesJoinRateHoldsAcrossItsEdges(t *testing.T) {
 	}
 	if admitted == 0 {
 		t.Error("nobody admitted in 4 s at a join rate of 3 a second")
+	}
+}
+
+// TestAnEdgesListenersHearThroughTheOriginsHandover: an origin and an edge
+// on an `amphi nats` node, a standby on the origin's data directory. The
+// origin shuts down (what SIGTERM does) while the standby waits: it hands
+// the space over rather than ending it, and the edge's listener hears the
+// program go on from the standby within 5 s, with no end in between.
+func TestAnEdgesListenersHearThroughTheOriginsHandover(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	natsDir := t.TempDir()
+	node := startNATSNode(t, natsDir, "bus")
+	natsURL := "nats://" + readToken(t, natsDir) + "@" + node.host
+	dir := t.TempDir()
+	onBus := func(m *Main) { m.Config.Role, m.Config.Bus.URL = RoleOrigin, natsURL }
+	origin := MustRunMainWith(t, dir, onBus)
+	t.Cleanup(func() { origin.Close() })
+	e := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.Role, m.Config.Bus.URL, m.Config.GateKeyFile = RoleEdge, natsURL, filepath.Join(dir, "gate.key")
+	})
+	t.Cleanup(func() { e.Close() })
+	standby := testMain(dir, func(m *Main) { onBus(m); m.Config.Standby = true })
+	tookOver := make(chan error, 1)
+	go func() { tookOver <- standby.Run(ctx) }()
+	t.Cleanup(func() { standby.Close() })
+	waitFor(t, func() bool { return standbyWaits(dir) })
+
+	sp := createSpace(t, ctx, origin.URL())
+	knownAt(t, []*Main{e}, sp.ID)
+	var mu sync.Mutex
+	var heard []time.Time
+	listened := make(chan *client.ListenStats, 1)
+	go func() {
+		st, err := client.New(e.URL()).Listen(ctx, sp.ID, client.ListenOptions{ResumeFor: 30 * time.Second,
+			OnPacket: func([]byte, int64) { mu.Lock(); heard = append(heard, time.Now()); mu.Unlock() }})
+		if err != nil {
+			t.Errorf("listen at the edge: %v", err)
+		}
+		listened <- st
+	}()
+	heardSince := func(since time.Time) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(heard) > 0 && heard[len(heard)-1].After(since)
+	}
+	begun := time.Now()
+	waitFor(t, func() bool { return heardSince(begun) })
+
+	handed := time.Now()
+	if err := origin.Close(); err != nil {
+		t.Errorf("the origin handing over: %v", err)
+	}
+	gone := time.Now() // what the listener hears from now on is the standby's
+	if err := <-tookOver; err != nil {
+		t.Fatalf("the standby: %v", err)
+	}
+	if !pollUntil(handed.Add(5*time.Second), func() bool { return heardSince(gone) }) {
+		t.Fatal("the edge's listener heard nothing from the standby within 5 s of the handover")
+	}
+	t.Logf("the edge's listener heard the standby's program %v after the handover began", time.Since(handed).Round(time.Millisecond))
+	select {
+	case st := <-listened:
+		t.Fatalf("the edge's listener stopped at the handover: %+v", st)
+	default:
+	}
+	// The program went on where it was: one timeline, one end.
+	if _, err := client.New(standby.URL()).End(ctx, sp.ID, sp.HostToken); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-listened; st == nil || !st.Ended || st.Holes != 0 {
+		t.Errorf("the edge's listener: %+v, want the end of the program and no hole", st)
 	}
 }
 

@@ -111,3 +111,30 @@ func TestAnEdgeAsksTheOriginAboutUnknownSpacesRarely(t *testing.T) {
 		t.Errorf("an id unknown a round ago: %v, want asked again", err)
 	}
 }
+
+func TestARoleSaysWhatItsConfigurationLacks(t *testing.T) {
+	t.Parallel()
+	edge := func(c *Config) { c.Role, c.Bus.URL, c.GateKeyFile = RoleEdge, "nats://127.0.0.1:4222", "gate.key" }
+	for _, tc := range []struct {
+		name   string
+		adjust func(*Config)
+		want   string // in the error; "" for none
+	}{
+		{"the default", func(*Config) {}, ""},
+		{"an edge", edge, ""},
+		{"an edge without a bus", func(c *Config) { edge(c); c.Bus.URL = "" }, "--nats"},
+		{"an edge without the key file", func(c *Config) { edge(c); c.GateKeyFile = "" }, "--gate-key-file"},
+		{"an edge with a stage", func(c *Config) { edge(c); c.StageAddr = "127.0.0.1:9" }, "no stage"},
+		{"an edge on standby", func(c *Config) { edge(c); c.Standby = true }, "--standby"},
+		{"an origin on standby", func(c *Config) { c.Role, c.Standby = RoleOrigin, true }, ""},
+		{"edge processes of an origin", func(c *Config) { c.Role, c.Procs = RoleOrigin, 2 }, "--procs"},
+		{"no such role", func(c *Config) { c.Role = "mixer" }, `"mixer"`},
+	} {
+		c := NewMain().Config
+		tc.adjust(&c)
+		err := c.checkRole()
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+}

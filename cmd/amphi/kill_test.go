@@ -46,6 +46,20 @@ func TestMain(m *testing.M) {
 // serves on.
 func startServerProcess(t *testing.T, dataDir string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, serving := startServerProcessAsync(t, dataDir, args...)
+	select {
+	case u := <-serving:
+		return cmd, u
+	case <-time.After(20 * time.Second):
+		t.Fatal("the server process did not say where it serves")
+		return nil, ""
+	}
+}
+
+// startServerProcessAsync is startServerProcess for a server that may not
+// serve at once (a standby): the URL comes on the channel when it does.
+func startServerProcessAsync(t *testing.T, dataDir string, args ...string) (*exec.Cmd, <-chan string) {
+	t.Helper()
 	args = append([]string{"serve", "--addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--data", dataDir, "--log", "warn"}, args...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), reexecEnv+"=1")
@@ -67,13 +81,7 @@ func startServerProcess(t *testing.T, dataDir string, args ...string) (*exec.Cmd
 			}
 		}
 	}()
-	select {
-	case u := <-urls:
-		return cmd, u
-	case <-time.After(20 * time.Second):
-		t.Fatal("the server process did not say where it serves")
-		return nil, ""
-	}
+	return cmd, urls
 }
 
 // TestKillNineLosesAtMostOneSecondOfRecording kills a server with SIGKILL in

@@ -23,16 +23,23 @@ import (
 // runs, to set knobs in its configuration.
 func MustRunMainWith(t testing.TB, dataDir string, adjust func(*Main)) *Main {
 	t.Helper()
+	m := testMain(dataDir, adjust)
+	if err := m.Run(context.Background()); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m
+}
+
+// testMain is a Main for a test, on loopback, silent, adjusted, not yet
+// running.
+func testMain(dataDir string, adjust func(*Main)) *Main {
 	m := NewMain()
 	m.Config.Addr, m.Config.OpsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	m.Config.DataDir = dataDir
 	m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	manySpaces(m)
 	adjust(m)
-	if err := m.Run(context.Background()); err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
 	return m
 }
 

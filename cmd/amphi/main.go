@@ -90,6 +90,9 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
+		if errors.Is(err, errStoodDown) {
+			return nil
+		}
 		return err
 	}
 	ops := m.OpsURL()

@@ -56,6 +56,8 @@ func (c *Config) checkRole() error {
 			return fmt.Errorf("serve: an edge verifies the origin's tickets: it needs --gate-key-file, the origin's key file")
 		case c.StageAddr != "" || c.RehearsalFaults:
 			return fmt.Errorf("serve: an edge has no stage: --stage-addr and --rehearsal-faults are the origin's")
+		case c.Standby:
+			return fmt.Errorf("serve: an edge has no data directory to take over: --standby is the origin's (run more edges instead)")
 		}
 		return nil
 	}

@@ -35,7 +35,10 @@ import (
 type Config struct {
 	// Role is what this process does: RoleAll (the default), RoleOrigin or
 	// RoleEdge (roles.go).
-	Role    string
+	Role string
+	// Standby makes an origin wait for its data directory's lock and take
+	// over when the server holding it stops or dies (standby.go).
+	Standby bool
 	Addr    string
 	DataDir string
 	// GateKeyFile holds the keys tickets are signed with, the same file on
@@ -221,6 +224,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", m.Config.Live.Mix.Bitrate, "program bitrate in bit/s")
 	fs.BoolVar(&m.Config.ReusePort, "reuse-port", false, "share --addr with other processes (SO_REUSEPORT): the kernel spreads connections over them")
+	fs.BoolVar(&m.Config.Standby, "standby", false, "wait for the server on this --data directory to stop or die, then take over its spaces (with --role origin or all); a server stopped while a standby waits hands its spaces over instead of ending them")
 	fs.IntVar(&m.Config.Procs, "procs", 1, "run this many edge processes on --addr (with --role edge), each with --ops-addr's port plus its index")
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
 	fs.IntVar(&m.Config.MaxConns, "max-conns", 0, fmt.Sprintf("connections the main address holds at once (0: the open-files limit less %d)", reservedFiles))
@@ -288,7 +292,13 @@ func (m *Main) Run(ctx context.Context) error {
 		if err := secureDataDir(cfg.DataDir, m.Logger); err != nil {
 			return err
 		}
-		if m.dirLock, err = lockDataDir(cfg.DataDir); err != nil {
+		if cfg.Standby {
+			m.Logger.Warn("standing by: taking over when the server on this data directory stops", "data", cfg.DataDir)
+			m.dirLock, err = waitDataDir(ctx, cfg.DataDir)
+		} else {
+			m.dirLock, err = lockDataDir(cfg.DataDir)
+		}
+		if err != nil {
 			return err
 		}
 		if m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "amphi.db")); err != nil {
@@ -529,6 +539,13 @@ func (m *Main) close() error {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
+	// With a standby waiting, the spaces on air go on there: hand over
+	// quickly rather than end them.
+	handover := m.db != nil && standbyWaits(m.Config.DataDir)
+	if handover {
+		m.Logger.Warn("handing the spaces on air over to the standby")
+		timeout = min(timeout, handoverTimeout)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if m.faults != nil {
@@ -550,13 +567,17 @@ func (m *Main) close() error {
 		m.stopBg()
 		m.bg.Wait()
 	}
-	if m.api != nil && m.db != nil {
+	if m.api != nil && m.db != nil && !handover {
 		if err := m.api.EndAll(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("end spaces: %w", err))
 		}
 	}
 	if m.live != nil {
-		if _, err := m.live.Close(); err != nil {
+		stop := m.live.Close
+		if handover {
+			stop = m.live.HandOver
+		}
+		if _, err := stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -260,7 +260,14 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Stop takes the space off air: speakers are disconnected, the mixer makes
 // the frames owed up to now, the last chunk (EOS) is published and recorded,
 // and the recording is closed. It is safe to call more than once.
-func (s *Session) Stop() error {
+func (s *Session) Stop() error { return s.stop(true) }
+
+// HandOver stops the session without ending its program: no EOS, and the
+// recording left for the process that takes over to continue (a standby,
+// whose Resume goes on from the file's last page).
+func (s *Session) HandOver() error { return s.stop(false) }
+
+func (s *Session) stop(finish bool) error {
 	s.stopOnce.Do(func() {
 		var errs []error
 		if err := s.stage.Close(); err != nil {
@@ -271,14 +278,18 @@ func (s *Session) Stop() error {
 			errs = append(errs, err)
 		}
 		s.watcher.Wait()
-		// The mixer has returned: its goroutine no longer touches the packer.
-		c, err := s.packer.Finish()
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			s.emit(c)
+		closeRec := s.rec.Detach
+		if finish {
+			// The mixer has returned: its goroutine no longer touches the packer.
+			c, err := s.packer.Finish()
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				s.emit(c)
+			}
+			closeRec = s.rec.Close
 		}
-		if err := s.rec.Close(); err != nil {
+		if err := closeRec(); err != nil {
 			errs = append(errs, err)
 		}
 		s.stopErr = errors.Join(errs...)

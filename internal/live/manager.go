@@ -118,7 +118,13 @@ func (m *Manager) Stop(spaceID string) error {
 
 // Close refuses new sessions, stops every session and returns the ids of
 // the spaces it took off air.
-func (m *Manager) Close() ([]string, error) {
+func (m *Manager) Close() ([]string, error) { return m.closeAll((*Session).Stop) }
+
+// HandOver is Close for a process handing its spaces over to a standby:
+// the sessions stop without ending their programs (Session.HandOver).
+func (m *Manager) HandOver() ([]string, error) { return m.closeAll((*Session).HandOver) }
+
+func (m *Manager) closeAll(stop func(*Session) error) ([]string, error) {
 	m.mu.Lock()
 	m.closed = true
 	sessions := m.sessions
@@ -132,7 +138,7 @@ func (m *Manager) Close() ([]string, error) {
 	)
 	for id, s := range sessions {
 		wg.Go(func() {
-			err := s.Stop()
+			err := stop(s)
 			mu.Lock()
 			defer mu.Unlock()
 			ids = append(ids, id)

@@ -360,6 +360,15 @@ func (r *Recorder) fail(err error) {
 // Close writes what is queued, syncs and closes the file. Write must not be
 // called after Close.
 func (r *Recorder) Close() error {
+	err := r.Detach()
+	dropPausedMark(r.path, r.cfg.Logger) // the program is over
+	return err
+}
+
+// Detach is Close for a program that goes on in another process (a
+// standby taking over): the file is left for it to continue (Continue),
+// paused if it was.
+func (r *Recorder) Detach() error {
 	r.once.Do(func() { close(r.q) })
 	<-r.done
 	var errs []error
@@ -372,7 +381,6 @@ func (r *Recorder) Close() error {
 	if err := r.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		errs = append(errs, fmt.Errorf("record: close: %w", err))
 	}
-	dropPausedMark(r.path, r.cfg.Logger) // the program is over
 	return errors.Join(errs...)
 }
 
