@@ -82,6 +82,10 @@ func TestAHostClipsARangeLiveAndItsPagePreviews(t *testing.T) {
 	if img := fetch(t, ctx, out["image_url"].(string)); !bytes.HasPrefix(img, []byte("\x89PNG")) {
 		t.Error("the waveform is not a PNG")
 	}
+	// So does the space's own page.
+	if page := string(fetch(t, ctx, m.URL()+"/s/"+sp.ID)); !strings.Contains(page, `<meta property="og:title" content="Clip &amp; share">`) {
+		t.Error("the space page's raw HTML has no og:title")
+	}
 
 	// Ended: a clip of the silence after the tone equals the recording's
 	// range, sample for sample after the decoder's first 80 ms.
@@ -155,5 +159,79 @@ func TestClipRequestsThatCannotBeServedAreRefused(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestAHostDeletesARecordingWithItsClipsAndRetentionExpiresThem: the
+// host deletes an ended space's recording: its file and its clips' go,
+// and nothing serves them; a live space's is refused. The retention does
+// the same on its own, and /ops counts the storage.
+func TestAHostDeletesARecordingWithItsClipsAndRetentionExpiresThem(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	m := MustRunMain(t, dir)
+	defer m.Close()
+	c := client.New(m.URL())
+	var spaces []*client.Created
+	for _, title := range []string{"Deleted by its host", "Expired"} {
+		sp, err := c.Create(ctx, title, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spaces = append(spaces, sp)
+	}
+	time.Sleep(1500 * time.Millisecond) // a second of recording each
+	host := func(sp *client.Created) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + sp.HostToken}
+	}
+	sp := spaces[0]
+	if resp, _ := call(t, http.MethodDelete, m.URL()+"/spaces/"+sp.ID+"/recording", nil, host(sp)); resp.StatusCode != http.StatusConflict {
+		t.Errorf("deleting a live space's recording: %d, want 409", resp.StatusCode)
+	}
+	st, clip := postClip(t, m.URL(), sp.ID, sp.HostToken, clipBody{"from": "0s", "to": "1s"})
+	if st != http.StatusCreated {
+		t.Fatalf("clip: %d %v", st, clip)
+	}
+	fetch(t, ctx, clip["image_url"].(string)) // its waveform drawn and kept
+	for _, s := range spaces {
+		if _, err := c.End(ctx, s.ID, s.HostToken); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.countStorage(ctx)
+	if s := m.snapshot(); s.RecordingBytes == 0 || s.ClipBytes == 0 {
+		t.Errorf("storage counted: %d recording and %d clip bytes, want some of each", s.RecordingBytes, s.ClipBytes)
+	}
+	if resp, _ := call(t, http.MethodDelete, m.URL()+"/spaces/"+sp.ID+"/recording", nil, map[string]string{"Authorization": "Bearer " + sp.SpeakerToken}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a speaker deleting the recording: %d, want 403", resp.StatusCode)
+	}
+	resp, out := call(t, http.MethodDelete, m.URL()+"/spaces/"+sp.ID+"/recording", nil, host(sp))
+	if resp.StatusCode != http.StatusOK || out["files_deleted"] != 3.0 {
+		t.Errorf("the host deleting the recording: %d %v, want 200 and 3 files (recording, clip, waveform)", resp.StatusCode, out)
+	}
+	for _, u := range []string{m.URL() + "/spaces/" + sp.ID + "/recording.opus", clip["url"].(string), clip["page_url"].(string)} {
+		if resp, _ := call(t, http.MethodGet, u, nil, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s after the deletion: %d, want 404", u, resp.StatusCode)
+		}
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "clips", "*")); len(files) != 0 {
+		t.Errorf("files left in clips/: %v", files)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "recordings", sp.ID+".opus")); !os.IsNotExist(err) {
+		t.Errorf("the deleted recording's file: %v, want gone", err)
+	}
+
+	// The retention: everything ended more than a moment ago goes.
+	if n, err := m.api.ExpireRecordings(ctx, time.Nanosecond); err != nil || n != 1 {
+		t.Errorf("retention cleared %d spaces, %v: want the other one", n, err)
+	}
+	if resp, _ := call(t, http.MethodGet, m.URL()+"/spaces/"+spaces[1].ID+"/recording.opus", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an expired recording: %d, want 404", resp.StatusCode)
+	}
+	m.countStorage(ctx)
+	if s := m.snapshot(); s.RecordingBytes != 0 || s.ClipBytes != 0 {
+		t.Errorf("storage after the deletions: %d and %d bytes, want none", s.RecordingBytes, s.ClipBytes)
 	}
 }

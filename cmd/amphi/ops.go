@@ -70,6 +70,8 @@ func (m *Main) snapshot() ops.Snapshot {
 		EgressBytes:     uint64(e.Bytes),
 		ChunksMissed:    uint64(e.Missed),
 		ChunksFilled:    uint64(e.Filled),
+		RecordingBytes:  m.recordingBytes.Load(),
+		ClipBytes:       m.clipBytes.Load(),
 		JoinRequests:    g.JoinRequests,
 		ListenRequests:  g.ListenRequests,
 		Joins:           g.Joins,

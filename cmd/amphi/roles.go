@@ -323,15 +323,21 @@ const maxAnnounced = 1000
 // startFleet runs an origin's announcements or an edge's load reports,
 // every fleetEvery until Close.
 func (m *Main) startFleet(edgeOnly bool) {
-	ctx, cancel := context.WithCancel(context.Background())
-	stopOps := m.stopBg
-	m.stopBg = func() { cancel(); stopOps() }
 	step := m.announce
 	if edgeOnly {
 		step = m.reportLoad
 	}
+	m.every(fleetEvery, step)
+}
+
+// every runs step at once and then every d in the background, until
+// Close.
+func (m *Main) every(d time.Duration, step func(context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := m.stopBg
+	m.stopBg = func() { cancel(); stop() }
 	m.bg.Go(func() {
-		tick := time.NewTicker(fleetEvery)
+		tick := time.NewTicker(d)
 		defer tick.Stop()
 		for {
 			step(ctx)

@@ -39,8 +39,11 @@ type Config struct {
 	// Standby makes an origin wait for its data directory's lock and take
 	// over when the server holding it stops or dies (standby.go).
 	Standby bool
-	Addr    string
-	DataDir string
+	// RetentionDays deletes the recordings and clips of spaces that ended
+	// longer ago (housekeeping.go); 0 keeps them.
+	RetentionDays int
+	Addr          string
+	DataDir       string
 	// GateKeyFile holds the keys tickets are signed with, the same file on
 	// every node of a fleet, so a ticket works at any edge. Empty means
 	// gate.key in DataDir; an edge must be given one.
@@ -200,10 +203,13 @@ type Main struct {
 	faults    *faults // nil without RehearsalFaults
 	statuses  statusCounter
 	badChunks atomic.Uint64
-	stopBg    context.CancelFunc
-	bg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	// recordingBytes and clipBytes are the storage they take, counted by
+	// the housekeeping.
+	recordingBytes, clipBytes atomic.Uint64
+	stopBg                    context.CancelFunc
+	bg                        sync.WaitGroup
+	closeOnce                 sync.Once
+	closeErr                  error
 }
 
 // NewMain returns a Main with the default configuration.
@@ -224,6 +230,7 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", m.Config.Live.Mix.Bitrate, "program bitrate in bit/s")
 	fs.BoolVar(&m.Config.ReusePort, "reuse-port", false, "share --addr with other processes (SO_REUSEPORT): the kernel spreads connections over them")
+	fs.IntVar(&m.Config.RetentionDays, "retention-days", 0, "delete the recordings and clips of spaces that ended more than this many days ago (0: keep them)")
 	fs.BoolVar(&m.Config.Standby, "standby", false, "wait for the server on this --data directory to stop or die, then take over its spaces (with --role origin or all); a server stopped while a standby waits hands its spaces over instead of ending them")
 	fs.IntVar(&m.Config.Procs, "procs", 1, "run this many edge processes on --addr (with --role edge), each with --ops-addr's port plus its index")
 	fs.StringVar(&m.Config.StageAddr, "stage-addr", "", "a second address for the API and WHIP only, kept free of listeners")
@@ -376,7 +383,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", m.statuses.wrap(m.api))
-	pages := m.statuses.wrap(web.New(web.DefaultConfig()))
+	webCfg := web.DefaultConfig()
+	webCfg.Space = m.pageSpace
+	pages := m.statuses.wrap(web.New(webCfg))
 	for _, p := range web.Patterns() {
 		mux.Handle(p, pages)
 	}
@@ -398,7 +407,28 @@ func (m *Main) Run(ctx context.Context) error {
 		go func() { m.serve <- m.stageHTTP.Serve(m.stageLn) }()
 	}
 	m.startFleet(edgeOnly)
+	if !edgeOnly {
+		m.startHousekeeping()
+	}
 	return nil
+}
+
+// pageSpace is what a space's page says of the space to link previews:
+// from the store, or on an edge from the origin's announcements.
+func (m *Main) pageSpace(ctx context.Context, id string) (web.SpaceMeta, bool) {
+	known := m.dir.Known
+	if m.db != nil {
+		known = m.db.Space
+	}
+	sp, err := known(ctx, id)
+	if err != nil {
+		return web.SpaceMeta{}, false
+	}
+	meta := web.SpaceMeta{Title: sp.Title, Description: sp.Description}
+	if u := m.Config.API.PublicURL; u != "" {
+		meta.URL = strings.TrimSuffix(u, "/") + "/s/" + sp.ID
+	}
+	return meta, true
 }
 
 // warnFirstAdmin logs the one-time link that creates the first admin, while

@@ -279,7 +279,7 @@ var clipPage = template.Must(template.New("clip").Parse(`<!doctype html>
 <meta name="twitter:title" content="{{.Title}}">
 <meta name="twitter:description" content="{{.Description}}">
 <meta name="twitter:image" content="{{.Image}}">
-<link rel="stylesheet" href="/static/style.css">
+<link rel="stylesheet" href="/static/app.css">
 </head>
 <body>
 <main>

@@ -242,6 +242,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 {{if .Edges}}<tr><th scope="row">Listeners, with the edges</th><td class="num">{{.FleetListeners}}</td></tr>{{end}}
 <tr><th scope="row">Waiting room</th><td class="num">{{.Waiting}}</td></tr>
 <tr><th scope="row">Proof-of-work difficulty</th><td class="num">{{.PoWDifficulty}} bits</td></tr>
+<tr><th scope="row">Recordings on disk</th><td class="num">{{bytes .RecordingBytes}}</td></tr>
+<tr><th scope="row">Clips on disk</th><td class="num">{{bytes .ClipBytes}}</td></tr>
 <tr><th scope="row">Goroutines</th><td class="num">{{.Goroutines}}</td></tr>
 <tr><th scope="row">Heap</th><td class="num">{{bytes .HeapBytes}}</td></tr>
 </tbody>

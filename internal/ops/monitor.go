@@ -50,7 +50,11 @@ type Report struct {
 	Edges           []EdgeSnapshot  `json:"edges,omitempty"`
 	// FleetListeners is the listeners of this process and of every edge
 	// in Edges.
-	FleetListeners int64  `json:"fleet_listeners"`
+	FleetListeners int64 `json:"fleet_listeners"`
+	// RecordingBytes and ClipBytes are the storage recordings and clips
+	// take.
+	RecordingBytes uint64 `json:"recording_bytes"`
+	ClipBytes      uint64 `json:"clip_bytes"`
 	Goroutines     int    `json:"goroutines"`
 	HeapBytes      uint64 `json:"heap_bytes"`
 }
@@ -347,6 +351,7 @@ func (m *Monitor) judge(base, s Snapshot) Report {
 		At: s.At, Window: window, WindowSeconds: secs,
 		Listeners: s.Listeners, Waiting: s.Waiting, WaitingForStart: s.WaitingForStart, PoWDifficulty: s.PoWDifficulty,
 		Spaces: s.Spaces, Edges: s.Edges, FleetListeners: s.Listeners + fleetListeners(s.Edges),
+		RecordingBytes: s.RecordingBytes, ClipBytes: s.ClipBytes,
 		Goroutines: s.Goroutines, HeapBytes: s.HeapBytes,
 	}
 	if r.Spaces == nil {

@@ -252,6 +252,9 @@ type Snapshot struct {
 	// Edges lists the edge processes that reported their load recently,
 	// on an origin; none elsewhere.
 	Edges []EdgeSnapshot
+	// RecordingBytes and ClipBytes are what recordings and clips take on
+	// disk, on a node with a store.
+	RecordingBytes, ClipBytes uint64
 
 	// Goroutines, HeapBytes and CPUSeconds describe the process; ReadProcess
 	// fills them.

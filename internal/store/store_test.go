@@ -583,3 +583,40 @@ func TestClipsAreKeptWithTheirSpace(t *testing.T) {
 	_, err = db.Clip(ctx, "c9")
 	wantCode(t, err, amphi.ENotFound)
 }
+
+func TestARecordingIsDeletedWithItsClipsAndExpires(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	now := time.Date(2026, 12, 4, 21, 0, 0, 0, time.UTC)
+	for _, id := range []string{"old", "new"} {
+		sp := space(id, amphi.StateLive, now)
+		mustCreate(t, db, sp)
+		if err := db.PutRecording(ctx, &amphi.Recording{SpaceID: id, Path: "recordings/" + id + ".opus", Bytes: 1000, Finalized: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.EndSpace(ctx, "old", []amphi.State{amphi.StateLive}, now.Add(-48*time.Hour), amphi.EndHost); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutClip(ctx, &amphi.Clip{ID: "c", SpaceID: "old", From: 0, To: time.Second, Path: "clips/c.opus", Bytes: 10, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if r, c, err := db.Storage(ctx); err != nil || r != 2000 || c != 10 {
+		t.Errorf("storage %d, %d, %v: want 2000 and 10", r, c, err)
+	}
+	ids, err := db.ExpiredRecordings(ctx, now.Add(-24*time.Hour), 10)
+	if err != nil || len(ids) != 1 || ids[0] != "old" {
+		t.Fatalf("expired %v, %v: want old alone (new is live)", ids, err)
+	}
+	paths, err := db.DeleteRecording(ctx, "old")
+	if err != nil || len(paths) != 2 {
+		t.Fatalf("deleted %v, %v: want the recording's and the clip's paths", paths, err)
+	}
+	_, err = db.Clip(ctx, "c")
+	wantCode(t, err, amphi.ENotFound)
+	_, err = db.DeleteRecording(ctx, "old")
+	wantCode(t, err, amphi.ENotFound)
+	if ids, _ := db.ExpiredRecordings(ctx, now, 10); len(ids) != 0 {
+		t.Errorf("expired after the deletion: %v", ids)
+	}
+}

@@ -26,10 +26,12 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"fmt"
+	"html/template"
 	"io/fs"
 	"net/http"
 	"path"
@@ -47,6 +49,20 @@ type Config struct {
 	// Zero means revalidate on every use. Pages always revalidate, so a new
 	// binary's pages reach browsers at once.
 	AssetMaxAge time.Duration
+	// Space finds what a space's page says of it before its script runs:
+	// its title and description go into the page's <title> and its Open
+	// Graph and Twitter card tags, which link previews read without
+	// running scripts. Nil, or a space it does not find, leaves the page
+	// as it is.
+	Space func(ctx context.Context, id string) (SpaceMeta, bool)
+}
+
+// SpaceMeta is what a space's page tells link previews.
+type SpaceMeta struct {
+	Title, Description string
+	// URL is the page's absolute URL (og:url); empty means the one the
+	// request was made to.
+	URL string
 }
 
 // DefaultConfig returns the configuration `amphi serve` runs with.
@@ -116,7 +132,7 @@ func New(cfg Config) *Handler {
 		panic(err)
 	}
 	h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "index.html") })
-	h.mux.HandleFunc("GET /s/{id}", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "space.html") })
+	h.mux.HandleFunc("GET /s/{id}", h.spacePage)
 	// The speaker's token rides in the URL fragment, which never reaches
 	// the server: the page is the same for every speaker.
 	h.mux.HandleFunc("GET /s/{id}/speak", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "speak.html") })
@@ -142,6 +158,56 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request, name string) {
 	h.serve(w, r, name)
 }
 
+// spaceTitle is the space page's placeholder title, which spacePage
+// replaces with the space's title and its preview tags.
+const spaceTitle = "<title>amphi: space</title>"
+
+// spaceHead renders the space's title and preview tags.
+var spaceHead = template.Must(template.New("head").Parse(`<title>{{.Title}} · amphi</title>
+<meta name="description" content="{{.Description}}">
+<meta property="og:type" content="website">
+<meta property="og:site_name" content="amphi">
+<meta property="og:title" content="{{.Title}}">
+<meta property="og:description" content="{{.Description}}">
+<meta property="og:url" content="{{.URL}}">
+<meta name="twitter:card" content="summary">
+<meta name="twitter:title" content="{{.Title}}">
+<meta name="twitter:description" content="{{.Description}}">`))
+
+// spacePage serves the space page with the space's title and preview
+// tags in it, when Config.Space knows the space.
+func (h *Handler) spacePage(w http.ResponseWriter, r *http.Request) {
+	meta, ok := SpaceMeta{}, false
+	if h.cfg.Space != nil {
+		meta, ok = h.cfg.Space(r.Context(), r.PathValue("id"))
+	}
+	if !ok {
+		h.page(w, r, "space.html")
+		return
+	}
+	if meta.Description == "" {
+		meta.Description = "A live audio space on amphi."
+	}
+	if meta.URL == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		meta.URL = scheme + "://" + r.Host + r.URL.Path
+	}
+	var head bytes.Buffer
+	if err := spaceHead.Execute(&head, meta); err != nil {
+		h.page(w, r, "space.html")
+		return
+	}
+	page := h.files["space.html"]
+	page.body = bytes.Replace(page.body, []byte(spaceTitle), head.Bytes(), 1)
+	sum := sha256.Sum256(page.body)
+	page.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
+	w.Header().Set("Cache-Control", "no-cache")
+	h.serveFile(w, r, "space.html", page)
+}
+
 func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("file")
 	if strings.HasSuffix(name, ".html") {
@@ -163,6 +229,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, name string) {
 		http.NotFound(w, r)
 		return
 	}
+	h.serveFile(w, r, name, f)
+}
+
+func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, name string, f file) {
 	hd := w.Header()
 	hd.Set("Content-Type", f.ctype)
 	hd.Set("ETag", f.etag)

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -118,5 +119,41 @@ func TestPagesLoadNothingFromElsewhere(t *testing.T) {
 		if b := rec.Body.String(); strings.Contains(b, "http://") || strings.Contains(b, "https://") || strings.Contains(b, "//cdn") {
 			t.Errorf("%s names an absolute URL", p)
 		}
+	}
+}
+
+func TestASpacePageCarriesItsTitleForLinkPreviews(t *testing.T) {
+	cfg := web.DefaultConfig()
+	cfg.Space = func(_ context.Context, id string) (web.SpaceMeta, bool) {
+		if id != "known" {
+			return web.SpaceMeta{}, false
+		}
+		return web.SpaceMeta{Title: `Q&A <live>`, URL: "https://amphi.example.org/s/known"}, true
+	}
+	mux := mount(web.New(cfg))
+	get := func(path string) (string, *http.Response) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		b, _ := io.ReadAll(rec.Result().Body)
+		return string(b), rec.Result()
+	}
+	page, resp := get("/s/known")
+	for _, want := range []string{
+		`<title>Q&amp;A &lt;live&gt; · amphi</title>`,
+		`<meta property="og:title" content="Q&amp;A &lt;live&gt;">`,
+		`<meta property="og:url" content="https://amphi.example.org/s/known">`,
+		`<meta property="og:description" content="A live audio space on amphi.">`,
+		`id="listen"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the known space's page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "amphi: space") {
+		t.Error("the known space's page kept the placeholder title")
+	}
+	other, otherResp := get("/s/unknown")
+	if !strings.Contains(other, "<title>amphi: space</title>") || otherResp.Header.Get("ETag") == resp.Header.Get("ETag") {
+		t.Error("an unknown space's page is not the plain page with its own ETag")
 	}
 }
