@@ -73,7 +73,7 @@ func (d *Directory) Learn(a Announced, now time.Time) {
 		d.remove(info.ID, info.EndReason)
 	}
 	if len(a.State) > 0 {
-		d.states.put(info.ID, stateOf(a.State, now))
+		d.states.put(info.ID, stateOf(a.State, now), d.states.generation())
 	}
 }
 

@@ -151,6 +151,7 @@ func (d *Directory) State(id string, maxAge time.Duration, now time.Time) *State
 // returns (the store, on a node that has one), with the herd in its
 // waiting room if it is known here.
 func (d *Directory) Encode(id string, now time.Time, lookup func() (*amphi.Space, error)) (*State, error) {
+	gen := d.states.generation()
 	sp := d.Get(id)
 	var v *stateView
 	if sp != nil && sp.session != nil {
@@ -173,7 +174,7 @@ func (d *Directory) Encode(id string, now time.Time, lookup func() (*amphi.Space
 	if err != nil {
 		return nil, err
 	}
-	d.states.put(id, st)
+	d.states.put(id, st, gen)
 	return st, nil
 }
 

@@ -153,6 +153,9 @@ func stateOf(body []byte, now time.Time) *State {
 type stateCache struct {
 	m sync.Map     // space id → *State
 	n atomic.Int64 // entries, roughly: to bound the map
+	// gen counts forgets: a state encoded while one happened may miss
+	// the change that caused it, and is not kept (put).
+	gen atomic.Uint64
 }
 
 // maxCachedStates bounds the cache against polls of many spaces; past it
@@ -165,14 +168,24 @@ func (c *stateCache) get(id string) *State {
 	return st
 }
 
-func (c *stateCache) put(id string, st *State) {
+// generation returns what put is given for a state encoded from now on.
+func (c *stateCache) generation() uint64 { return c.gen.Load() }
+
+// put caches st, encoded from what was true at generation gen, unless a
+// forget came since: then st may say what that forget made old news of
+// (a request to speak made while the state was encoded).
+func (c *stateCache) put(id string, st *State, gen uint64) {
 	if _, loaded := c.m.Swap(id, st); !loaded && c.n.Add(1) > maxCachedStates {
 		c.m.Clear()
 		c.n.Store(0)
 	}
+	if c.gen.Load() != gen && c.m.CompareAndDelete(id, st) {
+		c.n.Add(-1)
+	}
 }
 
 func (c *stateCache) forget(id string) {
+	c.gen.Add(1)
 	if _, ok := c.m.LoadAndDelete(id); ok {
 		c.n.Add(-1)
 	}

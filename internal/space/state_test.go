@@ -26,3 +26,19 @@ func TestBiggerCrowdsPollLessOften(t *testing.T) {
 		}
 	}
 }
+
+func TestAStateEncodedWhileAChangeCameIsNotKept(t *testing.T) {
+	var c stateCache
+	gen := c.generation()
+	c.forget("s1") // a request to speak, say, while the state was encoded
+	c.put("s1", &State{}, gen)
+	if c.get("s1") != nil {
+		t.Error("a state that may predate a change was cached")
+	}
+	gen = c.generation()
+	st := &State{}
+	c.put("s1", st, gen)
+	if c.get("s1") != st {
+		t.Error("a state encoded with nothing changing was not cached")
+	}
+}
