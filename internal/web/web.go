@@ -102,7 +102,7 @@ var contentTypes = map[string]string{
 // setup and host pages, and the assets. They do not overlap the JSON API's.
 func Patterns() []string {
 	return []string{
-		"GET /{$}", "GET /s/{id}", "GET /s/{id}/speak", "GET /s/{id}/host",
+		"GET /{$}", "GET /s/{id}", "GET /s/{id}/speak", "GET /s/{id}/host", "GET /s/{id}/replay",
 		"GET /signin", "GET /setup", "GET /host", "GET /static/{file}",
 	}
 }
@@ -140,6 +140,7 @@ func New(cfg Config) *Handler {
 	// the setup page's token in the fragment: neither reaches the server
 	// with the page request.
 	h.mux.HandleFunc("GET /s/{id}/host", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "console.html") })
+	h.mux.HandleFunc("GET /s/{id}/replay", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "replay.html") })
 	h.mux.HandleFunc("GET /signin", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "signin.html") })
 	h.mux.HandleFunc("GET /setup", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "setup.html") })
 	h.mux.HandleFunc("GET /host", func(w http.ResponseWriter, r *http.Request) { h.page(w, r, "host.html") })

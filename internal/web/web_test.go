@@ -34,6 +34,7 @@ func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
 		{"/s/abc123", "text/html; charset=utf-8", "no-cache", `id="listen"`, 200},
 		{"/s/abc123/speak", "text/html; charset=utf-8", "no-cache", `id="join"`, 200},
 		{"/s/abc123/host", "text/html; charset=utf-8", "no-cache", `id="invite"`, 200},
+		{"/s/abc123/replay", "text/html; charset=utf-8", "no-cache", `data-rate="2"`, 200},
 		{"/signin", "text/html; charset=utf-8", "no-cache", `autocomplete="current-password"`, 200},
 		{"/setup", "text/html; charset=utf-8", "no-cache", `autocomplete="new-password"`, 200},
 		{"/host", "text/html; charset=utf-8", "no-cache", `type="datetime-local"`, 200},

@@ -104,6 +104,7 @@ function render() {
     const replay = $('replay');
     if (replay.getAttribute('src') !== rec) replay.src = rec;
     $('download').href = rec;
+    $('replay-page').href = '/s/' + encodeURIComponent(id) + '/replay';
   }
 }
 
