@@ -10,8 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/amphi-audio/amphi/internal/client"
 	"github.com/amphi-audio/amphi/internal/gate"
@@ -25,12 +28,19 @@ func fleetOf(t *testing.T, n int) (*Main, []*Main, string) {
 	originDir := t.TempDir()
 	origin := MustRunMainWith(t, originDir, func(m *Main) { m.Config.Role = RoleOrigin })
 	t.Cleanup(func() { origin.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The port stays taken, in the edges' SO_REUSEPORT group, until they
+	// have it: a port closed and bound again could go to another test.
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		c.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return err
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ln.Close()
 	addr := ln.Addr().String()
-	ln.Close()
 	edges := make([]*Main, n)
 	for i := range edges {
 		edges[i] = MustRunMainWith(t, t.TempDir(), func(m *Main) {

@@ -305,6 +305,9 @@ func (s *Server) handleRequestCreate(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	// The state counts the requests: the host's console sees a new one at
+	// once, whatever the fleet's round encoded a moment ago.
+	s.spaces.Forget(sp.ID())
 	writeJSON(w, http.StatusCreated, &requestView{SpeakRequest: &q, Secret: secret})
 }
 
@@ -350,6 +353,7 @@ func (s *Server) handleRequestWithdraw(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	s.spaces.Forget(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 }
 
