@@ -586,7 +586,14 @@ func (m *Main) close() error {
 		if srv == nil {
 			continue
 		}
-		if err := srv.Shutdown(ctx); err != nil {
+		stop := srv.Shutdown
+		if handover {
+			// The standby starts once this process lets go: cut the
+			// listeners' streams rather than wait for them (they resume
+			// there), and the speakers' sessions, which dial it.
+			stop = func(context.Context) error { return srv.Close() }
+		}
+		if err := stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 		}
 		if err := <-m.serve; err != nil && !errors.Is(err, http.ErrServerClosed) {
