@@ -625,9 +625,11 @@ func (m *Main) close() error {
 		if m.bus != nil {
 			m.bus.Flush(ctx)
 		}
-		drainCtx, cancel := context.WithTimeout(ctx, drainTimeout)
-		m.edge.Drain(drainCtx)
-		cancel()
+		if !handover { // no end is coming: the listeners resume at the standby
+			drainCtx, cancel := context.WithTimeout(ctx, drainTimeout)
+			m.edge.Drain(drainCtx)
+			cancel()
+		}
 		m.edge.Close()
 	}
 	for _, sub := range []*bus.Subscription{m.sub, m.fetches, m.announcements, m.loads, m.lookups} {
