@@ -46,5 +46,9 @@ func (m *Main) spaceProgram(id string) (edge.SpaceInfo, error) {
 	if sp.StartedAt == nil {
 		return edge.SpaceInfo{}, fmt.Errorf("space %s has not started", id)
 	}
-	return edge.SpaceInfo{Serial: sp.Serial, Started: *sp.StartedAt}, nil
+	info := edge.SpaceInfo{Serial: sp.Serial, Started: *sp.StartedAt}
+	if sess := m.live.Session(id); sess != nil {
+		info.Run = sess.Run()
+	}
+	return info, nil
 }

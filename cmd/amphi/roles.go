@@ -131,7 +131,7 @@ func (m *Main) learn(a *bus.Announcement) {
 			grant = a.Limits.Absent()
 		}
 	}
-	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, State: a.State, Grant: grant}, time.Now())
+	m.dir.Learn(space.Announced{Space: a.Space, Serial: a.Serial, Run: a.Run, State: a.State, Grant: grant}, time.Now())
 }
 
 // lookupTimeout bounds an edge's lookup at the origin.
@@ -213,10 +213,13 @@ func (m *Main) lookupAtOrigin(ctx context.Context, id string) (*amphi.Space, err
 // across the fleet, each node's grant of the round.
 func (m *Main) announcement(ctx context.Context, sp *amphi.Space) *bus.Announcement {
 	a := &bus.Announcement{Space: sp, Serial: sp.Serial}
-	if sp.State == amphi.StateLive && m.live.Session(sp.ID) != nil {
-		var err error
-		if a.State, err = m.api.EncodedState(ctx, sp.ID); err != nil {
-			m.Logger.Warn("fleet: a space's state", "space", sp.ID, "err", err)
+	if sp.State == amphi.StateLive {
+		if sess := m.live.Session(sp.ID); sess != nil {
+			a.Run = sess.Run()
+			var err error
+			if a.State, err = m.api.EncodedState(ctx, sp.ID); err != nil {
+				m.Logger.Warn("fleet: a space's state", "space", sp.ID, "err", err)
+			}
 		}
 	}
 	if lim := m.fleetLimits(); lim != nil && sp.State != amphi.StateEnded {
@@ -302,11 +305,14 @@ func (m *Main) announcedProgram(id string) (edge.SpaceInfo, error) {
 	if err != nil {
 		return edge.SpaceInfo{}, err
 	}
-	serial, err := m.dir.Serial(id)
-	if err != nil || sp.StartedAt == nil {
+	serial, run, err := m.dir.Program(id)
+	// An announcement made as the space went live, before its session
+	// existed, names no run: the ring waits for the next one (a second),
+	// or its LL-HLS names would not be the origin's.
+	if err != nil || sp.StartedAt == nil || run == "" {
 		return edge.SpaceInfo{}, fmt.Errorf("space %s is not on air", id)
 	}
-	return edge.SpaceInfo{Serial: serial, Started: *sp.StartedAt}, nil
+	return edge.SpaceInfo{Serial: serial, Started: *sp.StartedAt, Run: run}, nil
 }
 
 // fleetEvery is how often an origin announces its spaces and an edge

@@ -222,6 +222,8 @@ func (s *Server) listenerRoutes() {
 	s.mux.HandleFunc("POST /spaces/{id}/join", s.handleJoin)
 	s.mux.HandleFunc("GET /spaces/{id}/listen", s.handleListen)
 	s.mux.HandleFunc("GET /spaces/{id}/live.opus", s.handleLive)
+	s.mux.HandleFunc("GET /spaces/{id}/hls/index.m3u8", s.handleHLSEntry)
+	s.mux.HandleFunc("GET /spaces/{id}/hls/{run}/{name}", s.handleHLS)
 	s.mux.HandleFunc("GET /spaces/{id}/state", s.handleState)
 }
 

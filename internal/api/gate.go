@@ -206,6 +206,8 @@ type JoinResponse struct {
 	Ticket    string     `json:"ticket,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	ListenURL string     `json:"listen_url,omitempty"`
+	// HLSURL is the LL-HLS playlist with the same ticket.
+	HLSURL string `json:"hls_url,omitempty"`
 	// Waiting: the place in the queue.
 	Position   int     `json:"position,omitempty"`
 	ETASeconds float64 `json:"eta_seconds,omitempty"`
@@ -309,9 +311,11 @@ func (s *Server) joinStatus(r *http.Request, a *admission, id, listener string, 
 			return nil, err
 		}
 		a.joins.Add(1)
+		at := s.baseURL(r) + "/spaces/" + id
 		return &JoinResponse{
 			Status: amphi.JoinAdmitted, Listener: listener, Ticket: tok, ExpiresAt: &exp,
-			ListenURL: s.baseURL(r) + "/spaces/" + id + "/live.opus?ticket=" + url.QueryEscape(tok),
+			ListenURL: at + "/live.opus?ticket=" + url.QueryEscape(tok),
+			HLSURL:    at + hlsEntry + "?ticket=" + url.QueryEscape(tok),
 		}, nil
 	case gate.Waiting:
 		return &JoinResponse{

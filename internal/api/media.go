@@ -1,11 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/amphi-audio/amphi"
@@ -159,15 +161,9 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	room := s.waitingRoom(id)
-	if room == nil || !s.edge.HasRing(id) {
-		var sp *amphi.Space
-		if sp, room, err = s.lookupRoom(r.Context(), id); err != nil {
-			return err
-		}
-		if sp.State != amphi.StateLive || room == nil {
-			return notLive(sp)
-		}
+	room, err := s.onEdgeRoom(r.Context(), id)
+	if err != nil {
+		return err
 	}
 	if r.Method == http.MethodHead {
 		if !room.Holds(t.Place, now) {
@@ -182,15 +178,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if ring == nil {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
-	st.Stop, ok = room.Connect(t.Place, now)
-	if !ok && t.Issuer != a.signer.Issuer() {
-		// The fleet shares the key: a listener another node admitted
-		// (its edge died, or the kernel sent this connection here) takes
-		// a free place without waiting again. One this node admitted
-		// whose place lapsed must join again.
-		st.Stop, ok = room.Resume(t.Place, t.Tier, now)
-	}
-	if !ok {
+	if st.Stop, ok = s.connect(room, t, now); !ok {
 		return a.lapsed(id, addr)
 	}
 	leave := func(edge.EndReason) { room.Leave(t.Place, s.cfg.Now()) }
@@ -198,6 +186,36 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 		return err // only before the stream started
 	}
 	return nil
+}
+
+// onEdgeRoom returns the waiting room of a space whose program is on this
+// edge: a listener of such a space costs no lookup; only a refusal does.
+func (s *Server) onEdgeRoom(ctx context.Context, id string) (*gate.Room, error) {
+	room := s.waitingRoom(id)
+	if room != nil && s.edge.HasRing(id) {
+		return room, nil
+	}
+	sp, room, err := s.lookupRoom(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if sp.State != amphi.StateLive || room == nil {
+		return nil, notLive(sp)
+	}
+	return room, nil
+}
+
+// connect takes the place of ticket t in room for a stream (or, for HLS,
+// a playlist request) starting at now; ok is false when the place lapsed.
+func (s *Server) connect(room *gate.Room, t gate.Ticket, now time.Time) (stop *atomic.Bool, ok bool) {
+	if stop, ok = room.Connect(t.Place, now); !ok && t.Issuer != s.gate.signer.Issuer() {
+		// The fleet shares the key: a listener another node admitted
+		// (its edge died, or the kernel sent this connection here) takes
+		// a free place without waiting again. One this node admitted
+		// whose place lapsed must join again.
+		stop, ok = room.Resume(t.Place, t.Tier, now)
+	}
+	return stop, ok
 }
 
 // queryDuration reads a duration parameter; absent means zero.

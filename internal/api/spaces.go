@@ -37,7 +37,9 @@ type spaceView struct {
 	LiveURL string `json:"live_url"`
 	// JoinURL is the join flow for clients that can wait and solve
 	// challenges.
-	JoinURL      string `json:"join_url"`
+	JoinURL string `json:"join_url"`
+	// HLSURL is the LL-HLS playlist; it needs a ticket (?ticket=).
+	HLSURL       string `json:"hls_url"`
 	RecordingURL string `json:"recording_url"`
 	WHIPURL      string `json:"whip_url"`
 	// Speakers and Listeners are present while the space is on air on
@@ -64,7 +66,7 @@ func (s *Server) linksFor(r *http.Request) links {
 
 func (s *Server) view(l links, sp *amphi.Space) *spaceView {
 	base, listen := l.base+"/spaces/"+sp.ID, l.listen+"/spaces/"+sp.ID
-	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
+	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", HLSURL: listen + hlsEntry, RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
 	if here := s.spaces.Get(sp.ID); here != nil && here.Session() != nil {
 		n := len(here.Session().Stage().Speakers())
 		l := here.Waiting().Stats(s.cfg.Now()).Connected

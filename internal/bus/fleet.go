@@ -25,9 +25,12 @@ const (
 // Ogg serial (which edges check chunks against and build the header pages
 // from), and the state snapshot pages poll, encoded by the origin.
 type Announcement struct {
-	Space  *amphi.Space    `json:"space"`
-	Serial uint32          `json:"serial"`
-	State  json.RawMessage `json:"state,omitempty"`
+	Space  *amphi.Space `json:"space"`
+	Serial uint32       `json:"serial"`
+	// Run names the run of the space's program on air (live.Session.Run),
+	// empty when it is not on air.
+	Run   string          `json:"run,omitempty"`
+	State json.RawMessage `json:"state,omitempty"`
 	// Limits are the space's listener cap and join rate across the
 	// fleet, nil when it has neither. Grants is then each node's grant for
 	// the round, by node name (gate.Allot); a node not in it gets

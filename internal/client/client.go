@@ -73,6 +73,7 @@ type Space struct {
 	amphi.Space
 	LiveURL      string `json:"live_url"`
 	JoinURL      string `json:"join_url"`
+	HLSURL       string `json:"hls_url"`
 	RecordingURL string `json:"recording_url"`
 	WHIPURL      string `json:"whip_url"`
 	Speakers     *int   `json:"speakers,omitempty"`

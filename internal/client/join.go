@@ -15,6 +15,8 @@ type Admission struct {
 	Listener  string
 	Ticket    string
 	ListenURL string
+	// HLSURL is the LL-HLS playlist with the same ticket.
+	HLSURL string
 	// Waited is the time spent in the waiting room and solving challenges.
 	Waited time.Duration
 	// Position is the first place the waiting room gave, 0 if none.
@@ -29,6 +31,7 @@ type JoinAnswer struct {
 	Listener   string           `json:"listener"`
 	Ticket     string           `json:"ticket"`
 	ListenURL  string           `json:"listen_url"`
+	HLSURL     string           `json:"hls_url"`
 	Position   int              `json:"position"`
 	ETASeconds float64          `json:"eta_seconds"`
 	PollAfter  int64            `json:"poll_after_ms"`
@@ -54,7 +57,7 @@ func (c *Client) Join(ctx context.Context, spaceID string, onWait func(position 
 		}
 		switch resp.Status {
 		case amphi.JoinAdmitted:
-			adm.Listener, adm.Ticket, adm.ListenURL = resp.Listener, resp.Ticket, resp.ListenURL
+			adm.Listener, adm.Ticket, adm.ListenURL, adm.HLSURL = resp.Listener, resp.Ticket, resp.ListenURL, resp.HLSURL
 			adm.Waited = time.Since(start)
 			return adm, nil
 		case amphi.JoinChallenge:

@@ -124,6 +124,11 @@ type SpaceInfo struct {
 	// Started is when the space went live: chunk n is made n×100 ms later.
 	// Zero checks no sequence number.
 	Started time.Time
+	// Run names this run of the program, the same on every node: a
+	// program resumed after a crash is a new run. It names the directory
+	// of the space's LL-HLS URLs (HLS.Run), and must be a path segment.
+	// Empty means "0".
+	Run string
 }
 
 // seqSlack is how far ahead of the time since the start a chunk may be
@@ -260,15 +265,18 @@ const (
 
 // Stats are the edge's counters.
 type Stats struct {
-	Listeners int64               // connected now
-	Served    int64               // streams started since start
-	Bytes     int64               // bytes written to listeners
-	Chunks    int64               // chunks received from the bus
-	Stale     int64               // chunks ignored as old or duplicate
-	Missed    int64               // chunks that did not arrive in order: gaps in a space's sequence
-	Filled    int64               // missed chunks fetched in time (Config.Fetch): Missed less Filled were holes
-	Ended     map[EndReason]int64 // streams ended, by reason
-	Dropped   map[string]int64    // chunks refused, by reason (Drop*)
+	Listeners int64 // connected now
+	Served    int64 // streams started since start
+	Bytes     int64 // bytes written to listeners
+	Chunks    int64 // chunks received from the bus
+	Stale     int64 // chunks ignored as old or duplicate
+	Missed    int64 // chunks that did not arrive in order: gaps in a space's sequence
+	Filled    int64 // missed chunks fetched in time (Config.Fetch): Missed less Filled were holes
+	// HLSSkipped counts program pages the LL-HLS segmenter refused
+	// (they go back, or break Opus framing).
+	HLSSkipped int64
+	Ended      map[EndReason]int64 // streams ended, by reason
+	Dropped    map[string]int64    // chunks refused, by reason (Drop*)
 }
 
 // Edge holds the rings and the listeners of this node.
@@ -285,6 +293,7 @@ type Edge struct {
 	rings   map[string]*program.Ring
 	endedAt map[string]time.Time
 	spaces  map[string]SpaceInfo     // what each ring's chunks are checked against
+	hls     map[string]*HLS          // each ring's LL-HLS stream
 	added   chan struct{}            // closed and replaced when a ring is added
 	groups  map[*program.Ring]*group // the writers of each ring with listeners
 	closed  bool
@@ -292,7 +301,7 @@ type Edge struct {
 	wg      sync.WaitGroup // the shards' goroutines
 
 	listeners, served, bytes, chunks, stale atomic.Int64
-	missed, filled                          atomic.Int64
+	missed, filled, hlsSkipped              atomic.Int64
 	fetches                                 chan struct{} // a token per fetch under way, to bound them
 	ends                                    endCounters
 	dropSerial, dropAhead, dropUnknown      atomic.Int64
@@ -312,6 +321,7 @@ func New(cfg Config) *Edge {
 		rings:        make(map[string]*program.Ring),
 		endedAt:      make(map[string]time.Time),
 		spaces:       make(map[string]SpaceInfo),
+		hls:          make(map[string]*HLS),
 		added:        make(chan struct{}),
 		groups:       make(map[*program.Ring]*group),
 		done:         make(chan struct{}),
@@ -417,6 +427,9 @@ func (e *Edge) addRing(spaceID string, c *program.Chunk) (*program.Ring, SpaceIn
 	}
 	e.dropEndedLocked()
 	r := program.NewRing(program.Headers(info.Serial), e.cfg.RingChunks)
+	if err := e.newHLS(spaceID, r, info); err != nil {
+		return nil, info, fmt.Errorf("edge: space %s: %w", spaceID, err)
+	}
 	e.rings[spaceID], e.spaces[spaceID] = r, info
 	close(e.added)
 	e.added = make(chan struct{})
@@ -430,6 +443,7 @@ func (e *Edge) dropEndedLocked() {
 			delete(e.rings, id)
 			delete(e.endedAt, id)
 			delete(e.spaces, id)
+			delete(e.hls, id)
 		}
 	}
 }
@@ -474,14 +488,15 @@ func (e *Edge) HasRing(spaceID string) bool {
 // Stats returns a snapshot of the counters.
 func (e *Edge) Stats() Stats {
 	return Stats{
-		Listeners: e.listeners.Load(),
-		Served:    e.served.Load(),
-		Bytes:     e.bytes.Load(),
-		Chunks:    e.chunks.Load(),
-		Stale:     e.stale.Load(),
-		Missed:    e.missed.Load(),
-		Filled:    e.filled.Load(),
-		Ended:     e.ended(),
+		Listeners:  e.listeners.Load(),
+		Served:     e.served.Load(),
+		Bytes:      e.bytes.Load(),
+		Chunks:     e.chunks.Load(),
+		Stale:      e.stale.Load(),
+		Missed:     e.missed.Load(),
+		Filled:     e.filled.Load(),
+		HLSSkipped: e.hlsSkipped.Load(),
+		Ended:      e.ended(),
 		Dropped: map[string]int64{
 			DropSerial:  e.dropSerial.Load(),
 			DropAhead:   e.dropAhead.Load(),

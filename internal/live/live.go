@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,9 @@ type Config struct {
 	// its session says so on Idle. Zero means never; DefaultConfig sets
 	// DefaultIdleEnd.
 	IdleEnd time.Duration
+	// Now is the clock that names a session's run (Session.Run). Nil
+	// means time.Now.
+	Now func() time.Time
 }
 
 // DefaultIdleEnd is how long a space on air waits for a speaker: long
@@ -68,6 +72,8 @@ type Session struct {
 	// ring keeps the last chunks published, for the edges that missed
 	// some on the bus (Chunks): core NATS delivers at most once.
 	ring *program.Ring
+	// run names this run of the program (Run).
+	run string
 
 	cancel   context.CancelFunc
 	mixDone  chan error
@@ -108,7 +114,11 @@ func start(space *amphi.Space, pub Publisher, cfg Config, open func(record.Confi
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Session{
+		run:     strconv.FormatInt(cfg.Now().UnixMilli(), 36),
 		space:   space,
 		logger:  cfg.Logger.With("space", space.ID),
 		pub:     pub,
@@ -214,6 +224,12 @@ func (s *Session) Chunks(from, to uint64) []*program.Chunk {
 	}
 	return cs
 }
+
+// Run names this run of the space's program, the same wherever it is
+// heard: a program resumed after a crash, or by a standby, is another
+// run, whose numbers may go back. It is a path segment (base 36 of the
+// start in Unix milliseconds: a restart takes longer than that).
+func (s *Session) Run() string { return s.run }
 
 // SpaceID returns the id of the space on air.
 func (s *Session) SpaceID() string { return s.space.ID }

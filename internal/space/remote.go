@@ -19,13 +19,14 @@ import (
 const knownLife = 10 * time.Minute
 
 // Announced is what the origin says of a space: the space, its program's
-// Ogg serial, its state as its pages poll it, encoded by the origin (empty
-// for a space not on air), and this node's grant for the round
-// (gate.Room.SetGrant; gate.NoGrant when the space has no limit across the
-// fleet).
+// Ogg serial and run (live.Session.Run), its state as its pages poll it,
+// encoded by the origin (empty for a space not on air), and this node's
+// grant for the round (gate.Room.SetGrant; gate.NoGrant when the space has
+// no limit across the fleet).
 type Announced struct {
 	Space  *amphi.Space
 	Serial uint32
+	Run    string
 	State  []byte
 	Grant  gate.Grant
 }
@@ -89,14 +90,14 @@ func (d *Directory) Known(_ context.Context, id string) (*amphi.Space, error) {
 	return k.Space, nil
 }
 
-// Serial returns the Ogg serial of a space's program, from its last
-// announcement.
-func (d *Directory) Serial(id string) (uint32, error) {
+// Program returns the Ogg serial and the run of a space's program, from
+// its last announcement.
+func (d *Directory) Program(id string) (serial uint32, run string, err error) {
 	k, ok := d.knownOf(id)
 	if !ok {
-		return 0, amphi.Errorf(amphi.ENotFound, "no space %s here", id)
+		return 0, "", amphi.Errorf(amphi.ENotFound, "no space %s here", id)
 	}
-	return k.Serial, nil
+	return k.Serial, k.Run, nil
 }
 
 func (d *Directory) knownOf(id string) (known, bool) {

@@ -20,7 +20,7 @@ func TestAnEdgeFollowsTheOriginsAnnouncements(t *testing.T) {
 	if got, err := d.Known(context.Background(), "s1"); err != nil || got.Title != "Later" {
 		t.Fatalf("known %+v, %v", got, err)
 	}
-	if serial, _ := d.Serial("s1"); serial != 7 {
+	if serial, _, _ := d.Program("s1"); serial != 7 {
 		t.Errorf("serial %d, want 7", serial)
 	}
 	w := d.Get("s1").Waiting()

@@ -1,0 +1,133 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/edge"
+	"github.com/amphi-audio/amphi/internal/hls"
+)
+
+// LL-HLS (package hls) for players that speak it: Safari and iOS
+// natively, hls.js, ffmpeg, and any HTTP cache or CDN in front.
+//
+//	GET /spaces/{id}/hls/index.m3u8?ticket=        checks the ticket, redirects into the run
+//	GET /spaces/{id}/hls/{run}/index.m3u8?ticket=  the playlist: gated, blocking reload
+//	GET /spaces/{id}/hls/{run}/{media}             init, parts, segments: immutable, ungated
+//
+// The run (edge.HLS.Run) is a directory because a program resumed after a
+// crash is numbered from its recording, maybe behind what listeners had
+// heard: its parts would have the names of others a cache keeps for a
+// year. The entry URL stays the same across runs, so it is the one handed
+// out (hls_url); the playlist names its media relative to itself, without
+// the ticket, so every listener asks for the same URLs and a cache
+// collapses them into one request each.
+//
+// A ticket's place, HLS-style: there is no connection to hold it, so
+// each playlist request is a connection of its own (gate.Room Connect,
+// then Leave when answered), and the room's Linger (5 s) keeps the place
+// between requests. A low-latency player is nearly always inside a
+// blocking reload (up to 6 s), and a plain one reloads every target
+// duration (2 s), so both keep their place while they play and lose it
+// within seconds of stopping, as a stream's listener does. As with
+// live.opus the newest use of a ticket wins: a playlist request ends that
+// ticket's Ogg stream. Media is not gated: its names are learned from the
+// playlist, and caches must be able to share it; the gate's place and
+// waiting room bound who is handed a playlist, not who can guess a URL.
+
+// hlsEntry is the LL-HLS entry URL under a space's.
+const hlsEntry = "/hls/index.m3u8"
+
+// handleHLSEntry checks the ticket and redirects to the playlist of the
+// program's current run, with the query (ticket, blocking-reload
+// directives) unchanged.
+func (s *Server) handleHLSEntry(w http.ResponseWriter, r *http.Request) {
+	a, now, id := s.gate, s.cfg.Now(), r.PathValue("id")
+	addr := a.clientAddr(r)
+	_, err := s.ticketOf(r, r.URL.Query().Get("ticket"), id, addr, now)
+	var st *edge.HLS
+	if err == nil {
+		st, err = s.hlsOf(r, id)
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	target := url.URL{Path: url.PathEscape(st.Run) + "/index.m3u8", RawQuery: r.URL.RawQuery}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target.String(), http.StatusFound)
+}
+
+// hlsOf returns the space's LL-HLS on this edge, waiting for a program
+// about to arrive, or explains why there is none. One that ended is kept
+// a while (edge), for its players to read that it ended.
+func (s *Server) hlsOf(r *http.Request, id string) (*edge.HLS, error) {
+	if st := s.edge.HLS(id); st != nil && st.Ended() {
+		return st, nil
+	}
+	if _, err := s.onEdgeRoom(r.Context(), id); err != nil {
+		return nil, err
+	}
+	if s.edge.Ring(r.Context(), id) != nil {
+		if st := s.edge.HLS(id); st != nil {
+			return st, nil
+		}
+	}
+	return nil, amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
+}
+
+// handleHLS serves a run's playlist (to a ticket holding a place) and its
+// media (to anyone).
+func (s *Server) handleHLS(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st := s.edge.HLS(id)
+	var leave func()
+	h := hls.Handler{
+		Prefix: "/spaces/" + id + "/hls/",
+		Lookup: func(run string) *hls.Segmenter {
+			if st == nil || run != st.Run {
+				return nil // an old run's names are not this one's
+			}
+			return st.Segmenter
+		},
+		Allow: func(w http.ResponseWriter, r *http.Request) bool {
+			var err error
+			if leave, err = s.admitPlaylist(r, id); err != nil {
+				s.error(w, r, err)
+				return false
+			}
+			return true
+		},
+	}
+	// Players on other origins (hls.js) read both with fetch.
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	h.ServeHTTP(w, r)
+	if leave != nil {
+		leave()
+	}
+}
+
+// admitPlaylist checks a playlist request's ticket and takes its place
+// for the request; leave gives the place back to the room's Linger.
+func (s *Server) admitPlaylist(r *http.Request, id string) (leave func(), err error) {
+	a, now := s.gate, s.cfg.Now()
+	addr := a.clientAddr(r)
+	t, err := s.ticketOf(r, r.URL.Query().Get("ticket"), id, addr, now)
+	if err != nil {
+		return nil, err
+	}
+	if st := s.edge.HLS(id); st != nil && st.Ended() {
+		// The room closed with the space; its last playlist, which says
+		// it ended, is for every ticket holder still playing.
+		return func() {}, nil
+	}
+	room, err := s.onEdgeRoom(r.Context(), id)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.connect(room, t, now); !ok {
+		return nil, a.lapsed(id, addr)
+	}
+	return func() { room.Leave(t.Place, s.cfg.Now()) }, nil
+}
