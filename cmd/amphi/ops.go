@@ -70,6 +70,7 @@ func (m *Main) snapshot() ops.Snapshot {
 		EgressBytes:     uint64(e.Bytes),
 		ChunksMissed:    uint64(e.Missed),
 		ChunksFilled:    uint64(e.Filled),
+		HLSSkipped:      uint64(e.HLSSkipped),
 		RecordingBytes:  m.recordingBytes.Load(),
 		ClipBytes:       m.clipBytes.Load(),
 		JoinRequests:    g.JoinRequests,

@@ -16,7 +16,7 @@ type collector struct {
 
 type collectorDescs struct {
 	listeners, listenersServed, egress              *prometheus.Desc
-	chunksMissed, chunksFilled, storage             *prometheus.Desc
+	chunksMissed, chunksFilled, storage, hlsSkipped *prometheus.Desc
 	joins, joinRequests, listenRequests, refusals   *prometheus.Desc
 	ticketsVerified, waiting, powDifficulty, http   *prometheus.Desc
 	waitingForStart, polls                          *prometheus.Desc
@@ -39,6 +39,7 @@ func NewCollector(snap func() Snapshot) prometheus.Collector {
 		chunksMissed:    d("bus_chunks_missed_total", "Program chunks lost on the bus on the way here (gaps)."),
 		chunksFilled:    d("bus_chunks_filled_total", "Missed program chunks fetched again from the origin in time: no listener heard them missing."),
 		storage:         d("storage_bytes", "Bytes recordings and clips take on disk, by kind.", "kind"),
+		hlsSkipped:      d("hls_pages_skipped_total", "Program pages the LL-HLS segmenter refused: they went back or broke Opus framing."),
 		joins:           d("joins_total", "Joins admitted."),
 		joinRequests:    d("join_requests_total", "Join attempts that reached the gate, refused ones included."),
 		listenRequests:  d("listen_requests_total", "Listen requests that reached the gate, refused ones included."),
@@ -65,7 +66,7 @@ func NewCollector(snap func() Snapshot) prometheus.Collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	d := &c.descs
 	for _, desc := range []*prometheus.Desc{
-		d.listeners, d.listenersServed, d.egress, d.chunksMissed, d.chunksFilled, d.storage, d.joins, d.joinRequests,
+		d.listeners, d.listenersServed, d.egress, d.chunksMissed, d.chunksFilled, d.storage, d.hlsSkipped, d.joins, d.joinRequests,
 		d.listenRequests, d.refusals, d.ticketsVerified, d.waiting, d.waitingForStart, d.polls,
 		d.powDifficulty, d.http, d.componentErrors, d.componentStalls,
 		d.mixerMaxFrame, d.spaceSpeakers, d.spaceListeners, d.spaces,
@@ -92,6 +93,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.chunksFilled, float64(s.ChunksFilled))
 	gauge(d.storage, float64(s.RecordingBytes), "recordings")
 	gauge(d.storage, float64(s.ClipBytes), "clips")
+	counter(d.hlsSkipped, float64(s.HLSSkipped))
 	counter(d.joins, float64(s.Joins))
 	counter(d.joinRequests, float64(s.JoinRequests))
 	counter(d.listenRequests, float64(s.ListenRequests))

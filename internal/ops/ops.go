@@ -213,6 +213,9 @@ type Snapshot struct {
 	// (gaps in a space's sequence); ChunksFilled those of them fetched
 	// again in time, so that no listener heard a hole.
 	ChunksMissed, ChunksFilled uint64
+	// HLSSkipped counts program pages the LL-HLS segmenter refused (they
+	// went back, or broke Opus framing).
+	HLSSkipped uint64
 
 	// JoinRequests counts join attempts that reached the gate, whatever
 	// became of them: admitted, queued or refused.
