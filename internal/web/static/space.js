@@ -539,7 +539,7 @@ async function listen() {
         continue;
       }
       if (j.status === 'admitted') {
-        play(j.listen_url);
+        play(j.listen_url, j.hls_url);
         return;
       }
       throw new Error('unexpected answer ' + JSON.stringify(j.status));
@@ -551,10 +551,45 @@ async function listen() {
   }
 }
 
-function play(listenURL) {
+function play(listenURL, hlsURL) {
   const u = sameOrigin(listenURL);
-  if (lowPlayer) playLow(u);
+  if (hlsPlayer && hlsURL) playHLS(sameOrigin(hlsURL), u);
+  else if (lowPlayer) playLow(u);
   else playElement(u);
+}
+
+// ---- LL-HLS (opt-in: ?player=hls) ----
+//
+// The space's LL-HLS playlist in the <audio> element through hls.js
+// (vendored from npm, hls.light.min.mjs, Apache-2.0; loaded only when
+// asked for), which feeds the fMP4 parts to Media Source Extensions, as
+// its authors advise wherever MSE exists (Safari's included); the
+// browser's own HLS only where it does not (iPhones before iOS 17.1).
+// Chromium says it "maybe" plays HLS itself, yet did not play ours. The
+// worker is off: the page's policy allows no blob workers.
+
+const hlsPlayer = new URLSearchParams(location.search).get('player') === 'hls';
+
+async function playHLS(u, oggURL) {
+  $('player').hidden = false;
+  $('listen').hidden = true;
+  say('Admitted. Buffering the live audio…');
+  const Hls = (await import('./hls.light.min.mjs')).default;
+  if (Hls.isSupported()) {
+    if (window.amphiHLS) window.amphiHLS.destroy();
+    // window.amphiHLS lets a test (or a curious listener) read it.
+    window.amphiHLS = new Hls({enableWorker: false, lowLatencyMode: true});
+    window.amphiHLS.on(Hls.Events.ERROR, (_, d) => { if (d.fatal) say('The stream stopped: ' + d.details + '. Press Listen to join again.', true); });
+    window.amphiHLS.loadSource(u);
+    window.amphiHLS.attachMedia(audio);
+  } else if (audio.canPlayType('application/vnd.apple.mpegurl')) {
+    audio.src = u;
+  } else {
+    say('This browser plays no HLS: using the standard player.');
+    return playElement(oggURL);
+  }
+  audio.play().catch(() => say('Admitted. Press play on the player to start.'));
+  audio.focus();
 }
 
 // ---- Low-latency player (opt-in: ?player=low) ----
