@@ -204,6 +204,19 @@ func startToneSwitch(tb testing.TB, ctx context.Context) *toneSwitch {
 	return ts
 }
 
+// elementAnalyserJS routes the page's <audio> element through an
+// analyser, window.testAnalyser: the element plays only through WebAudio
+// once routed into it, which is what the analyser needs anyway.
+const elementAnalyserJS = `(() => {
+	const ac = new AudioContext();
+	const an = ac.createAnalyser();
+	ac.createMediaElementSource(document.getElementById('live')).connect(an);
+	an.connect(ac.destination);
+	ac.resume();
+	window.testAnalyser = an;
+	return true;
+})()`
+
 // hearElement opens the space's page, plays the default <audio> element and
 // returns its mouth-to-ear latency. Call it before hearLow: the element,
 // seconds behind, would otherwise hear hearLow's tone in its backlog.
@@ -215,17 +228,7 @@ func (ts *toneSwitch) hearElement(tb testing.TB) time.Duration {
 	); err != nil {
 		tb.Fatal(err)
 	}
-	// The element plays only through WebAudio once routed into it, which is
-	// what the analyser needs anyway.
-	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](`(() => {
-		const ac = new AudioContext();
-		const an = ac.createAnalyser();
-		ac.createMediaElementSource(document.getElementById('live')).connect(an);
-		an.connect(ac.destination);
-		ac.resume();
-		window.testAnalyser = an;
-		return true;
-	})()`)); err != nil {
+	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](elementAnalyserJS)); err != nil {
 		tb.Fatal(err)
 	}
 	// Waiting is no assertion: the page asks for a 10 s burst, which the
@@ -272,6 +275,34 @@ func (ts *toneSwitch) hearLow(tb testing.TB) time.Duration {
 	return lat
 }
 
+// hearHLS opens the space's page with its LL-HLS player (?player=hls,
+// hls.js in Chromium) and returns its mouth-to-ear latency.
+func (ts *toneSwitch) hearHLS(tb testing.TB) time.Duration {
+	tb.Helper()
+	if err := chromedp.Do(ts.bctx,
+		chromedp.Navigate(ts.m.URL()+"/s/"+ts.sp.ID+"?player=hls"),
+		chromedp.WaitVisible(`#listen`),
+	); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](elementAnalyserJS)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := chromedp.Do(ts.bctx, chromedp.Click(`#listen`)); err != nil {
+		tb.Fatal(err)
+	}
+	lat := measureOnset(tb, ts.bctx, ts.sw, `window.testAnalyser`)
+	ahead, _ := chromedp.Run(ts.bctx, chromedp.Evaluate[float64](`(() => {
+		const a = document.getElementById('live');
+		return a.buffered.length ? a.buffered.end(a.buffered.length - 1) - a.currentTime : 0;
+	})()`))
+	tb.Logf("LL-HLS player (hls.js): mouth-to-ear %v (%.2f s buffered ahead)", lat.Round(time.Millisecond), ahead)
+	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](`window.amphiHLS.destroy(), true`)); err != nil {
+		tb.Error(err)
+	}
+	return lat
+}
+
 // TestWebLowLatencyPlayer: in headless Chromium, the opt-in WebCodecs
 // player (?player=low) and the default <audio> element each play the
 // speaker, and each follows the speaker when the tone changes. How soon is
@@ -285,25 +316,29 @@ func TestWebLowLatencyPlayer(t *testing.T) {
 	ts := startToneSwitch(t, ctx)
 	t.Run("audio element", func(t *testing.T) { ts.hearElement(t) })
 	t.Run("low", func(t *testing.T) { ts.hearLow(t) })
+	t.Run("LL-HLS", func(t *testing.T) { ts.hearHLS(t) })
 }
 
 // BenchmarkWebLowLatencyPlayer measures mouth-to-ear latency in headless
 // Chromium, from a speaker's frame leaving it to the page's player
-// rendering it (the audio device's ~32 ms not included), for both players,
-// in a fresh space each time. Run it alone, once or a few times:
+// rendering it (the audio device's ~32 ms not included), for the three
+// players, in a fresh space each time: the <audio> element, amphi's own
+// player and LL-HLS through hls.js. Run it alone, once or a few times:
 //
 //	go test -run '^$' -bench WebLowLatencyPlayer -benchtime 1x -count 5 ./cmd/amphi/
 func BenchmarkWebLowLatencyPlayer(b *testing.B) {
-	var element, low time.Duration
+	var element, low, hls time.Duration
 	n := 0
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		ts := startToneSwitch(b, ctx)
 		element += ts.hearElement(b)
 		low += ts.hearLow(b)
+		hls += ts.hearHLS(b)
 		n++
 		cancel()
 	}
 	b.ReportMetric(float64(element.Milliseconds())/float64(n), "element-ms")
 	b.ReportMetric(float64(low.Milliseconds())/float64(n), "low-ms")
+	b.ReportMetric(float64(hls.Milliseconds())/float64(n), "hls-ms")
 }
