@@ -78,35 +78,31 @@ func (s *Server) hlsOf(r *http.Request, id string) (*edge.HLS, error) {
 }
 
 // handleHLS serves a run's playlist (to a ticket holding a place) and its
-// media (to anyone).
+// media (to anyone). Nothing is made per request but what the answer
+// needs: the space's stream is looked up, the handler is shared.
 func (s *Server) handleHLS(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, name := r.PathValue("id"), r.PathValue("name")
 	st := s.edge.HLS(id)
-	var leave func()
-	h := hls.Handler{
-		Prefix: "/spaces/" + id + "/hls/",
-		Lookup: func(run string) *hls.Segmenter {
-			if st == nil || run != st.Run {
-				return nil // an old run's names are not this one's
-			}
-			return st.Segmenter
-		},
-		Allow: func(w http.ResponseWriter, r *http.Request) bool {
-			var err error
-			if leave, err = s.admitPlaylist(r, id); err != nil {
-				s.error(w, r, err)
-				return false
-			}
-			return true
-		},
+	if st == nil || r.PathValue("run") != st.Run { // an old run's names are not this one's
+		s.error(w, r, amphi.Errorf(amphi.ENotFound, "no such LL-HLS stream of space %s: start again from its hls_url", id))
+		return
 	}
 	// Players on other origins (hls.js) read both with fetch.
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	h.ServeHTTP(w, r)
-	if leave != nil {
-		leave()
+	if name == hls.PlaylistName {
+		leave, err := s.admitPlaylist(r, id)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		defer leave()
 	}
+	hlsMedia.Serve(w, r, st.Segmenter, name)
 }
+
+// hlsMedia answers for every space's LL-HLS streams, with the RFC's
+// limits on blocking requests.
+var hlsMedia hls.Handler
 
 // admitPlaylist checks a playlist request's ticket and takes its place
 // for the request; leave gives the place back to the room's Linger.

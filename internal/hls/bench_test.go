@@ -105,13 +105,13 @@ func BenchmarkListenerWire(b *testing.B) {
 		benchmarkWire(b, 1, func(snap *snapshot) (playlist, media string) {
 			g := snap.segments[len(snap.segments)-1]
 			msn, part := strconv.FormatUint(g.msn, 10), strconv.Itoa(len(g.parts)-1)
-			return playlistName + "?_HLS_msn=" + msn + "&_HLS_part=" + part, msn + "." + part + segmentSuffix
+			return PlaylistName + "?_HLS_msn=" + msn + "&_HLS_part=" + part, msn + "." + part + segmentSuffix
 		})
 	})
 	b.Run("segments", func(b *testing.B) {
 		benchmarkWire(b, partsPerSegment, func(snap *snapshot) (playlist, media string) {
 			g := snap.segments[len(snap.segments)-1]
-			return playlistName, strconv.FormatUint(g.msn, 10) + segmentSuffix
+			return PlaylistName, strconv.FormatUint(g.msn, 10) + segmentSuffix
 		})
 	})
 }

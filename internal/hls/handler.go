@@ -78,19 +78,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusNotFound)
 		return
 	}
+	var seg *Segmenter
+	if h.Lookup != nil {
+		seg = h.Lookup(space)
+	}
+	if seg == nil {
+		refuse(w, http.StatusNotFound)
+		return
+	}
+	if name == PlaylistName && h.Allow != nil && !h.Allow(w, r) {
+		return
+	}
+	h.Serve(w, r, seg, name)
+}
+
+// Serve answers a request for the resource of seg called name: its
+// playlist (PlaylistName), its init segment, a part or a segment. It does
+// not ask Allow: a server that routes the requests itself, knowing the
+// space, gates the playlist before it calls Serve.
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, seg *Segmenter, name string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		refuse(w, http.StatusMethodNotAllowed)
 		return
 	}
-	var seg *Segmenter
-	if h.Lookup != nil {
-		seg = h.Lookup(space)
-	}
 	switch {
-	case seg == nil:
-		refuse(w, http.StatusNotFound)
-	case name == playlistName:
+	case name == PlaylistName:
 		h.servePlaylist(w, r, seg)
 	case name == seg.initName:
 		writeMedia(w, seg.init)
@@ -115,9 +128,6 @@ func (h *Handler) maxBlock() time.Duration {
 // _HLS_part) it holds the request until the playlist has that segment (or
 // part), as RFC 8216bis §6.2.5.2 asks.
 func (h *Handler) servePlaylist(w http.ResponseWriter, r *http.Request, seg *Segmenter) {
-	if h.Allow != nil && !h.Allow(w, r) {
-		return
-	}
 	q := r.URL.Query()
 	msnArg, partArg := q.Get("_HLS_msn"), q.Get("_HLS_part")
 	if msnArg == "" {

@@ -25,7 +25,7 @@ var playlistHeader = "#EXTM3U\n" +
 
 // Names of the resources under a space's directory.
 const (
-	playlistName  = "index.m3u8"
+	PlaylistName  = "index.m3u8"
 	segmentSuffix = ".m4s"
 )
 

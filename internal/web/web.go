@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -76,6 +77,7 @@ type Handler struct {
 	cfg   Config
 	mux   *http.ServeMux
 	files map[string]file
+	pages spacePages
 }
 
 // file is an embedded file ready to serve: its bytes, type and ETag,
@@ -179,35 +181,103 @@ var spaceHead = template.Must(template.New("head").Parse(`<title>{{.Title}} · a
 // spacePage serves the space page with the space's title and preview
 // tags in it, when Config.Space knows the space.
 func (h *Handler) spacePage(w http.ResponseWriter, r *http.Request) {
-	meta, ok := SpaceMeta{}, false
-	if h.cfg.Space != nil {
-		meta, ok = h.cfg.Space(r.Context(), r.PathValue("id"))
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	if !ok {
+	self := scheme + "://" + r.Host + r.URL.Path
+	now := time.Now()
+	page, found, cached := h.pages.get(self, now)
+	if !cached && h.cfg.Space != nil && h.pages.mayLookUp(now) {
+		page, found = h.renderSpacePage(r.Context(), r.PathValue("id"), self)
+		h.pages.put(self, page, found, now)
+	}
+	if !found {
 		h.page(w, r, "space.html")
 		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	h.serveFile(w, r, "space.html", page)
+}
+
+// renderSpacePage makes the page of the space id, whose address is self,
+// with its preview tags; found is false when Config.Space does not know
+// the space.
+func (h *Handler) renderSpacePage(ctx context.Context, id, self string) (page file, found bool) {
+	meta, ok := h.cfg.Space(ctx, id)
+	if !ok {
+		return file{}, false
 	}
 	if meta.Description == "" {
 		meta.Description = "A live audio space on amphi."
 	}
 	if meta.URL == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		meta.URL = scheme + "://" + r.Host + r.URL.Path
+		meta.URL = self
 	}
 	var head bytes.Buffer
 	if err := spaceHead.Execute(&head, meta); err != nil {
-		h.page(w, r, "space.html")
-		return
+		return file{}, false
 	}
-	page := h.files["space.html"]
+	page = h.files["space.html"]
 	page.body = bytes.Replace(page.body, []byte(spaceTitle), head.Bytes(), 1)
 	sum := sha256.Sum256(page.body)
 	page.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
-	w.Header().Set("Cache-Control", "no-cache")
-	h.serveFile(w, r, "space.html", page)
+	return page, true
+}
+
+// A link shared to a crowd is opened by all of it at once: each space's
+// page is kept for pageLife, found or not, so the crowd costs one lookup
+// (a store read at the origin) and one render a pageLife; a flood of
+// made-up ids costs at most pageLookups lookups a second, past which the
+// plain page (no preview) is served.
+const (
+	pageLife       = 10 * time.Second
+	pageLookups    = 100
+	maxCachedPages = 10000
+)
+
+type spacePages struct {
+	mu     sync.Mutex
+	pages  map[string]cachedPage // by the page's URL
+	second int64                 // Unix second of the lookups counted
+	looked int
+}
+
+type cachedPage struct {
+	page  file
+	found bool
+	at    time.Time
+}
+
+func (c *spacePages) get(url string, now time.Time) (page file, found, cached bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pages[url]
+	if !ok || now.Sub(p.at) >= pageLife {
+		return file{}, false, false
+	}
+	return p.page, p.found, true
+}
+
+func (c *spacePages) put(url string, page file, found bool, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pages == nil || len(c.pages) >= maxCachedPages {
+		c.pages = make(map[string]cachedPage) // starting over costs only renders
+	}
+	c.pages[url] = cachedPage{page, found, now}
+}
+
+// mayLookUp counts a lookup at now, and says whether this second has room
+// for it.
+func (c *spacePages) mayLookUp(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sec := now.Unix(); sec != c.second {
+		c.second, c.looked = sec, 0
+	}
+	c.looked++
+	return c.looked <= pageLookups
 }
 
 func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,5 +157,36 @@ func TestASpacePageCarriesItsTitleForLinkPreviews(t *testing.T) {
 	other, otherResp := get("/s/unknown")
 	if !strings.Contains(other, "<title>amphi: space</title>") || otherResp.Header.Get("ETag") == resp.Header.Get("ETag") {
 		t.Error("an unknown space's page is not the plain page with its own ETag")
+	}
+}
+
+func TestACrowdOpeningASpacesLinkCostsOneLookupAndAFloodFew(t *testing.T) {
+	cfg := web.DefaultConfig()
+	lookups := 0
+	cfg.Space = func(_ context.Context, id string) (web.SpaceMeta, bool) {
+		lookups++
+		return web.SpaceMeta{Title: "Shared"}, id == "known"
+	}
+	mux := mount(web.New(cfg))
+	get := func(path string) string {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		b, _ := io.ReadAll(rec.Result().Body)
+		return string(b)
+	}
+	for range 50 {
+		if !strings.Contains(get("/s/known"), `content="Shared"`) {
+			t.Fatal("the known space's page lost its tags")
+		}
+	}
+	if lookups != 1 {
+		t.Errorf("50 opens of one link made %d lookups, want 1", lookups)
+	}
+	lookups = 0
+	for i := range 500 {
+		get(fmt.Sprintf("/s/made-up-%d", i))
+	}
+	if lookups > 200 { // 100 a second, the test may straddle a second
+		t.Errorf("500 made-up ids made %d lookups, want at most 100 a second", lookups)
 	}
 }
