@@ -66,8 +66,8 @@ func (f *fleet) snapshot() []ops.EdgeSnapshot {
 	out := make([]ops.EdgeSnapshot, len(rs))
 	for i, r := range rs {
 		waiting := 0
-		for _, n := range r.Waiting {
-			waiting += n
+		for _, p := range r.Parts {
+			waiting += p.Waiting()
 		}
 		out[i] = ops.EdgeSnapshot{Node: r.Node, URL: r.URL, Listeners: r.Listeners, Capacity: r.Capacity,
 			Waiting: waiting, Verdict: r.Verdict, AgeSeconds: ages[i].Seconds()}
@@ -98,7 +98,7 @@ func (f *fleet) space(spaceID string) (listeners, waiting int) {
 	rs, _ := f.fresh()
 	for _, r := range rs {
 		listeners += r.Spaces[spaceID]
-		waiting += r.Waiting[spaceID]
+		waiting += r.Parts[spaceID].Waiting()
 	}
 	return listeners, waiting
 }

@@ -395,28 +395,22 @@ func (m *Main) publishAnnouncement(a *bus.Announcement) {
 	}
 }
 
-// reportLoad publishes an edge's load: its listeners and waiters, in all
-// and per space.
+// reportLoad publishes an edge's load: its listeners in all, and per space
+// those connected and its part (places held, line, rate).
 func (m *Main) reportLoad(context.Context) {
 	now := time.Now()
 	r := &bus.LoadReport{Node: m.node, URL: m.publicURL(), Listeners: int(m.edge.Stats().Listeners),
-		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Waiting: map[string]int{}, Parts: map[string]gate.NodeLine{},
+		Capacity: m.Config.API.Gate.Node.MaxListeners, Spaces: map[string]int{}, Parts: map[string]gate.NodeLine{},
 		Verdict: m.monitor.Report().Verdict, At: now}
 	for _, sp := range m.dir.All() {
 		room := sp.Waiting()
-		st := room.Stats(now)
-		if st.Connected > 0 {
-			r.Spaces[sp.ID()] = st.Connected
+		part := room.Part(now)
+		if part.Held == 0 && len(part.Line) == 0 {
+			continue
 		}
-		waiting := 0
-		for _, n := range st.Waiting {
-			waiting += n
-		}
-		if waiting > 0 {
-			r.Waiting[sp.ID()] = waiting
-		}
-		if st.Held > 0 || waiting > 0 {
-			r.Parts[sp.ID()] = room.Part(now)
+		r.Parts[sp.ID()] = part
+		if n := room.Stats(now).Connected; n > 0 {
+			r.Spaces[sp.ID()] = n
 		}
 	}
 	if err := m.bus.ReportLoad(r); err != nil {

@@ -60,15 +60,14 @@ type LoadReport struct {
 	Node string `json:"node"`
 	URL  string `json:"url"`
 	// Listeners connected and the most it holds; per space, those
-	// connected and those waiting.
+	// connected.
 	Listeners int            `json:"listeners"`
 	Capacity  int            `json:"capacity"`
 	Spaces    map[string]int `json:"spaces,omitempty"`
-	Waiting   map[string]int `json:"waiting,omitempty"`
 	// Parts is, per space, the edge's part in it: the places it holds
 	// (listeners connected, admitted and not yet connected, or lingering),
-	// its waiting line and its admission rate, which the origin's grants
-	// are worked out from.
+	// its waiting line (and so its waiters) and its admission rate, which
+	// the origin's grants are worked out from.
 	Parts map[string]gate.NodeLine `json:"parts,omitempty"`
 	// Verdict is the edge's own ops verdict.
 	Verdict string    `json:"verdict"`

@@ -353,21 +353,8 @@ func (rec *Recording) pageAt(off int64) (page, error) {
 	}
 	binary.LittleEndian.PutUint32(raw[22:26], sum)
 	p := page{h: h, off: off, next: off + int64(len(raw))}
-	// Split the body by the lacing values: a value under 255 ends a
-	// packet; a run of 255s at the end goes on in the next page.
-	lacing, data := raw[ogg.HeaderSize:h.Len()], raw[h.Len():]
-	start, at := 0, 0
-	for i, v := range lacing {
-		at += int(v)
-		if v < 255 {
-			p.packets = append(p.packets, data[start:at:at])
-			start = at
-		} else if i == len(lacing)-1 {
-			p.packets = append(p.packets, data[start:at:at])
-			p.lastContinues = true
-		}
-	}
-	return p, nil
+	p.packets, p.lastContinues, err = ogg.AppendPieces(nil, raw)
+	return p, err
 }
 
 // clipSerial is the clip's stream serial: a function of the recording and

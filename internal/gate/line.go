@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -79,6 +80,15 @@ type NodeLine struct {
 	Round uint64 `json:"round,omitempty"`
 }
 
+// Waiting counts the waiters the line summarizes.
+func (p NodeLine) Waiting() int {
+	n := 0
+	for _, e := range p.Line {
+		n += e.N
+	}
+	return n
+}
+
 // Grant is what a node may do in a space until the next round.
 type Grant struct {
 	// Share is the places it may hold of the space's cap; -1: the space
@@ -128,13 +138,7 @@ func (l FleetLimits) Absent() Grant {
 // evicted: a node keeps what it holds. A node that did not report gets
 // nothing (Grants' zero value); nodes are ordered by name for ties.
 func Allot(nodes map[string]NodeLine, lim FleetLimits) map[string]Grant {
-	names := slices.Sorted(func(yield func(string) bool) {
-		for n := range nodes {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(nodes))
 	held, rate := 0, 0.0
 	for _, n := range names {
 		held += nodes[n].Held

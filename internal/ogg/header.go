@@ -87,9 +87,20 @@ func AppendPackets(dst [][]byte, page []byte) ([][]byte, error) {
 	return dst, nil
 }
 
-// appendPieces appends to dst the packet pieces of page, whose header is h,
-// as slices of page capped at their length, and reports whether the last
-// piece goes on in the next page.
+// AppendPieces appends to dst the packet pieces of page, one whole page
+// with its header, as slices of page capped at their length, and reports
+// whether the last piece goes on in the next page: what a reader that
+// joins packets across pages needs (the first piece is the tail of a
+// packet begun on the previous page when the header has FlagContinued).
+func AppendPieces(dst [][]byte, page []byte) (pieces [][]byte, lastContinues bool, err error) {
+	h, err := ParseHeader(page)
+	if err != nil {
+		return dst, false, err
+	}
+	return appendPieces(dst, h, page)
+}
+
+// appendPieces is AppendPieces for a page whose header is h.
 func appendPieces(dst [][]byte, h Header, page []byte) (pieces [][]byte, lastContinues bool, err error) {
 	if len(page) < h.Len() {
 		return dst, false, io.ErrUnexpectedEOF
