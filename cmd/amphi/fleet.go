@@ -60,6 +60,12 @@ func (f *fleet) fresh() ([]*bus.LoadReport, []time.Duration) {
 	return rs, ages
 }
 
+// reporting says whether any edge reports.
+func (f *fleet) reporting() bool {
+	rs, _ := f.fresh()
+	return len(rs) > 0
+}
+
 // snapshot is the fleet as /ops shows it.
 func (f *fleet) snapshot() []ops.EdgeSnapshot {
 	rs, ages := f.fresh()

@@ -364,12 +364,18 @@ func (m *Main) announce(ctx context.Context) {
 		m.Logger.Warn("fleet: list the spaces to announce", "err", err)
 		return
 	}
+	// Nobody to tell without edges: a single server (the default) encodes
+	// no state for the bus. An edge reports its load every second, so it
+	// hears the announcements a second after it starts.
+	edges := m.fleet.reporting()
 	seen := make(map[string]bool, len(spaces))
 	for _, sp := range spaces {
 		seen[sp.ID] = true
 		m.announced[sp.ID] = endedAnnouncements
 		m.grantRound(sp)
-		m.publishAnnouncement(m.announcement(ctx, sp))
+		if edges {
+			m.publishAnnouncement(m.announcement(ctx, sp))
+		}
 	}
 	for id, left := range m.announced {
 		if seen[id] {
@@ -383,7 +389,7 @@ func (m *Main) announce(ctx context.Context) {
 			continue
 		}
 		m.announced[id] = left - 1
-		if sp, err := m.db.Space(ctx, id); err == nil {
+		if sp, err := m.db.Space(ctx, id); edges && err == nil {
 			m.publishAnnouncement(&bus.Announcement{Space: sp, Serial: sp.Serial})
 		}
 	}
