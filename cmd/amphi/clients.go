@@ -125,6 +125,7 @@ func runListen(ctx context.Context, args []string, stdout io.Writer) error {
 	out := fs.String("out", "", "write the stream to this file")
 	dur := fs.Duration("for", 0, "stop after this long (0: until the space ends)")
 	burst := fs.Duration("burst", 0, "ask for this much audio at once on connect (0: the server's default)")
+	from := fs.String("from", "", `rewind: "start" hears the space from its beginning, "-5m" five minutes behind live`)
 	resume := fs.Duration("resume", client.DefaultResumeFor, "how long a broken stream is asked for again from where it was (from_seq); negative is never")
 	servers := fs.String("servers", "", "comma-separated base URLs of the same service's other addresses: resumes go to each in turn")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -133,7 +134,7 @@ func runListen(ctx context.Context, args []string, stdout io.Writer) error {
 	if *space == "" {
 		return errors.New("listen: --space is required")
 	}
-	opts := client.ListenOptions{Burst: *burst, ResumeFor: *resume}
+	opts := client.ListenOptions{Burst: *burst, From: *from, ResumeFor: *resume}
 	if *servers != "" {
 		opts.Servers = strings.Split(*servers, ",")
 	}

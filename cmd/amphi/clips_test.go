@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,5 +236,105 @@ func TestAHostDeletesARecordingWithItsClipsAndRetentionExpiresThem(t *testing.T)
 	m.countStorage(ctx)
 	if s := m.snapshot(); s.RecordingBytes != 0 || s.ClipBytes != 0 {
 		t.Errorf("storage after the deletions: %d and %d bytes, want none", s.RecordingBytes, s.ClipBytes)
+	}
+}
+
+// TestKillNineDuringCutsLeavesNoPartialClip kills a server with SIGKILL
+// while hosts cut clips as fast as they can: after a restart every clip
+// that was answered 201 plays whole, and nothing else of the cuts under
+// way is on disk or served.
+func TestKillNineDuringCutsLeavesNoPartialClip(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cmd, base := startServerProcess(t, dir)
+	c := client.New(base)
+	sp, err := c.Create(ctx, "Cut short", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 0, time.Hour, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
+		t.Fatal(err)
+	}
+
+	// Four hosts cut in a loop; the server dies under them.
+	var mu sync.Mutex
+	var made []string
+	cutCtx, stopCuts := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body, _ := json.Marshal(clipBody{"from": "0.5s", "to": "2.5s"})
+			for cutCtx.Err() == nil {
+				req, _ := http.NewRequestWithContext(cutCtx, http.MethodPost, base+"/spaces/"+sp.ID+"/clips", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+sp.HostToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return // the server is gone
+				}
+				var out struct{ ID string }
+				json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusCreated {
+					mu.Lock()
+					made = append(made, out.ID)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := len(made)
+		mu.Unlock()
+		if n >= 20 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	stopCuts()
+	wg.Wait()
+	s.sess.Abandon()
+	parts, _ := filepath.Glob(filepath.Join(dir, "clips", "*.part"))
+	t.Logf("%d clips made before the kill; %d cuts were under way", len(made), len(parts))
+	if len(made) == 0 {
+		t.Fatal("no clip was made before the kill")
+	}
+
+	m := MustRunMain(t, dir)
+	defer m.Close()
+	if parts, _ := filepath.Glob(filepath.Join(dir, "clips", "*.part")); len(parts) > 0 {
+		t.Errorf("after the restart, unfinished cuts are left on disk: %v", parts)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "clips", "*.opus"))
+	if len(files) < len(made) {
+		t.Errorf("%d clip files on disk, %d clips made", len(files), len(made))
+	}
+	for _, f := range files {
+		id := strings.TrimSuffix(filepath.Base(f), ".opus")
+		resp, err := http.Get(m.URL() + "/clips/" + id + ".opus")
+		if err != nil {
+			t.Fatal(err)
+		}
+		audio, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("clip %s, on disk, is answered %d: a file nothing serves", id, resp.StatusCode)
+			continue
+		}
+		if d := ffmpegDecodes(t, "clip "+id, audio); d < 1990*time.Millisecond || d > 2010*time.Millisecond {
+			t.Errorf("clip %s plays %v of its 2 s", id, d)
+		}
 	}
 }

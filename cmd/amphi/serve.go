@@ -361,6 +361,12 @@ func (m *Main) Run(ctx context.Context) error {
 		if err := m.api.Recover(ctx); err != nil {
 			return fmt.Errorf("recover: %w", err)
 		}
+		// Before anything is served, so no cut is under way.
+		if n, err := m.api.SweepClips(ctx); err != nil {
+			m.Logger.Warn("clips: remove what a crash left", "err", err)
+		} else if n > 0 {
+			m.Logger.Info("clips: removed the files of cuts a crash interrupted", "files", n)
+		}
 	}
 	m.startOps(m.top)
 

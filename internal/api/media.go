@@ -153,6 +153,10 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 			err = amphi.Errorf(amphi.EInvalid, "from_seq must be a chunk number")
 		}
 	}
+	rw, rewinding, rerr := parseRewind(q)
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		a.refuse(gate.RefusalBadRequest, addr)
 		return err
@@ -177,6 +181,11 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	ring := s.edge.Ring(r.Context(), id)
 	if ring == nil {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
+	}
+	if rewinding {
+		if err := s.rewound(&st, rw, id, ring); err != nil {
+			return err
+		}
 	}
 	if st.Stop, ok = s.connect(room, t, now); !ok {
 		return a.lapsed(id, addr)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/amphi-audio/amphi"
@@ -86,4 +87,38 @@ func (s *Server) ExpireRecordings(ctx context.Context, retention time.Duration) 
 // store counts them.
 func (s *Server) Storage(ctx context.Context) (recordings, clips int64, err error) {
 	return s.db.Storage(ctx)
+}
+
+// SweepClips removes what a crash left in the clips folder: files of cuts
+// that never finished (*.part) and finished ones the store never got to
+// know, which nothing would serve or delete. It runs once at start, before
+// any cut.
+func (s *Server) SweepClips(ctx context.Context) (removed int, err error) {
+	dir := filepath.Join(s.cfg.DataDir, "clips")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		id, _, _ := strings.Cut(name, ".")
+		if !strings.HasSuffix(name, ".part") {
+			if _, err := s.db.Clip(ctx, id); amphi.ErrorCode(err) != amphi.ENotFound {
+				if err != nil {
+					errs = append(errs, err)
+				}
+				continue // a clip's file, or the store could not say
+			}
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,10 @@ type ListenOptions struct {
 	// Burst asks the server for this much audio at once on connect. Zero
 	// means the server's default.
 	Burst time.Duration
+	// From rewinds the stream: "start" begins at the space's beginning,
+	// "-5m" five minutes behind live. The past comes as fast as it is
+	// read, then the stream goes on live. Empty means live.
+	From string
 	// Flush asks the server to write at least this often. Zero means 200
 	// ms: amphi's own clients want low latency; plain players get the
 	// server's default of about a second.
@@ -190,6 +195,8 @@ func (l *listening) target() string {
 	switch {
 	case l.from >= 0:
 		u += "&from_seq=" + strconv.FormatInt(l.from, 10)
+	case l.opts.From != "":
+		u += "&from=" + url.QueryEscape(l.opts.From)
 	case l.opts.Burst > 0:
 		u += "&burst=" + l.opts.Burst.String()
 	}

@@ -102,6 +102,25 @@ func (rec *Recording) Duration() time.Duration {
 // Head is the recording's identification header.
 func (rec *Recording) Head() ogg.OpusHead { return rec.head }
 
+// Seek returns the offset of the page to read a recording from to hear it
+// from at, and the recording time that page starts at (at most a page
+// before at): what a listener rewinding into a live space's recording
+// starts with. A time before the audio is its start.
+func (rec *Recording) Seek(at time.Duration) (int64, time.Duration, error) {
+	pre := int64(rec.head.PreSkip)
+	g := pre + durationToSamples(max(at, 0))
+	off, err := rec.seek(g)
+	if err != nil {
+		return 0, 0, err
+	}
+	p, err := rec.pageAt(off)
+	if err != nil || p.h.Granule > g {
+		return rec.audio, 0, nil // at is within the first page
+	}
+	// The page found ends at or before at: the next one holds it.
+	return p.next, samplesToDuration(max(p.h.Granule-pre, 0)), nil
+}
+
 // Range is what a cut took: the asked range, to the sample, and the bytes
 // written.
 type Range struct {

@@ -38,11 +38,13 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -551,6 +553,7 @@ func responseHead(node string) []byte {
 		"Content-Type: audio/ogg\r\n" +
 		"Cache-Control: no-cache, no-store\r\n" +
 		"Access-Control-Allow-Origin: *\r\n" +
+		"Access-Control-Expose-Headers: Amphi-Behind\r\n" +
 		"X-Content-Type-Options: nosniff\r\n" +
 		"Connection: close\r\n"
 	if node != "" {
@@ -588,7 +591,15 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		}
 		return 0, amphi.Errorf(amphi.EUnsupported, "live audio needs HTTP/1.1")
 	}
-	if e.isClosed() {
+	// The closed check and wg.Add under one lock: Close waits for every
+	// rewinding stream it did not see start.
+	e.mu.Lock()
+	closed := e.closed
+	if !closed && st.Past != nil {
+		e.wg.Add(1)
+	}
+	e.mu.Unlock()
+	if closed {
 		conn.Close()
 		e.ends.add(EndClosed)
 		if done != nil {
@@ -597,41 +608,52 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		return EndClosed, nil
 	}
 	e.served.Add(1)
+	e.listeners.Add(1)
+	if st.Past != nil {
+		go e.rewind(conn, ring, st, done)
+		return 0, nil
+	}
+	next := ring.Next()
+	pos := max(next-min(e.burstChunks(st.Burst), next), ring.Oldest())
+	if st.Resume {
+		pos = min(max(st.From, ring.Oldest(), next-min(e.maxLag, next)), next)
+	}
+	l := listener{pos: pos, batch: e.batchChunks(st.Flush), onEnd: done, stop: st.Stop}
+	return e.stream(conn, ring, l, e.headBehind(time.Duration(next-pos)*amphi.ChunkDuration))
+}
+
+// stream takes l's socket out of conn and writes what is due, starting
+// with head when l has not written it, in one non-blocking writev, then
+// hands l to one of ring's shards.
+func (e *Edge) stream(conn net.Conn, ring *program.Ring, l listener, head []byte) (EndReason, error) {
 	fd, wrapper, err := e.detach(conn)
 	if err != nil {
 		e.ends.add(EndWrite)
+		e.listeners.Add(-1)
 		e.cfg.Logger.Debug("edge: listener ended", "reason", EndWrite.String(), "err", err)
-		if done != nil {
-			done(EndWrite)
+		if l.onEnd != nil {
+			l.onEnd(EndWrite)
 		}
 		return EndWrite, err
 	}
-	e.listeners.Add(1)
 	if wrapper != nil {
-		then := done
-		done = func(reason EndReason) {
+		then := l.onEnd
+		l.onEnd = func(reason EndReason) {
 			wrapper.Close() // its socket is closed already: this is for its owner
 			if then != nil {
 				then(reason)
 			}
 		}
 	}
-
-	next := ring.Next()
-	pos := max(next-min(e.burstChunks(st.Burst), next), ring.Oldest())
-	if st.Resume {
-		pos = min(max(st.From, ring.Oldest(), next-min(e.maxLag, next)), next)
+	l.fd, l.progress = int32(fd), e.now()
+	wr := newWriter(int(min(ring.Next()-min(l.pos, ring.Next())+2, maxIovecs)), head)
+	reason, err := e.service(&l, ring, wr, l.progress)
+	if reason == 0 && l.stage == stageHead {
+		// The shards write the shared head, not this stream's: a socket
+		// that cannot take a few hundred bytes at once is not worth it.
+		reason, err = EndWrite, errors.New("edge: the socket took less than the response head")
 	}
-	l := listener{
-		fd:       int32(fd),
-		pos:      pos,
-		batch:    e.batchChunks(st.Flush),
-		progress: e.now(),
-		onEnd:    done,
-		stop:     st.Stop,
-	}
-	wr := newWriter(int(min(next-l.pos+2, maxIovecs)), e.head)
-	if reason, err := e.service(&l, ring, wr, l.progress); reason != 0 {
+	if reason != 0 {
 		e.end(&l, reason, err)
 		return reason, err
 	}
@@ -640,6 +662,16 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		return EndClosed, nil
 	}
 	return 0, nil
+}
+
+// headBehind is the response head of a stream whose first audio is behind
+// the live edge by d, which it says (Amphi-Behind, in seconds): a player
+// shows how far behind live it is from it.
+func (e *Edge) headBehind(d time.Duration) []byte {
+	head := e.head[: len(e.head)-2 : len(e.head)-2] // without the blank line
+	head = append(head, "Amphi-Behind: "...)
+	head = strconv.AppendFloat(head, d.Seconds(), 'f', 1, 64)
+	return append(head, "\r\n\r\n"...)
 }
 
 // joinOnEnd makes Serve's callbacks one, nil if there are none.
@@ -678,6 +710,11 @@ type Stream struct {
 	// wake: the gate sets it when a newer stream of the same ticket
 	// starts. Nil means none.
 	Stop *atomic.Bool
+	// Past, when set, rewinds the stream: it starts with the program's
+	// recorded past, read as fast as the client takes it, and goes on live
+	// from the chunk after it (Past.Next) without a hole. Burst and Resume
+	// are then ignored.
+	Past Past
 	// Resume starts the stream at chunk From instead of a burst: a client
 	// that lost its stream (its edge died, say) asks, here or at another
 	// edge, for the chunk after the last it got, and hears no hole if that

@@ -37,6 +37,8 @@ type testEdge struct {
 	packer *program.Packer
 	frame  []byte
 	seq    uint64
+	// past, when set, rewinds the streams asked with ?past: Stream.Past.
+	past func() edge.Past
 }
 
 func startEdge(t *testing.T, cfg edge.Config) *testEdge {
@@ -62,6 +64,9 @@ func startEdge(t *testing.T, cfg edge.Config) *testEdge {
 		if from := r.URL.Query().Get("from"); from != "" {
 			st.Resume = true
 			fmt.Sscan(from, &st.From)
+		}
+		if r.URL.Query().Has("past") && te.past != nil {
+			st.Past = te.past()
 		}
 		te.Serve(w, r, ring, st, func(reason edge.EndReason) {
 			select {

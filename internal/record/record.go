@@ -108,8 +108,7 @@ type Recorder struct {
 	done chan struct{}
 	once sync.Once
 
-	bytes   atomic.Int64
-	granule atomic.Int64
+	written atomic.Pointer[Mark]
 	dropped atomic.Int64
 	lagged  atomic.Int64
 	err     atomic.Pointer[error]
@@ -149,7 +148,7 @@ func Create(path string, headers []byte, cfg Config) (*Recorder, error) {
 		f.Close()
 		return nil, fmt.Errorf("record: write headers: %w", err)
 	}
-	return start(f, path, cfg, int64(len(headers)), 0), nil
+	return start(f, path, cfg, Mark{Bytes: int64(len(headers))}), nil
 }
 
 // Continue opens the recording at path of a program a crash cut, cuts it
@@ -176,11 +175,12 @@ func Continue(path string, headers []byte, cfg Config) (*Recorder, program.Posit
 		f.Close()
 		return nil, program.Position{}, fmt.Errorf("record: continue %s: %w", path, err)
 	}
-	r := start(f, path, cfg, p.Len, p.Granule)
+	at := program.After(p.Last)
+	r := start(f, path, cfg, Mark{Bytes: p.Len, Granule: max(p.Granule, 0), Next: at.Seq})
 	if _, err := os.Stat(pausedMark(path)); err == nil {
 		r.paused.Store(true) // as the host left it
 	}
-	return r, program.After(p.Last), nil
+	return r, at, nil
 }
 
 // continuable says why a recording cut to p cannot go on as the program
@@ -223,12 +223,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// start starts the writer of f, which holds size bytes of pages up to
-// granule.
-func start(f *os.File, path string, cfg Config, size, granule int64) *Recorder {
+// start starts the writer of f, which holds what at says.
+func start(f *os.File, path string, cfg Config, at Mark) *Recorder {
 	r := &Recorder{cfg: cfg, f: f, path: path, q: make(chan queued, cfg.Queue), done: make(chan struct{})}
-	r.bytes.Store(size)
-	r.granule.Store(max(granule, 0))
+	r.written.Store(&at)
 	go r.run()
 	return r
 }
@@ -322,8 +320,8 @@ func (r *Recorder) run() {
 			r.fail(fmt.Errorf("record: write chunk %d: %w", c.Seq, err))
 			continue
 		}
-		r.bytes.Add(int64(len(page)))
-		r.granule.Store(header(page).Granule)
+		w := r.written.Load()
+		r.written.Store(&Mark{Bytes: w.Bytes + int64(len(page)), Granule: header(page).Granule, Next: c.Seq + 1})
 		if now := r.cfg.Now(); now.Sub(lastSync) >= r.cfg.SyncEvery {
 			if err := r.cfg.Knobs.sync(r.f); err != nil {
 				r.fail(fmt.Errorf("record: sync: %w", err))
@@ -384,12 +382,28 @@ func (r *Recorder) Detach() error {
 	return errors.Join(errs...)
 }
 
+// Mark is how far a recording's file goes: a reader that reads no further
+// than Bytes reads whole pages, and the program goes on after them from
+// chunk Next (what pausing left out is before it), which is how a listener
+// who rewound into the file joins the live program without a hole.
+type Mark struct {
+	Bytes   int64  // the file's size
+	Granule int64  // the granule position of its last page
+	Next    uint64 // the program's chunk after the last one written
+}
+
+// Written returns how far the file goes, in one consistent read.
+func (r *Recorder) Written() Mark { return *r.written.Load() }
+
+// Path is the recording's file.
+func (r *Recorder) Path() string { return r.path }
+
 // Bytes returns the file's size so far.
-func (r *Recorder) Bytes() int64 { return r.bytes.Load() }
+func (r *Recorder) Bytes() int64 { return r.Written().Bytes }
 
 // Duration returns the audio written so far: what was recorded, without the
 // time spent paused.
-func (r *Recorder) Duration() time.Duration { return granuleDuration(r.granule.Load()) }
+func (r *Recorder) Duration() time.Duration { return granuleDuration(r.Written().Granule) }
 
 // Dropped returns how many chunks never reached the file.
 func (r *Recorder) Dropped() int64 { return r.dropped.Load() }

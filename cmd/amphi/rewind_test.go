@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/tone"
+)
+
+// ear keeps the packets a listener receives, in order.
+type ear struct {
+	mu   sync.Mutex
+	pkts [][]byte
+}
+
+func (e *ear) add(pkt []byte, _ int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pkts = append(e.pkts, append([]byte(nil), pkt...))
+}
+
+// tones decodes what e received and names the tone of each 100 ms block
+// ("440", "880" or "" for neither).
+func (e *ear) tones(t *testing.T) []string {
+	e.mu.Lock()
+	pcm := decode(t, e.pkts)
+	e.mu.Unlock()
+	var out []string
+	for i := 0; i+4800 <= len(pcm); i += 4800 {
+		b := pcm[i : i+4800]
+		switch {
+		case tone.Present(b, amphi.SampleRate, 440, 880):
+			out = append(out, "440")
+		case tone.Present(b, amphi.SampleRate, 880, 440):
+			out = append(out, "880")
+		default:
+			out = append(out, "")
+		}
+	}
+	return out
+}
+
+// first returns the first tone heard and the block where the other was
+// first heard after it (-1 if never).
+func first(blocks []string) (tone string, other int) {
+	other = -1
+	for i, b := range blocks {
+		switch {
+		case b == "":
+		case tone == "":
+			tone = b
+		case b != tone && other < 0:
+			other = i
+		}
+	}
+	return tone, other
+}
+
+// TestFromStartWhileLiveHearsTheFirstToneFirst rewinds a live space: a
+// speaker played 440 Hz, then 880 Hz, which is what is live when the
+// listeners come. One asking from=start hears 440 Hz first, then 880 Hz,
+// and goes on live; one asking from=-1s hears 880 Hz at once.
+func TestFromStartWhileLiveHearsTheFirstToneFirst(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Rewind", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stop := s.playUntilStopped(t, ctx, 880)
+	defer stop()
+	time.Sleep(3 * time.Second) // 880 Hz is live, 440 Hz long gone from the burst
+
+	// The server says how far behind live a rewound stream starts.
+	adm, err := c.Join(ctx, sp.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(adm.ListenURL + "&from=start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if behind, err := strconv.ParseFloat(resp.Header.Get("Amphi-Behind"), 64); err != nil || behind < 4 {
+		t.Errorf("from=start: Amphi-Behind %q, want at least the 5 s the space has been on", resp.Header.Get("Amphi-Behind"))
+	}
+	if resp, err := http.Get(adm.ListenURL + "&from=yesterday"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("from=yesterday: %d, want 400", resp.StatusCode)
+	}
+
+	listen := func(from string, e *ear) *client.ListenStats {
+		lctx, lcancel := context.WithTimeout(ctx, 4*time.Second)
+		defer lcancel()
+		st, err := c.Listen(lctx, sp.ID, client.ListenOptions{From: from, OnPacket: e.add, ResumeFor: -1})
+		if err != nil {
+			t.Errorf("listen from %s: %v", from, err)
+		}
+		return st
+	}
+	var fromStart, fromLast ear
+	var st *client.ListenStats
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); st = listen("start", &fromStart) }()
+	go func() { defer wg.Done(); listen("-1s", &fromLast) }()
+	wg.Wait()
+
+	blocks := fromStart.tones(t)
+	if heard, then := first(blocks); heard != "440" || then < 0 {
+		t.Errorf("from=start heard %q first and the other tone at block %d, want 440 Hz then 880 Hz: %q", heard, then, blocks)
+	}
+	// The past came at once and the stream went on live: it holds more
+	// than the program had when it began (over 5 s), plus what followed.
+	if st != nil && (st.Audio < 7*time.Second || st.Holes > 0) {
+		t.Errorf("from=start received %v of audio in 4 s with %d holes, want the 5 s past and the live audio after it, with no hole where they meet", st.Audio, st.Holes)
+	}
+	if heard, _ := first(fromLast.tones(t)); heard != "880" {
+		t.Errorf("from=-1s heard %q first, want 880 Hz", heard)
+	}
+}
