@@ -153,6 +153,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 			err = amphi.Errorf(amphi.EInvalid, "from_seq must be a chunk number")
 		}
 	}
+	// "from" rewinds the stream: from=start, from=-5m (rewind.go).
 	rw, rewinding, rerr := parseRewind(q)
 	if err == nil {
 		err = rerr
