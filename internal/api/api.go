@@ -238,6 +238,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("OPTIONS /spaces/{id}/whip", s.handleWHIPOptions)
 	s.mux.HandleFunc("DELETE /spaces/{id}/whip/{session}", s.handleWHIPDelete)
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
+	s.mux.HandleFunc("GET /spaces/{id}/replay/{name}", s.handleReplayHLS)
 	s.mux.HandleFunc("DELETE /spaces/{id}/recording", s.handleRecordingDelete)
 	s.mux.HandleFunc("POST /spaces/{id}/clips", s.handleClipCreate)
 	s.mux.HandleFunc("GET /clips/{file}", s.handleClipFile)

@@ -245,23 +245,9 @@ func queryDuration(q url.Values, name string) (time.Duration, error) {
 // reader that stops is cut (progressWriter).
 func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	sp, err := s.db.Space(r.Context(), id)
+	sp, f, err := s.openRecording(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
-		return
-	}
-	if sp.State != amphi.StateEnded {
-		s.error(w, r, amphi.Errorf(amphi.EConflict, "the recording of space %s is served once it has ended", id))
-		return
-	}
-	rec, err := s.db.Recording(r.Context(), id)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	f, err := os.Open(filepath.Join(s.cfg.DataDir, rec.Path))
-	if err != nil {
-		s.error(w, r, amphi.Errorf(amphi.ENotFound, "space %s has no recording", id))
 		return
 	}
 	defer f.Close()
@@ -274,4 +260,24 @@ func (s *Server) handleRecording(w http.ResponseWriter, r *http.Request) {
 	pw, done := newProgressWriter(w)
 	defer done()
 	http.ServeContent(pw, r, id+".opus", modified, f)
+}
+
+// openRecording returns an ended space and its open recording.
+func (s *Server) openRecording(ctx context.Context, id string) (*amphi.Space, *os.File, error) {
+	sp, err := s.db.Space(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sp.State != amphi.StateEnded {
+		return nil, nil, amphi.Errorf(amphi.EConflict, "the recording of space %s is served once it has ended", id)
+	}
+	rec, err := s.db.Recording(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(filepath.Join(s.cfg.DataDir, rec.Path))
+	if err != nil {
+		return nil, nil, amphi.Errorf(amphi.ENotFound, "space %s has no recording", id)
+	}
+	return sp, f, nil
 }

@@ -128,12 +128,6 @@ type Range struct {
 	Bytes    int64
 }
 
-// packet is an Opus packet with the granule positions it spans.
-type packet struct {
-	data       []byte
-	start, end int64
-}
-
 // Cut writes to w the range [from, to) of the recording as a standalone
 // Ogg Opus stream whose comment header holds comments ("KEY=value", e.g.
 // "TITLE=…"). The range is cut to the sample: the first packet's start is
@@ -149,36 +143,61 @@ func (rec *Recording) Cut(w io.Writer, from, to time.Duration, comments ...strin
 	if err != nil {
 		return Range{}, err
 	}
-	if len(pkts) == 0 || pkts[0].start > gFrom || pkts[len(pkts)-1].end < gTo {
+	if len(pkts) == 0 || pkts[0].Start > gFrom || pkts[len(pkts)-1].End < gTo {
 		return Range{}, fmt.Errorf("clip: the recording has no audio for all of [%v, %v)", from, to)
 	}
-	base := pkts[0].start
+	base := pkts[0].Start
 	cw := &countingWriter{w: w}
 	out := writer{w: cw, serial: rec.clipSerial(from, to)}
 	if err := out.headers(rec.head, gFrom-base, comments); err != nil {
 		return Range{}, err
 	}
 	for i, p := range pkts {
-		granule := p.end - base
+		granule := p.End - base
 		last := i == len(pkts)-1
 		if last {
 			granule = gTo - base // end trimming: the decoder drops the rest
 		}
-		if err := out.add(p.data, granule, last); err != nil {
+		if err := out.add(p.Data, granule, last); err != nil {
 			return Range{}, err
 		}
 	}
 	return Range{From: from, To: to, Bytes: cw.n}, nil
 }
 
+// Packet is one Opus packet of a recording: its bytes and the granule
+// positions it spans.
+type Packet struct {
+	Data       []byte
+	Start, End int64
+}
+
+// Packets returns the recording's packets that start at granule positions
+// in [from, to): consecutive ranges share none, so a recording can be
+// served as segments (an HLS replay).
+func (rec *Recording) Packets(from, to int64) ([]Packet, error) {
+	pkts, err := rec.packets(from, to)
+	if err != nil {
+		return nil, err
+	}
+	first := 0
+	for first < len(pkts) && pkts[first].Start < from {
+		first++
+	}
+	return pkts[first:], nil
+}
+
+// End is the granule position the recording's audio ends at.
+func (rec *Recording) End() int64 { return rec.end }
+
 // packets returns the recording's packets that end after from, up to the
 // first that starts at or after to.
-func (rec *Recording) packets(from, to int64) ([]packet, error) {
+func (rec *Recording) packets(from, to int64) ([]Packet, error) {
 	off, err := rec.seek(from)
 	if err != nil {
 		return nil, err
 	}
-	var out []packet
+	var out []Packet
 	var partial []byte // a packet begun on an earlier page
 	for off < rec.size {
 		p, err := rec.pageAt(off)
@@ -210,20 +229,20 @@ func (rec *Recording) packets(from, to int64) ([]packet, error) {
 		// The packets ending on the page end at its granule position:
 		// work their spans out backwards.
 		end := p.h.Granule
-		spans := make([]packet, len(pieces))
+		spans := make([]Packet, len(pieces))
 		for i := len(pieces) - 1; i >= 0; i-- {
 			n, ok := opuspkt.Samples(pieces[i])
 			if !ok {
 				return nil, fmt.Errorf("clip: a malformed Opus packet in page %d", p.h.Seq)
 			}
-			spans[i] = packet{data: pieces[i], start: end - int64(n), end: end}
+			spans[i] = Packet{Data: pieces[i], Start: end - int64(n), End: end}
 			end -= int64(n)
 		}
 		for _, sp := range spans {
-			if sp.start >= to {
+			if sp.Start >= to {
 				return out, nil
 			}
-			if sp.end > from {
+			if sp.End > from {
 				out = append(out, sp)
 			}
 		}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/client"
+	"github.com/amphi-audio/amphi/internal/tone"
+)
+
+// TestTheReplayIsServedAsHLSVOD: an ended space's recording plays as HLS
+// VOD in ffmpeg, an independent client, sample for sample what the Ogg
+// recording plays, across the segments' boundaries.
+func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
+	t.Parallel()
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Skip("ffmpeg is not installed: the README's test command installs it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Replay me", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	playlist := m.URL() + "/spaces/" + sp.ID + "/replay/index.m3u8"
+	if resp, _ := get(t, ctx, http.DefaultClient, playlist); resp.StatusCode != http.StatusConflict {
+		t.Errorf("the replay of a live space: %d, want 409", resp.StatusCode)
+	}
+	// A tone across the first segment's end (6 s).
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 500*time.Millisecond, 7500*time.Millisecond, 8*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
+		t.Fatal(err)
+	}
+
+	resp, body := get(t, ctx, http.DefaultClient, playlist)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "#EXT-X-PLAYLIST-TYPE:VOD") || !strings.HasSuffix(string(body), "#EXT-X-ENDLIST\n") {
+		t.Fatalf("the replay playlist: %d\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, ctx, http.DefaultClient, m.URL()+"/spaces/"+sp.ID+"/replay/99.m4s"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a segment past the end: %d, want 404", resp.StatusCode)
+	}
+
+	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-v", "error", "-i", playlist, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
+	if err != nil || len(bytes.TrimSpace(stderr.Bytes())) > 0 {
+		t.Fatalf("ffmpeg playing the replay: %v\n%s", err, stderr.Bytes())
+	}
+	vod := make([]int16, len(raw)/2)
+	binary.Decode(raw, binary.LittleEndian, vod)
+	ogg := ffmpegPCM(t, "recording", fetch(t, ctx, m.URL()+"/spaces/"+sp.ID+"/recording.opus"))
+	if d := time.Duration(len(vod)-len(ogg)) * time.Second / amphi.SampleRate; d < -20*time.Millisecond || d > 20*time.Millisecond {
+		t.Errorf("the VOD plays %d samples, the recording %d", len(vod), len(ogg))
+	}
+	worst := 0.0
+	for i := amphi.SampleRate * 80 / 1000; i < min(len(vod), len(ogg)); i++ {
+		worst = math.Max(worst, math.Abs(float64(vod[i])-float64(ogg[i])))
+	}
+	if worst > 1 {
+		t.Errorf("the VOD differs from the recording by up to %v", worst)
+	}
+	if at6 := vod[6*amphi.SampleRate-2400 : 6*amphi.SampleRate+2400]; !tone.Present(at6, amphi.SampleRate, 440, 1000) {
+		t.Error("no tone across the first segment's end")
+	}
+}
