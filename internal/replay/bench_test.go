@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // headers and last page read, the bisection, the packets copied into a
 // fragment (the page cache warm).
 func BenchmarkSegmentOfTwoHours(b *testing.B) {
-	path := cliptest.Recording(b, 2*time.Hour)
+	path := longRecording(b, 2*time.Hour)
 	for b.Loop() {
 		f, err := os.Open(path)
 		if err != nil {
@@ -39,7 +40,7 @@ func BenchmarkSegmentOfTwoHours(b *testing.B) {
 // what the recording plays, and each segment starts where the one before
 // it ended.
 func TestAPlaylistListsTheWholeRecording(t *testing.T) {
-	path := cliptest.Recording(t, 61*time.Second)
+	path := longRecording(t, 61*time.Second)
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -61,4 +62,13 @@ func TestAPlaylistListsTheWholeRecording(t *testing.T) {
 	if _, err := replay.Segment(rec, replay.Segments(rec)); err != replay.ErrSegment {
 		t.Errorf("the segment after the last: %v, want ErrSegment", err)
 	}
+}
+
+// longRecording writes a recording of d in a temporary directory.
+func longRecording(tb testing.TB, d time.Duration) string {
+	path := filepath.Join(tb.TempDir(), "long.opus")
+	if err := cliptest.Write(path, d); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
