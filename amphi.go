@@ -108,7 +108,11 @@ type Role string
 
 // Roles, from most to least powerful.
 const (
-	RoleHost    Role = "host"
+	RoleHost Role = "host"
+	// RoleCohost speaks as a speaker does and clips as the host does; a
+	// host mints co-host tokens for the people who run the space with
+	// them. Ending the space, moderating and deleting stay the host's.
+	RoleCohost  Role = "cohost"
 	RoleSpeaker Role = "speaker"
 )
 

@@ -148,6 +148,16 @@ func TestClipRequestsThatCannotBeServedAreRefused(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d with an error", tc.name, st, out, tc.want)
 		}
 	}
+	// A co-host the host named clips; a speaker (above) does not.
+	_, minted := call(t, http.MethodPost, m.URL()+"/spaces/"+sp.ID+"/tokens",
+		map[string]string{"role": "cohost", "name": "Ada"}, map[string]string{"Authorization": "Bearer " + sp.HostToken})
+	cohost, _ := minted["token"].(string)
+	if cohost == "" {
+		t.Fatalf("minting a co-host token: %v", minted)
+	}
+	if st, out := postClip(t, m.URL(), sp.ID, cohost, clipBody{"from": "0s", "to": "1s"}); st != http.StatusCreated {
+		t.Errorf("a co-host's clip: %d %v, want 201", st, out)
+	}
 	// A cut a crash interrupted left a file nobody was told of: it is
 	// not served, nor is a clip that does not exist.
 	os.MkdirAll(filepath.Join(dir, "clips"), 0o700)

@@ -35,6 +35,9 @@ func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
 		t.Fatal(err)
 	}
 	playlist := m.URL() + "/spaces/" + sp.ID + "/replay/index.m3u8"
+	if _, v := call(t, http.MethodGet, m.URL()+"/spaces/"+sp.ID, nil, nil); v["replay_hls_url"] != playlist {
+		t.Errorf("the space's replay_hls_url is %v, want %s", v["replay_hls_url"], playlist)
+	}
 	if resp, _ := get(t, ctx, http.DefaultClient, playlist); resp.StatusCode != http.StatusConflict {
 		t.Errorf("the replay of a live space: %d, want 409", resp.StatusCode)
 	}

@@ -240,6 +240,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /spaces/{id}/recording.opus", s.handleRecording)
 	s.mux.HandleFunc("GET /spaces/{id}/replay/{name}", s.handleReplayHLS)
 	s.mux.HandleFunc("DELETE /spaces/{id}/recording", s.handleRecordingDelete)
+	s.mux.HandleFunc("GET /spaces/{id}/timeline", s.handleTimeline)
 	s.mux.HandleFunc("POST /spaces/{id}/clips", s.handleClipCreate)
 	s.mux.HandleFunc("GET /clips/{file}", s.handleClipFile)
 	s.mux.HandleFunc("GET /clips/{clip}/waveform.png", s.handleClipWaveform)
@@ -394,6 +395,8 @@ func (c *caller) name() string {
 		return accountName(c.user)
 	case c.role == amphi.RoleHost:
 		return "Host"
+	case c.role == amphi.RoleCohost:
+		return "Co-host"
 	}
 	return "Speaker"
 }

@@ -63,10 +63,11 @@ func (s *Server) clipView(r *http.Request, c *amphi.Clip) *clipView {
 }
 
 // handleClipCreate cuts a clip: POST /spaces/{id}/clips with a host's
-// credential and {"from": "12s", "to": "16s", "title": "…"}.
+// or a co-host's credential and {"from": "12s", "to": "16s",
+// "title": "…"}.
 func (s *Server) handleClipCreate(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.authorize(r, id, amphi.RoleHost); err != nil {
+	if _, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleCohost); err != nil {
 		s.error(w, r, err)
 		return
 	}

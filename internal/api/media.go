@@ -45,7 +45,7 @@ func notLive(sp *amphi.Space) error {
 // credentials may use, and who they are.
 func (s *Server) stageOf(r *http.Request) (*space.Space, *caller, error) {
 	id := r.PathValue("id")
-	c, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleSpeaker)
+	c, err := s.authorize(r, id, amphi.RoleHost, amphi.RoleCohost, amphi.RoleSpeaker)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -136,7 +136,7 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 // the few on stage as server-sent events.
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	c, sp, err := s.liveRoom(r, amphi.RoleHost, amphi.RoleSpeaker)
+	c, sp, err := s.liveRoom(r, amphi.RoleHost, amphi.RoleCohost, amphi.RoleSpeaker)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -390,7 +390,7 @@ func (s *Server) answerRequest(w http.ResponseWriter, r *http.Request, answer st
 	var token string
 	if answer == space.RequestApproved {
 		// Minted outside the room's lock: it writes to the database.
-		m, err := s.mintSpeaker(r.Context(), id, name, defaultSpeakerTTL)
+		m, err := s.mintSpeaker(r.Context(), id, amphi.RoleSpeaker, name, defaultSpeakerTTL)
 		if err != nil {
 			s.error(w, r, err)
 			return

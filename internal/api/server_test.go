@@ -158,7 +158,7 @@ func (ts *testServer) scheduled() created {
 // speaker mints a speaker token lasting ttl (expired if negative).
 func (ts *testServer) speaker(spaceID string, ttl time.Duration) string {
 	ts.t.Helper()
-	m, err := ts.mintSpeaker(context.Background(), spaceID, "Ann", ttl)
+	m, err := ts.mintSpeaker(context.Background(), spaceID, amphi.RoleSpeaker, "Ann", ttl)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

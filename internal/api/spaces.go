@@ -41,6 +41,8 @@ type spaceView struct {
 	// HLSURL is the LL-HLS playlist; it needs a ticket (?ticket=).
 	HLSURL       string `json:"hls_url"`
 	RecordingURL string `json:"recording_url"`
+	// ReplayHLSURL is the recording as HLS VOD, once the space ended.
+	ReplayHLSURL string `json:"replay_hls_url"`
 	WHIPURL      string `json:"whip_url"`
 	// Speakers and Listeners are present while the space is on air on
 	// this server, and count only this server's.
@@ -66,7 +68,7 @@ func (s *Server) linksFor(r *http.Request) links {
 
 func (s *Server) view(l links, sp *amphi.Space) *spaceView {
 	base, listen := l.base+"/spaces/"+sp.ID, l.listen+"/spaces/"+sp.ID
-	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", HLSURL: listen + hlsEntry, RecordingURL: base + "/recording.opus", WHIPURL: base + "/whip"}
+	v := &spaceView{Space: sp, LiveURL: listen + "/listen", JoinURL: listen + "/join", HLSURL: listen + hlsEntry, RecordingURL: base + "/recording.opus", ReplayHLSURL: base + "/replay/index.m3u8", WHIPURL: base + "/whip"}
 	if here := s.spaces.Get(sp.ID); here != nil && here.Session() != nil {
 		n := len(here.Session().Stage().Speakers())
 		l := here.Waiting().Stats(s.cfg.Now()).Connected
@@ -278,8 +280,8 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	if req.Role != amphi.RoleSpeaker {
-		s.error(w, r, amphi.Errorf(amphi.EInvalid, "role must be %q", amphi.RoleSpeaker))
+	if req.Role != amphi.RoleSpeaker && req.Role != amphi.RoleCohost {
+		s.error(w, r, amphi.Errorf(amphi.EInvalid, "role must be %q or %q", amphi.RoleSpeaker, amphi.RoleCohost))
 		return
 	}
 	ttl := time.Duration(req.TTLSeconds) * time.Second
@@ -295,7 +297,7 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	resp, err := s.mintSpeaker(r.Context(), id, name, ttl)
+	resp, err := s.mintSpeaker(r.Context(), id, req.Role, name, ttl)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -303,15 +305,16 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-// mintSpeaker makes a speaker token for the space, named and expiring.
-func (s *Server) mintSpeaker(ctx context.Context, spaceID, name string, ttl time.Duration) (*mintResponse, error) {
+// mintSpeaker makes a token for the space's stage (a speaker's or a
+// co-host's), named and expiring.
+func (s *Server) mintSpeaker(ctx context.Context, spaceID string, role amphi.Role, name string, ttl time.Duration) (*mintResponse, error) {
 	token, hash, err := store.NewToken()
 	if err != nil {
 		return nil, err
 	}
 	now := s.cfg.Now().UTC()
 	exp := now.Add(ttl)
-	t := &store.Token{Hash: hash, SpaceID: spaceID, Role: amphi.RoleSpeaker, Name: name, CreatedAt: now, ExpiresAt: &exp}
+	t := &store.Token{Hash: hash, SpaceID: spaceID, Role: role, Name: name, CreatedAt: now, ExpiresAt: &exp}
 	if err := s.db.CreateToken(ctx, t); err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/amphi-audio/amphi/internal/program"
 	"github.com/amphi-audio/amphi/internal/record"
 	"github.com/amphi-audio/amphi/internal/stage"
+	"github.com/amphi-audio/amphi/internal/timeline"
 )
 
 // Publisher sends program chunks to the edges. *bus.Bus is one.
@@ -84,9 +85,12 @@ type Session struct {
 	stopErr  error
 
 	// Who was audible when, for speaking indicators: the last frame index
-	// at which each speaker id was heard, and the newest frame's index.
+	// at which each speaker id was heard, and the newest frame's index;
+	// and for the replay's timeline, the spans each was heard in, under
+	// the same lock so a frame someone speaks in takes one lock.
 	heardMu sync.Mutex
 	heard   map[string]uint64
+	spans   timeline.Spans
 	frame   atomic.Uint64
 }
 
@@ -183,9 +187,11 @@ func (s *Session) watchIdle(ctx context.Context, after time.Duration) {
 func (s *Session) onFrame(f mix.Frame) {
 	s.frame.Store(f.Index)
 	if len(f.Speaking) > 0 {
+		at := s.rec.Duration()
 		s.heardMu.Lock()
 		for _, id := range f.Speaking {
 			s.heard[id] = f.Index
+			s.spans.Heard(id, at)
 		}
 		s.heardMu.Unlock()
 	}
@@ -260,6 +266,34 @@ func (s *Session) Speaking(window time.Duration) []string {
 		}
 	}
 	return ids
+}
+
+// Spans appends to dst who was audible when since the last call, in the
+// recording's time (timeline.Spans.Flush): the spans that closed, then
+// forgotten, and those still open, kept. Spans that could not be stored go
+// back with RestoreSpans.
+//
+// The recording's time of a frame is the recorder's Duration when the
+// frame is mixed, which trails the frame by the chunk being packed and
+// the chunks queued for the disk (about 100 ms while the disk keeps up):
+// close enough to seek to, and it needs no bookkeeping per frame. While
+// the host has the recording paused that time stands still, so what is
+// said during a pause, which the recording leaves out, takes no time on
+// the timeline either; a span under way when the pause began goes on
+// after it, as the recording does.
+func (s *Session) Spans(dst []amphi.SpeakerSpan) []amphi.SpeakerSpan {
+	now := s.rec.Duration()
+	s.heardMu.Lock()
+	defer s.heardMu.Unlock()
+	return s.spans.Flush(dst, now)
+}
+
+// RestoreSpans takes back spans Spans returned that could not be stored,
+// for the next call to return again.
+func (s *Session) RestoreSpans(spans []amphi.SpeakerSpan) {
+	s.heardMu.Lock()
+	defer s.heardMu.Unlock()
+	s.spans.Restore(spans)
 }
 
 // Recorder returns the space's recorder.

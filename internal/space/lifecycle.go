@@ -25,6 +25,7 @@ type Store interface {
 	EndSpace(ctx context.Context, id string, from []amphi.State, at time.Time, why amphi.EndReason) (*amphi.Space, error)
 	PutRecording(ctx context.Context, r *amphi.Recording) error
 	UnfinalizedRecordings(ctx context.Context) ([]*amphi.Recording, error)
+	PutTimeline(ctx context.Context, spaceID string, spans []amphi.SpeakerSpan, counts []amphi.ReactionCount) error
 }
 
 var _ Store = (*store.DB)(nil)
@@ -59,6 +60,8 @@ type Lifecycle struct {
 	db       Store
 	sessions Sessions
 	idleEnds sync.WaitGroup // endWhenIdle, one per space on air
+	// timelines runs keepTimeline, one per space on air.
+	timelines sync.WaitGroup
 }
 
 // NewLifecycle returns the lifecycle of the spaces in dir, stored in db and
@@ -97,7 +100,8 @@ func (l *Lifecycle) Start(ctx context.Context, id string, place *live.Place) (*a
 	if err != nil {
 		return nil, l.failStart(ctx, id, err)
 	}
-	l.dir.putOnAir(id, sess, l.cfg.Now())
+	on := l.dir.putOnAir(id, sess, l.cfg.Now())
+	l.timelines.Go(func() { l.keepTimeline(on) })
 	l.idleEnds.Go(func() { l.endWhenIdle(sess) })
 	return sp, nil
 }
@@ -121,6 +125,12 @@ func (l *Lifecycle) End(ctx context.Context, id string, why amphi.EndReason) (*a
 	sp := l.dir.remove(id, why)
 	stopErr := l.sessions.Stop(id)
 	if sp != nil && sp.session != nil {
+		// Its timeline's last flush, so that whoever reads it once the
+		// space has ended reads all of it.
+		select {
+		case <-sp.saved:
+		case <-ctx.Done():
+		}
 		rec := sp.session.Recorder()
 		if err := l.db.PutRecording(ctx, &amphi.Recording{
 			SpaceID: id, Path: recordingPath(id), Duration: rec.Duration(), Bytes: rec.Bytes(), Finalized: true,
@@ -167,9 +177,13 @@ func (l *Lifecycle) endWhenIdle(sess *live.Session) {
 	}
 }
 
-// Wait waits for the ends of idle spaces under way. Call it once the live
-// manager is closed, before the store is.
-func (l *Lifecycle) Wait() { l.idleEnds.Wait() }
+// Wait waits for the ends of idle spaces under way and the timelines'
+// last flushes. Call it once the live manager is closed, before the store
+// is.
+func (l *Lifecycle) Wait() {
+	l.idleEnds.Wait()
+	l.timelines.Wait()
+}
 
 // Recover puts back on air the spaces a crash left live, and finishes the
 // recordings it left open. A live space resumes in its own place on air
@@ -217,7 +231,8 @@ func (l *Lifecycle) resume(sp *amphi.Space, rec *amphi.Recording) error {
 	if err != nil {
 		return err
 	}
-	l.dir.putOnAir(sp.ID, sess, l.cfg.Now())
+	on := l.dir.putOnAir(sp.ID, sess, l.cfg.Now())
+	l.timelines.Go(func() { l.keepTimeline(on) })
 	l.idleEnds.Go(func() { l.endWhenIdle(sess) })
 	return nil
 }

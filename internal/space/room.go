@@ -10,6 +10,7 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/store"
+	"github.com/amphi-audio/amphi/internal/timeline"
 )
 
 // What a space's room holds beyond the audio: who is on stage under what
@@ -90,11 +91,18 @@ type Room struct {
 	revoked map[string]bool
 	ended   chan struct{}   // closed when the space goes off air here
 	why     amphi.EndReason // set before ended is closed
+	// recorded is how far the recording goes: a reaction's place on the
+	// replay's timeline. counts holds the reactions per bucket of that
+	// time not yet stored (Lifecycle.keepTimeline).
+	recorded func() time.Duration
+	counts   timeline.Reactions
 }
 
-func newRoom() *Room {
+// newRoom returns the room of a space whose recording has lasted recorded()
+// so far.
+func newRoom(recorded func() time.Duration) *Room {
 	return &Room{requests: map[string]*SpeakRequest{}, names: map[string]onStage{}, ended: make(chan struct{}),
-		cuts: map[string][]chan struct{}{}, revoked: map[string]bool{}}
+		cuts: map[string][]chan struct{}{}, revoked: map[string]bool{}, recorded: recorded}
 }
 
 // close ends the room for why: its event streams say so and stop.
@@ -308,9 +316,12 @@ func (rm *Room) Answer(id, status, token string) (SpeakRequest, error) {
 }
 
 // React adds count reactions of the kind (an index in ReactionKinds) at
-// now.
+// now. On the replay's timeline they count where the recording is when
+// they arrive: listeners hear the program a little late (seconds with the
+// default player), which the timeline's 5 s buckets mostly absorb.
 func (rm *Room) React(kind, count int, now time.Time) {
 	sec := now.Unix()
+	at := rm.recorded()
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	b := &rm.reactions[sec%reactionWindow]
@@ -318,6 +329,22 @@ func (rm *Room) React(kind, count int, now time.Time) {
 		*b = reactionBucket{sec: sec}
 	}
 	b.n[kind] += count
+	rm.counts.Add(ReactionKinds[kind], count, at)
+}
+
+// flushCounts appends to dst the reactions counted since the last flush
+// (timeline.Reactions.Flush).
+func (rm *Room) flushCounts(dst []amphi.ReactionCount) []amphi.ReactionCount {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return rm.counts.Flush(dst)
+}
+
+// restoreCounts takes back counts a flush returned that were not stored.
+func (rm *Room) restoreCounts(counts []amphi.ReactionCount) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.counts.Restore(counts)
 }
 
 func (rm *Room) reactionsLocked(now time.Time) map[string]int {

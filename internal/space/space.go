@@ -30,6 +30,10 @@ type Space struct {
 	waiting *gate.Room
 	session *live.Session // nil where not on air here
 	room    *Room         // nil where not on air here
+	// saved is closed once the timeline of the session is stored for the
+	// last time, after the session stopped (Lifecycle.keepTimeline); nil
+	// where not on air here.
+	saved chan struct{}
 }
 
 // ID is the space's id.
@@ -103,11 +107,11 @@ func (d *Directory) Open(id string, opensAt time.Time) *gate.Room {
 
 // putOnAir makes the space on air here in the session: its waiting room,
 // kept if it had one, opens at now, its room opens empty and its cached
-// state is forgotten.
-func (d *Directory) putOnAir(id string, sess *live.Session, now time.Time) {
+// state is forgotten. It returns the space on air.
+func (d *Directory) putOnAir(id string, sess *live.Session, now time.Time) *Space {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	sp := &Space{id: id, session: sess, room: newRoom()}
+	sp := &Space{id: id, session: sess, room: newRoom(sess.Recorder().Duration), saved: make(chan struct{})}
 	if old := d.spaces[id]; old != nil {
 		sp.waiting = old.waiting
 	} else {
@@ -116,6 +120,7 @@ func (d *Directory) putOnAir(id string, sess *live.Session, now time.Time) {
 	sp.waiting.OpenAt(now)
 	d.spaces[id] = sp
 	d.states.forget(id)
+	return sp
 }
 
 // remove forgets the space that ended for why: its waiting room closes,

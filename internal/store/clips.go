@@ -62,9 +62,9 @@ func (db *DB) Clip(ctx context.Context, id string) (*amphi.Clip, error) {
 	return &c, nil
 }
 
-// DeleteRecording forgets a space's recording and its clips, and returns
-// their files' paths (relative to the data directory) for the caller to
-// remove: the rows go first, so nothing is served from a file being
+// DeleteRecording forgets a space's recording, its clips and its timeline,
+// and returns their files' paths (relative to the data directory) for the
+// caller to remove: the rows go first, so nothing is served from a file being
 // removed; a crash in between leaves files nobody serves. It fails with
 // amphi.ENotFound when the space has no recording.
 func (db *DB) DeleteRecording(ctx context.Context, spaceID string) ([]string, error) {
@@ -105,8 +105,12 @@ func (db *DB) deleteRecording(ctx context.Context, spaceID string) ([]string, er
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, amphi.Errorf(amphi.ENotFound, "space %q has no recording", spaceID)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM clips WHERE space_id = ?`, spaceID); err != nil {
-		return nil, err
+	// The timeline describes the recording: it goes with it.
+	for _, q := range []string{`DELETE FROM clips WHERE space_id = ?`, `DELETE FROM speaker_spans WHERE space_id = ?`,
+		`DELETE FROM reaction_buckets WHERE space_id = ?`} {
+		if _, err := tx.ExecContext(ctx, q, spaceID); err != nil {
+			return nil, err
+		}
 	}
 	return paths, tx.Commit()
 }

@@ -242,6 +242,45 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX clips_space_id ON clips (space_id, created_at)`,
 	},
+	// 6: the timeline of a recording: who spoke when, reactions per
+	// bucket (internal/timeline). Times are of the recording, in
+	// milliseconds and seconds. A span is keyed by its start, so storing
+	// it again as it grows updates one row.
+	{
+		`CREATE TABLE speaker_spans (
+			space_id   TEXT NOT NULL REFERENCES spaces (id) ON DELETE CASCADE,
+			speaker_id TEXT NOT NULL,
+			from_ms    INTEGER NOT NULL CHECK (from_ms >= 0),
+			to_ms      INTEGER NOT NULL CHECK (to_ms >= from_ms),
+			name       TEXT NOT NULL,
+			PRIMARY KEY (space_id, speaker_id, from_ms)
+		) WITHOUT ROWID`,
+		`CREATE TABLE reaction_buckets (
+			space_id TEXT NOT NULL REFERENCES spaces (id) ON DELETE CASCADE,
+			at_s     INTEGER NOT NULL CHECK (at_s >= 0),
+			kind     TEXT NOT NULL,
+			count    INTEGER NOT NULL CHECK (count > 0),
+			PRIMARY KEY (space_id, at_s, kind)
+		) WITHOUT ROWID`,
+	},
+	// 7: co-hosts. SQLite cannot change a CHECK in place: the tokens
+	// table is rebuilt with the role added, its rows and index kept.
+	{
+		`CREATE TABLE tokens_v7 (
+			hash       BLOB PRIMARY KEY CHECK (length(hash) = 32),
+			space_id   TEXT NOT NULL REFERENCES spaces (id) ON DELETE CASCADE,
+			role       TEXT NOT NULL CHECK (role IN ('host', 'cohost', 'speaker')),
+			created_at INTEGER NOT NULL,
+			name       TEXT NOT NULL DEFAULT '',
+			expires_at INTEGER,
+			revoked_at INTEGER
+		) WITHOUT ROWID`,
+		`INSERT INTO tokens_v7 (hash, space_id, role, created_at, name, expires_at, revoked_at)
+			SELECT hash, space_id, role, created_at, name, expires_at, revoked_at FROM tokens`,
+		`DROP TABLE tokens`,
+		`ALTER TABLE tokens_v7 RENAME TO tokens`,
+		`CREATE INDEX tokens_space_id ON tokens (space_id)`,
+	},
 }
 
 // migrate applies the migrations the database lacks.

@@ -620,3 +620,40 @@ func TestARecordingIsDeletedWithItsClipsAndExpires(t *testing.T) {
 		t.Errorf("expired after the deletion: %v", ids)
 	}
 }
+
+// TestCohostTokensAfterAnUpgrade opens a file made before co-hosts
+// (schema 6): the rebuilt tokens table keeps every token and takes a
+// co-host's.
+func TestCohostTokensAfterAnUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "amphi.db")
+	all := migrations
+	migrations = all[:6]
+	db, err := Open(t.Context(), path)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCreate(t, db, space("old", amphi.StateLive, t0))
+	hostTok, hostHash := mustToken(t)
+	if err := db.CreateToken(t.Context(), &Token{Hash: hostHash, SpaceID: "old", Role: amphi.RoleHost, Name: "Hal", CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if db, err = Open(t.Context(), path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if role, err := tokenRole(db, t.Context(), HashToken(hostTok), "old"); err != nil || role != amphi.RoleHost {
+		t.Fatalf("the host's token after the upgrade: %q, %v", role, err)
+	}
+	coTok, coHash := mustToken(t)
+	if err := db.CreateToken(t.Context(), &Token{Hash: coHash, SpaceID: "old", Role: amphi.RoleCohost, CreatedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if role, err := tokenRole(db, t.Context(), HashToken(coTok), "old"); err != nil || role != amphi.RoleCohost {
+		t.Fatalf("a co-host's token: %q, %v", role, err)
+	}
+}

@@ -41,7 +41,7 @@ func HashToken(token string) []byte {
 
 func validRole(r amphi.Role) bool {
 	switch r {
-	case amphi.RoleHost, amphi.RoleSpeaker:
+	case amphi.RoleHost, amphi.RoleCohost, amphi.RoleSpeaker:
 		return true
 	}
 	return false

@@ -49,6 +49,7 @@ func TestPagesAndAssetsHaveTheirTypesAndCacheHeaders(t *testing.T) {
 		{"/static/stage.js", "text/javascript; charset=utf-8", "public, max-age=300", "/state", 200},
 		{"/static/whip.js", "text/javascript; charset=utf-8", "public, max-age=300", "application/sdp", 200},
 		{"/static/room.css", "text/css; charset=utf-8", "public, max-age=300", "speaking", 200},
+		{"/static/replay.css", "text/css; charset=utf-8", "public, max-age=300", ".lane", 200},
 		{"/static/console.css", "text/css; charset=utf-8", "public, max-age=300", "", 200},
 		{"/static/nope.js", "", "", "", 404},
 		{"/static/index.html", "", "", "", 404}, // pages only at their own paths
@@ -115,7 +116,8 @@ func TestPagesLoadNothingFromElsewhere(t *testing.T) {
 	for _, p := range []string{"/", "/s/x", "/s/x/host", "/signin", "/setup", "/host",
 		"/static/app.css", "/static/home.js", "/static/space.js", "/static/pow-worker.js",
 		"/static/account.js", "/static/signin.js", "/static/setup.js", "/static/host.js", "/static/console.js",
-		"/static/stage.js", "/static/whip.js", "/static/room.css", "/static/console.css"} {
+		"/static/stage.js", "/static/whip.js", "/static/room.css", "/static/console.css",
+		"/s/x/replay", "/static/replay.js", "/static/replay.css"} {
 		rec := httptest.NewRecorder()
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
 		if b := rec.Body.String(); strings.Contains(b, "http://") || strings.Contains(b, "https://") || strings.Contains(b, "//cdn") {
