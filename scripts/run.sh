@@ -4,7 +4,7 @@
 # to `amphi serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh libopus-dev libopusfile-dev pkg-config gcc
+scripts/deps.sh libopus-dev libopusfile-dev libavcodec-dev pkg-config gcc
 mkdir -p bin
 go build -o bin/amphi ./cmd/amphi
 exec bin/amphi serve "$@"

@@ -60,25 +60,36 @@ func countingClient(w *wire) *http.Client {
 //
 // The segmenter's CPU per part is internal/hls's BenchmarkPartBuilt.
 func BenchmarkHLSListenerWire(b *testing.B) {
-	ctx, cancel := context.WithCancel(b.Context())
-	defer cancel()
 	m := MustRunMain(b, b.TempDir())
 	defer m.Close()
+	measureHLSWire(b, m, m.URL(), countingClient)
+}
+
+// measureHLSWire is BenchmarkHLSListenerWire with the HLS listener
+// joining and playing at base (amphi, or a proxy in front of it) through
+// the clients hc makes, which count their bytes in the wire they are
+// given; the Ogg listener reads from amphi itself.
+func measureHLSWire(b *testing.B, m *Main, base string, hc func(*wire) *http.Client) {
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
 	sp := createSpace(b, ctx, m.URL())
 	c := client.New(m.URL())
 	spk := dialSpeaker(b, ctx, c, sp.ID, sp.SpeakerToken)
 	go spk.play(ctx, 440, 0, time.Hour, time.Hour)
-	// Two listeners, two tickets: a ticket's newest use ends its others.
-	var adm [2]*client.Admission
-	for i := range adm {
-		var err error
-		if adm[i], err = c.Join(ctx, sp.ID, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
 	var hlsWire, oggWire wire
+	// Two listeners, two tickets: a ticket's newest use ends its others.
+	hlsClient := client.New(base)
+	hlsClient.HTTP = hc(new(wire)) // the join is not counted
+	hlsAdm, err := hlsClient.Join(ctx, sp.ID, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	oggAdm, err := c.Join(ctx, sp.ID, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	var opus atomic.Int64
-	resp, err := countingClient(&oggWire).Get(adm[1].ListenURL + "&flush=200ms")
+	resp, err := countingClient(&oggWire).Get(oggAdm.ListenURL + "&flush=200ms")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -96,7 +107,7 @@ func BenchmarkHLSListenerWire(b *testing.B) {
 	time.Sleep(time.Second) // past the Ogg listener's burst
 	var start time.Time
 	parts := 0
-	err = followHLS(b, ctx, countingClient(&hlsWire), adm[0].HLSURL, func(string, []byte) bool {
+	err = followHLS(b, ctx, hc(&hlsWire), hlsAdm.HLSURL, func(string, []byte) bool {
 		if start.IsZero() { // the first part, once the player has started
 			b.ResetTimer()
 			start = time.Now()

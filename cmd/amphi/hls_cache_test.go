@@ -25,7 +25,14 @@ import (
 // front of upstream (host:port), on a free loopback port whose base URL it
 // returns with the access log, which names the upstream of each request
 // ("-" when the cache answered). It skips the test without nginx.
-func startNginx(t *testing.T, upstream string) (base, accessLog string) {
+func startNginx(t testing.TB, upstream string) (base, accessLog string) {
+	t.Helper()
+	return runNginx(t, upstream, nil)
+}
+
+// runNginx is startNginx, serving HTTPS with HTTP/2 when tls is set: a
+// certificate and its key, as PEM files.
+func runNginx(t testing.TB, upstream string, tls *[2]string) (base, accessLog string) {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
@@ -47,7 +54,7 @@ func startNginx(t *testing.T, upstream string) (base, accessLog string) {
 	conf := string(site)
 	for _, sub := range [][2]string{
 		{"server 127.0.0.1:8080;", "server " + upstream + ";"},
-		{"listen 80;", "listen " + addr + ";"},
+		{"listen 80;", listenLine(addr, tls)},
 		{"/var/cache/nginx/amphi-hls", filepath.Join(dir, "cache")},
 	} {
 		if !strings.Contains(conf, sub[0]) {
@@ -79,9 +86,12 @@ func startNginx(t *testing.T, upstream string) (base, accessLog string) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	base = "http://" + addr
+	base, hc := "http://"+addr, http.DefaultClient
+	if tls != nil {
+		base, hc = "https://"+addr, h2Client(nil)
+	}
 	waitFor(t, func() bool {
-		resp, err := http.Get(base + "/healthz")
+		resp, err := hc.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -94,7 +104,7 @@ func startNginx(t *testing.T, upstream string) (base, accessLog string) {
 // the newest part on: a blocking reload until the next part is listed,
 // then the part, and again while more(part's name, its bytes) says so.
 func followHLS(t testing.TB, ctx context.Context, hc *http.Client, entry string, more func(name string, media []byte) bool) error {
-	playlist := runPlaylist(t, ctx, entry)
+	playlist := runPlaylistWith(t, ctx, hc, entry)
 	resp, body := get(t, ctx, hc, playlist)
 	_, _, parts := mediaNames(string(body))
 	var msn, part int

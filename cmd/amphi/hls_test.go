@@ -18,8 +18,13 @@ import (
 	"github.com/amphi-audio/amphi/internal/tone"
 )
 
-// noRedirect is a client that shows redirects instead of following them.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// withoutRedirects returns a copy of hc that shows redirects instead of
+// following them.
+func withoutRedirects(hc *http.Client) *http.Client {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
 
 // get sends a GET and returns the response with its body read.
 func get(t testing.TB, ctx context.Context, c *http.Client, u string) (*http.Response, []byte) {
@@ -41,18 +46,34 @@ func get(t testing.TB, ctx context.Context, c *http.Client, u string) (*http.Res
 }
 
 // runPlaylist follows an HLS entry URL (hls_url with its ticket) to the
-// playlist of the program's run, and returns that URL.
+// playlist of the program's run in Opus, and returns that URL.
 func runPlaylist(t testing.TB, ctx context.Context, entry string) string {
 	t.Helper()
-	resp, body := get(t, ctx, noRedirect, entry)
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("GET %s: %d %s, want a redirect to the run's playlist", entry, resp.StatusCode, body)
+	return runPlaylistWith(t, ctx, http.DefaultClient, entry)
+}
+
+// runPlaylistWith is runPlaylist through hc.
+func runPlaylistWith(t testing.TB, ctx context.Context, hc *http.Client, entry string) string {
+	t.Helper()
+	return renditionPlaylist(t, ctx, hc, entry, "opus")
+}
+
+// renditionPlaylist reads the multivariant playlist at an HLS entry URL
+// and returns the URL of its rendition in codecs, with the ticket.
+func renditionPlaylist(t testing.TB, ctx context.Context, hc *http.Client, entry, codecs string) string {
+	t.Helper()
+	resp, body := get(t, ctx, withoutRedirects(hc), entry)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("GET %s: %d, Cache-Control %q: %s; want the listener's own multivariant playlist", entry, resp.StatusCode, resp.Header.Get("Cache-Control"), body)
 	}
-	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
+	lines := strings.Split(string(body), "\n")
+	for i, line := range lines[:len(lines)-1] {
+		if strings.HasPrefix(line, "#EXT-X-STREAM-INF:") && strings.Contains(line, `CODECS="`+codecs+`"`) {
+			return resolve(t, entry, lines[i+1])
+		}
 	}
-	return loc.String()
+	t.Fatalf("GET %s: no %s rendition in\n%s", entry, codecs, body)
+	return ""
 }
 
 // resolve returns the URL of a playlist's URI: relative to the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,6 +230,11 @@ func (m *Main) ParseFlags(_ context.Context, args []string) error {
 	fs.StringVar(&m.Config.Bus.Listen, "nats-listen", m.Config.Bus.Listen, "embedded NATS client address, loopback only, with the token in the data directory (default 127.0.0.1 on a free port)")
 	fs.DurationVar(&m.Config.Edge.Burst, "burst", m.Config.Edge.Burst, "audio sent at once to a new listener, unless the request asks (?burst=)")
 	fs.IntVar(&m.Config.Live.Mix.Bitrate, "bitrate", m.Config.Live.Mix.Bitrate, "program bitrate in bit/s")
+	fs.BoolFunc("hls-aac", "offer LL-HLS in AAC-LC as well as Opus, for Apple devices before iOS 17, at about 1 % of a core per space (default true; --hls-aac=false turns it off)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		m.Config.Edge.NoHLSAAC = !on
+		return err
+	})
 	fs.BoolVar(&m.Config.ReusePort, "reuse-port", false, "share --addr with other processes (SO_REUSEPORT): the kernel spreads connections over them")
 	fs.IntVar(&m.Config.RetentionDays, "retention-days", 0, "delete the recordings and clips of spaces that ended more than this many days ago (0: keep them)")
 	fs.BoolVar(&m.Config.Standby, "standby", false, "wait for the server on this --data directory to stop or die, then take over its spaces (with --role origin or all); a server stopped while a standby waits hands its spaces over instead of ending them")

@@ -113,6 +113,12 @@ type Config struct {
 	// FetchTimeout bounds a fetch, and so how long listeners hold at a
 	// hole. Zero means 1 s.
 	FetchTimeout time.Duration
+	// NoHLSAAC turns off the AAC-LC rendition of the LL-HLS streams. False
+	// means each space's program is also decoded and encoded in AAC on
+	// this node, once, for players that play no Opus (Apple's before iOS
+	// 17), at about 1 % of a core per space (docs/BENCHMARKS.md), unless
+	// the build has no libavcodec (aac.Available).
+	NoHLSAAC bool
 	// Node names this edge process in each stream's response head
 	// (X-Amphi-Edge), so clients can tell which edge served them. Empty
 	// means no such header. It must be a valid header value.
@@ -275,7 +281,8 @@ type Stats struct {
 	Missed    int64 // chunks that did not arrive in order: gaps in a space's sequence
 	Filled    int64 // missed chunks fetched in time (Config.Fetch): Missed less Filled were holes
 	// HLSSkipped counts program pages the LL-HLS segmenter refused
-	// (they go back, or break Opus framing).
+	// (they go back, or break Opus framing), or that its AAC rendition
+	// failed to transcode.
 	HLSSkipped int64
 	Ended      map[EndReason]int64 // streams ended, by reason
 	Dropped    map[string]int64    // chunks refused, by reason (Drop*)

@@ -2,23 +2,29 @@ package edge
 
 import (
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/aac"
 	"github.com/amphi-audio/amphi/internal/hls"
 	"github.com/amphi-audio/amphi/internal/ogg"
 	"github.com/amphi-audio/amphi/internal/program"
 )
 
-// HLS is a space's program as Low-Latency HLS on this node: one Segmenter
-// per ring, fed by one goroutine that follows the ring as a listener
-// does, so it is built once whatever the number of HLS listeners.
+// HLS is a space's program as Low-Latency HLS on this node: a Segmenter
+// per rendition of each ring, fed by one goroutine that follows the ring
+// as a listener does, so it is built once whatever the number of HLS
+// listeners.
 type HLS struct {
 	// Run names the program's run (SpaceInfo.Run) and so the directory of
 	// its URLs: the names of parts and segments follow the granule, and a
 	// run resumed after a crash may number behind what a cache in front
 	// still keeps for a year under the same names.
 	Run string
-	// Segmenter holds the parts, segments and playlist.
+	// Segmenter holds the parts, segments and playlist of the program's
+	// Opus.
 	Segmenter *hls.Segmenter
-	ring      *program.Ring
+	// AAC holds those of the AAC-LC rendition, for players that play no
+	// Opus; nil if Config.NoHLSAAC.
+	AAC  *hls.Segmenter
+	ring *program.Ring
 }
 
 // Ended reports whether the program has ended: its playlist ends (or
@@ -43,18 +49,34 @@ func (e *Edge) newHLS(spaceID string, r *program.Ring, info SpaceInfo) error {
 	if err != nil {
 		return err
 	}
+	var rend *aacRendition
+	if !e.cfg.NoHLSAAC && aac.Available { // a static build may lack libavcodec
+		if rend, err = newAACRendition(cfg); err != nil {
+			return err
+		}
+	}
 	run := info.Run
 	if run == "" {
 		run = "0"
 	}
-	e.hls[spaceID] = &HLS{Run: run, Segmenter: seg, ring: r}
+	st := &HLS{Run: run, Segmenter: seg, ring: r}
+	if rend != nil {
+		st.AAC = rend.seg
+	}
+	e.hls[spaceID] = st
 	if e.closed {
+		if rend != nil {
+			rend.close()
+		}
 		return nil // Close may be waiting on the group already
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.feedHLS(spaceID, r, seg)
+		if rend != nil {
+			defer rend.close()
+		}
+		e.feedHLS(spaceID, r, seg, rend)
 	}()
 	return nil
 }
@@ -65,8 +87,9 @@ func (e *Edge) newHLS(spaceID string, r *program.Ring, info SpaceInfo) error {
 // that stays: the segmenter then marks a discontinuity. A page it refuses
 // (one that goes back, or breaks Opus framing: the bus is not trusted) is
 // skipped and counted; the ring drops older chunks anyway, so within a run
-// the timeline never goes back.
-func (e *Edge) feedHLS(spaceID string, r *program.Ring, seg *hls.Segmenter) {
+// the timeline never goes back. rend, if not nil, gets every page seg
+// takes.
+func (e *Edge) feedHLS(spaceID string, r *program.Ring, seg *hls.Segmenter, rend *aacRendition) {
 	packets := make([][]byte, 0, amphi.FramesPerChunk)
 	pos := r.Oldest()
 	for {
@@ -81,10 +104,15 @@ func (e *Edge) feedHLS(spaceID string, r *program.Ring, seg *hls.Segmenter) {
 				}
 				continue
 			}
-			packets = e.addPage(spaceID, seg, c, packets[:0])
+			packets = e.addPage(spaceID, seg, rend, c, packets[:0])
 		}
 		if pos >= next && r.Ended() {
 			seg.Finish()
+			if rend != nil {
+				if err := rend.finish(); err != nil {
+					e.cfg.Logger.Debug("edge: AAC rendition's end", "space", spaceID, "err", err)
+				}
+			}
 			return
 		}
 		select {
@@ -95,14 +123,18 @@ func (e *Edge) feedHLS(spaceID string, r *program.Ring, seg *hls.Segmenter) {
 	}
 }
 
-// addPage gives seg one chunk's page, reusing packets for its packets.
-func (e *Edge) addPage(spaceID string, seg *hls.Segmenter, c *program.Chunk, packets [][]byte) [][]byte {
+// addPage gives seg, then rend if any, one chunk's page, reusing packets
+// for its packets.
+func (e *Edge) addPage(spaceID string, seg *hls.Segmenter, rend *aacRendition, c *program.Chunk, packets [][]byte) [][]byte {
 	h, err := ogg.ParseHeader(c.Page)
 	if err == nil {
 		packets, err = ogg.AppendPackets(packets, c.Page)
 	}
 	if err == nil {
 		err = seg.Add(h.Granule, packets)
+	}
+	if err == nil && rend != nil {
+		err = rend.add(h.Granule, packets)
 	}
 	if err != nil {
 		e.hlsSkipped.Add(1)

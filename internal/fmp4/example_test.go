@@ -21,3 +21,16 @@ func ExampleAppendFragment() {
 	fmt.Println(len(init), len(frag), string(frag[4:8]))
 	// Output: 612 112 moof
 }
+
+// The AAC rendition's init segment: the encoder's AudioSpecificConfig
+// (here mono AAC-LC at 48 kHz) and its priming of 1024 samples, skipped
+// with the Opus program's pre-skip by the edit list; its fragments carry
+// 1024-sample access units as AppendFragment writes any samples.
+func ExampleAppendAACInit() {
+	init, err := fmp4.AppendAACInit(nil, 1, 1024+312, 64000, []byte{0x11, 0x88})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(len(init))
+	// Output: 632
+}

@@ -1,7 +1,8 @@
-// Package fmp4 writes fragmented MP4 (CMAF) for one Opus audio track: the
-// init segment that describes the track and the media fragments (moof +
-// mdat) that carry its packets, as "Encapsulation of Opus in ISO Base Media
-// File Format" (opus-codec.org) and ISO/IEC 14496-12 define them.
+// Package fmp4 writes fragmented MP4 (CMAF) for one Opus or AAC audio
+// track: the init segment that describes the track and the media fragments
+// (moof + mdat) that carry its packets, as "Encapsulation of Opus in ISO
+// Base Media File Format" (opus-codec.org), ISO/IEC 14496-14 (AAC's esds)
+// and ISO/IEC 14496-12 define them.
 //
 // It is the container of amphi's LL-HLS delivery: the hls package cuts the
 // program's Opus packets into 200 ms parts and 2 s segments and calls
@@ -38,10 +39,14 @@ type Sample struct {
 	Duration uint32
 }
 
-// ErrChannels is returned by AppendInit for a channel count other than 1 or
-// 2: more channels need a channel mapping table (family 1), which amphi
-// never produces.
-var ErrChannels = errors.New("fmp4: only mono and stereo Opus are supported")
+// ErrChannels is returned by AppendInit and AppendAACInit for a channel
+// count other than 1 or 2: more channels need a channel mapping (Opus
+// family 1, an AAC program_config_element), which amphi never produces.
+var ErrChannels = errors.New("fmp4: only mono and stereo are supported")
+
+// ErrConfig is returned by AppendAACInit for an AudioSpecificConfig too
+// long for the one-byte descriptor sizes it writes.
+var ErrConfig = errors.New("fmp4: AudioSpecificConfig too long")
 
 // AppendInit appends the init segment (ftyp and moov) of an Opus track with
 // channels output channels, the encoder's pre-skip in 48 kHz samples and
@@ -55,17 +60,49 @@ func AppendInit(dst []byte, channels int, preSkip uint16, inputRate uint32) ([]b
 	if channels != 1 && channels != 2 {
 		return dst, fmt.Errorf("%w: %d channels", ErrChannels, channels)
 	}
+	return appendInit(dst, "Opus", uint32(preSkip), func(dst []byte) []byte {
+		return appendOpusEntry(dst, channels, preSkip, inputRate)
+	}), nil
+}
+
+// AppendAACInit appends the init segment of an AAC track at 48 kHz (the
+// track's Timescale) with channels channels: an mp4a sample entry whose
+// esds box carries config, the encoder's AudioSpecificConfig (ISO/IEC
+// 14496-3 §1.6.2.1), and bitrate in bit/s (information for players).
+//
+// delay is where presentation starts in the media timeline, in 48 kHz
+// samples: the encoder's priming (1024 for libavcodec), plus any offset
+// the caller's timeline has. It goes to the edit list, as an Opus track's
+// pre-skip does, which is how ISO/IEC 14496-12 and Apple's players skip
+// AAC priming.
+func AppendAACInit(dst []byte, channels int, delay, bitrate uint32, config []byte) ([]byte, error) {
+	if channels != 1 && channels != 2 {
+		return dst, fmt.Errorf("%w: %d channels", ErrChannels, channels)
+	}
+	if len(config) > maxConfig {
+		return dst, fmt.Errorf("%w: %d bytes", ErrConfig, len(config))
+	}
+	return appendInit(dst, "caac", delay, func(dst []byte) []byte {
+		return appendAACEntry(dst, channels, bitrate, config)
+	}), nil
+}
+
+// appendInit writes an init segment whose ftyp names brand (the codec's
+// CMAF or encapsulation brand), whose edit list starts presentation at
+// editStart, and whose one sample entry entry writes.
+func appendInit(dst []byte, brand string, editStart uint32, entry func([]byte) []byte) []byte {
 	ftyp := start(dst, "ftyp")
 	dst = append(ftyp.dst, "iso6"...)           // major brand: ISO BMFF with movie fragments
 	dst = binary.BigEndian.AppendUint32(dst, 0) // minor version
-	dst = append(dst, "iso6cmfcOpus"...)        // compatible: CMAF, and the Opus encapsulation's brand
+	dst = append(dst, "iso6cmfc"...)            // compatible: CMAF
+	dst = append(dst, brand...)
 	dst = ftyp.end(dst)
 
 	moov := start(dst, "moov")
 	dst = appendMvhd(moov.dst)
 	trak := start(dst, "trak")
 	dst = appendTkhd(trak.dst)
-	dst = appendEdts(dst, preSkip)
+	dst = appendEdts(dst, editStart)
 	mdia := start(dst, "mdia")
 	dst = appendMdhd(mdia.dst)
 	dst = appendHdlr(dst)
@@ -74,12 +111,12 @@ func AppendInit(dst []byte, channels int, preSkip uint16, inputRate uint32) ([]b
 	dst = append(smhd.dst, 0, 0, 0, 0) // balance, reserved
 	dst = smhd.end(dst)
 	dst = appendDinf(dst)
-	dst = appendStbl(dst, channels, preSkip, inputRate)
+	dst = appendStbl(dst, entry)
 	dst = minf.end(dst)
 	dst = mdia.end(dst)
 	dst = trak.end(dst)
 	dst = appendMvex(dst)
-	return moov.end(dst), nil
+	return moov.end(dst)
 }
 
 // unity is the transformation matrix that leaves a presentation as it is
@@ -129,17 +166,17 @@ func appendTkhd(dst []byte) []byte {
 	return b.end(dst)
 }
 
-// appendEdts writes one edit that starts the presentation preSkip samples
-// into the media. Its segment_duration is 0: in a fragmented file whose
+// appendEdts writes one edit that starts the presentation editStart
+// samples into the media. Its segment_duration is 0: in a fragmented file whose
 // length is not known, an empty duration means the edit runs to the end of
 // the media (ISO/IEC 14496-12 §8.6.6), which is what CMAF writers do.
-func appendEdts(dst []byte, preSkip uint16) []byte {
+func appendEdts(dst []byte, editStart uint32) []byte {
 	edts := start(dst, "edts")
 	elst := startFull(edts.dst, "elst", 0, 0)
-	dst = binary.BigEndian.AppendUint32(elst.dst, 1)          // entry count
-	dst = binary.BigEndian.AppendUint32(dst, 0)               // segment duration
-	dst = binary.BigEndian.AppendUint32(dst, uint32(preSkip)) // media time
-	dst = binary.BigEndian.AppendUint32(dst, 0x00010000)      // media rate 1.0
+	dst = binary.BigEndian.AppendUint32(elst.dst, 1)     // entry count
+	dst = binary.BigEndian.AppendUint32(dst, 0)          // segment duration
+	dst = binary.BigEndian.AppendUint32(dst, editStart)  // media time
+	dst = binary.BigEndian.AppendUint32(dst, 0x00010000) // media rate 1.0
 	dst = elst.end(dst)
 	return edts.end(dst)
 }
@@ -181,11 +218,11 @@ func appendDinf(dst []byte) []byte {
 	return dinf.end(dst)
 }
 
-func appendStbl(dst []byte, channels int, preSkip uint16, inputRate uint32) []byte {
+func appendStbl(dst []byte, entry func([]byte) []byte) []byte {
 	stbl := start(dst, "stbl")
 	stsd := startFull(stbl.dst, "stsd", 0, 0)
 	dst = binary.BigEndian.AppendUint32(stsd.dst, 1) // entry count
-	dst = appendOpusEntry(dst, channels, preSkip, inputRate)
+	dst = entry(dst)
 	dst = stsd.end(dst)
 	// The sample tables are empty: every sample is described by the
 	// fragments' trun boxes.
@@ -210,13 +247,7 @@ func appendEmptyTable(dst []byte, typ string) []byte {
 // OpusHead's fields in big-endian order without its magic, version 0.
 func appendOpusEntry(dst []byte, channels int, preSkip uint16, inputRate uint32) []byte {
 	entry := start(dst, "Opus")
-	dst = append(entry.dst, make([]byte, 6)...) // reserved
-	dst = binary.BigEndian.AppendUint16(dst, 1) // data reference index
-	dst = append(dst, make([]byte, 8)...)       // reserved
-	dst = binary.BigEndian.AppendUint16(dst, uint16(channels))
-	dst = binary.BigEndian.AppendUint16(dst, 16) // sample size
-	dst = binary.BigEndian.AppendUint32(dst, 0)  // pre_defined, reserved
-	dst = binary.BigEndian.AppendUint32(dst, Timescale<<16)
+	dst = appendAudioEntryFields(entry.dst, channels)
 	dops := start(dst, "dOps")
 	dst = append(dops.dst, 0, byte(channels)) // version, output channel count
 	dst = binary.BigEndian.AppendUint16(dst, preSkip)
@@ -224,6 +255,69 @@ func appendOpusEntry(dst []byte, channels int, preSkip uint16, inputRate uint32)
 	dst = binary.BigEndian.AppendUint16(dst, 0) // output gain
 	dst = append(dst, 0)                        // channel mapping family 0: mono or stereo
 	dst = dops.end(dst)
+	return entry.end(dst)
+}
+
+// appendAudioEntryFields writes the fields of an AudioSampleEntry
+// (ISO/IEC 14496-12 §12.2.3) after its box header: 48 kHz, 16 bits.
+func appendAudioEntryFields(dst []byte, channels int) []byte {
+	dst = append(dst, make([]byte, 6)...)       // reserved
+	dst = binary.BigEndian.AppendUint16(dst, 1) // data reference index
+	dst = append(dst, make([]byte, 8)...)       // reserved
+	dst = binary.BigEndian.AppendUint16(dst, uint16(channels))
+	dst = binary.BigEndian.AppendUint16(dst, 16) // sample size
+	dst = binary.BigEndian.AppendUint32(dst, 0)  // pre_defined, reserved
+	return binary.BigEndian.AppendUint32(dst, Timescale<<16)
+}
+
+// MPEG-4 Systems descriptor tags and values (ISO/IEC 14496-1 §7.2).
+const (
+	esDescrTag             = 0x03
+	decoderConfigDescrTag  = 0x04
+	decSpecificInfoTag     = 0x05
+	slConfigDescrTag       = 0x06
+	objectTypeAudio14496_3 = 0x40 // MPEG-4 Audio: AAC's object type comes from the AudioSpecificConfig
+	streamTypeAudio        = 0x05
+	slPredefinedMP4        = 0x02 // the SLConfig an MP4 file uses
+	// aacBufferPerChannel is the decoder input buffer AAC needs, in bytes
+	// a channel: 6144 bits (ISO/IEC 14496-3 §4.5.3.1).
+	aacBufferPerChannel = 6144 / 8
+)
+
+// Fixed sizes of the esds box's descriptors, in bytes, without the
+// AudioSpecificConfig. Every descriptor's size fits the one-byte form of
+// the expandable size field (below 128), which bounds the
+// AudioSpecificConfig to maxConfig bytes, ample for AAC-LC's 2 to 5.
+const (
+	descrHeader      = 2 // tag and one-byte size
+	esDescrFixed     = 3
+	decoderConfFixed = 13
+	slConfigSize     = descrHeader + 1
+	esDescrOverhead  = esDescrFixed + descrHeader + decoderConfFixed + descrHeader + slConfigSize
+	maxConfig        = 127 - esDescrOverhead
+)
+
+// appendAACEntry writes the mp4a sample entry: an AudioSampleEntry and
+// its esds box (ISO/IEC 14496-14 §5.6), whose ES_Descriptor holds the
+// DecoderConfigDescriptor with the AudioSpecificConfig as its
+// DecSpecificInfo.
+func appendAACEntry(dst []byte, channels int, bitrate uint32, config []byte) []byte {
+	entry := start(dst, "mp4a")
+	dst = appendAudioEntryFields(entry.dst, channels)
+	esds := startFull(dst, "esds", 0, 0)
+	dst = append(esds.dst, esDescrTag, byte(esDescrOverhead+len(config)))
+	dst = binary.BigEndian.AppendUint16(dst, 0) // ES_ID: 0 in a file (ISO/IEC 14496-14 §3.1.2)
+	dst = append(dst, 0)                        // no dependence, URL or OCR stream; priority 0
+	dst = append(dst, decoderConfigDescrTag, byte(decoderConfFixed+descrHeader+len(config)))
+	dst = append(dst, objectTypeAudio14496_3, streamTypeAudio<<2|1) // upstream 0, reserved 1
+	buffer := uint32(aacBufferPerChannel * channels)
+	dst = append(dst, byte(buffer>>16), byte(buffer>>8), byte(buffer))
+	dst = binary.BigEndian.AppendUint32(dst, bitrate) // max bitrate
+	dst = binary.BigEndian.AppendUint32(dst, bitrate) // average bitrate
+	dst = append(dst, decSpecificInfoTag, byte(len(config)))
+	dst = append(dst, config...)
+	dst = append(dst, slConfigDescrTag, 1, slPredefinedMP4)
+	dst = esds.end(dst)
 	return entry.end(dst)
 }
 

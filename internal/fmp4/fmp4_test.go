@@ -14,10 +14,10 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
 
 // containers are the box types whose payload is a sequence of boxes (after
-// a fixed header for stsd and dref, and the sample entry's fields for Opus).
+// a fixed header for stsd and dref, and the sample entry's fields).
 var containers = map[string]int{
 	"moov": 0, "trak": 0, "edts": 0, "mdia": 0, "minf": 0, "dinf": 0, "stbl": 0,
-	"mvex": 0, "moof": 0, "traf": 0, "stsd": 8, "dref": 8, "Opus": 28,
+	"mvex": 0, "moof": 0, "traf": 0, "stsd": 8, "dref": 8, "Opus": 28, "mp4a": 28,
 }
 
 // node is a parsed box: its type, its payload (after the 8-byte header)
@@ -132,6 +132,50 @@ func TestInitHoldsAnOpusTrackWithPreSkipAsEditList(t *testing.T) {
 	}
 }
 
+// aacConfig is the AudioSpecificConfig of mono AAC-LC at 48 kHz.
+var aacConfig = []byte{0x11, 0x88}
+
+func mustAACInit(t testing.TB) []byte {
+	t.Helper()
+	b, err := AppendAACInit(nil, 1, 1024+312, 64000, aacConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAACInitHoldsAnESDSWithTheConfigAndPrimingAsEditList(t *testing.T) {
+	boxes, err := parseBoxes(mustAACInit(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := find(boxes, "moov", "trak", "mdia", "minf", "stbl", "stsd", "mp4a")
+	if entry == nil {
+		t.Fatal("no mp4a sample entry")
+	}
+	if ch, rate := binary.BigEndian.Uint16(entry.payload[16:]), binary.BigEndian.Uint32(entry.payload[24:]); ch != 1 || rate != 48000<<16 {
+		t.Errorf("sample entry: %d channels at %#x, want 1 at %#x", ch, rate, 48000<<16)
+	}
+	esds := find(boxes, "moov", "trak", "mdia", "minf", "stbl", "stsd", "mp4a", "esds")
+	want := []byte{
+		0, 0, 0, 0, // version, flags
+		0x03, 25, 0, 0, 0, // ES_Descriptor: ES_ID 0, no flags
+		0x04, 17, 0x40, 0x15, 0, 3, 0, 0, 0, 0xfa, 0, 0, 0, 0xfa, 0, // MPEG-4 audio, 768-byte buffer, 64 kbit/s
+		0x05, 2, 0x11, 0x88, // DecSpecificInfo: the AudioSpecificConfig
+		0x06, 1, 2, // SLConfigDescriptor: MP4
+	}
+	if esds == nil || !bytes.Equal(esds.payload, want) {
+		t.Errorf("esds % x\nwant % x", esds.payload, want)
+	}
+	elst := find(boxes, "moov", "trak", "edts", "elst")
+	if elst == nil || binary.BigEndian.Uint32(elst.payload[12:]) != 1336 {
+		t.Errorf("edit list %x, want media time 1336", elst.payload)
+	}
+	if _, err := AppendAACInit(nil, 1, 0, 0, make([]byte, maxConfig+1)); !errors.Is(err, ErrConfig) {
+		t.Errorf("a config of %d bytes: %v, want ErrConfig", maxConfig+1, err)
+	}
+}
+
 func TestInitRefusesMoreThanTwoChannels(t *testing.T) {
 	for _, ch := range []int{0, 3, 8} {
 		if _, err := AppendInit(nil, ch, 312, 0); !errors.Is(err, ErrChannels) {
@@ -235,6 +279,7 @@ func TestInitAndFragmentMatchGoldenFiles(t *testing.T) {
 	uniform := goldenSamples()[:3]
 	for name, got := range map[string][]byte{
 		"init.golden":             mustInit(t, 1, 312),
+		"init-aac.golden":         mustAACInit(t),
 		"fragment.golden":         AppendFragment(nil, 7, 48000*3600*30, goldenSamples()),
 		"fragment-uniform.golden": AppendFragment(nil, 1, 0, uniform),
 	} {

@@ -9,19 +9,22 @@ import (
 	"github.com/amphi-audio/amphi/internal/fmp4"
 )
 
-// playlistHeader holds the tags that never change. EXT-X-VERSION is 6, the
-// least that EXT-X-MAP needs in a playlist of media segments; RFC 8216bis
-// §6.2.1 asks for no more than the tags need, and the low-latency tags
-// (PART, PART-INF, SERVER-CONTROL, PRELOAD-HINT) need no version.
-// PART-HOLD-BACK is three parts, the least the RFC recommends: a player
-// stays 0.6 s behind the newest part. Every Opus packet decodes alone, so
-// every segment is independent.
-var playlistHeader = "#EXTM3U\n" +
-	"#EXT-X-VERSION:6\n" +
-	"#EXT-X-TARGETDURATION:" + strconv.Itoa(targetDuration) + "\n" +
-	"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=" + string(appendSeconds(nil, 3*partSamples)) + "\n" +
-	"#EXT-X-PART-INF:PART-TARGET=" + string(appendSeconds(nil, partSamples)) + "\n" +
-	"#EXT-X-INDEPENDENT-SEGMENTS\n"
+// playlistHeader returns the tags that never change, for parts of at
+// most partTarget 48 kHz samples. EXT-X-VERSION is 6, the least that
+// EXT-X-MAP needs in a playlist of media segments; RFC 8216bis §6.2.1 asks
+// for no more than the tags need, and the low-latency tags (PART,
+// PART-INF, SERVER-CONTROL, PRELOAD-HINT) need no version. PART-HOLD-BACK
+// is three part targets, the least the RFC recommends: a player stays
+// about 0.6 s behind the newest part. Every Opus packet and AAC frame
+// decodes alone (after the first), so every segment is independent.
+func playlistHeader(partTarget uint32) string {
+	return "#EXTM3U\n" +
+		"#EXT-X-VERSION:6\n" +
+		"#EXT-X-TARGETDURATION:" + strconv.Itoa(targetDuration) + "\n" +
+		"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=" + string(appendSeconds(nil, 3*partTarget)) + "\n" +
+		"#EXT-X-PART-INF:PART-TARGET=" + string(appendSeconds(nil, partTarget)) + "\n" +
+		"#EXT-X-INDEPENDENT-SEGMENTS\n"
+}
 
 // Names of the resources under a space's directory.
 const (
@@ -35,7 +38,7 @@ const pdtLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // render appends the media playlist of snap to b.
 func (s *Segmenter) render(b []byte, snap *snapshot) []byte {
-	b = append(b, playlistHeader...)
+	b = append(b, s.header...)
 	listed := snap.segments[snap.listed:]
 	first := s.msn
 	if len(listed) > 0 {
@@ -114,6 +117,38 @@ func appendPartName(b []byte, msn uint64, i int) []byte {
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(i), 10)
 	return append(b, segmentSuffix...)
+}
+
+// Variant is one rendition of a multivariant playlist.
+type Variant struct {
+	// URI is the rendition's media playlist, relative to the multivariant
+	// playlist; it is written as it is, so it must hold no quote or line
+	// break.
+	URI string
+	// Bandwidth is the rendition's peak bit rate in bit/s
+	// (Segmenter.Bandwidth, or a floor for a stream still young).
+	Bandwidth uint64
+	// Codecs is the RFC 6381 codecs of the rendition: "opus" or
+	// "mp4a.40.2" (AAC-LC).
+	Codecs string
+}
+
+// AppendMultivariant appends a multivariant playlist that lists variants
+// in order, the one a player should prefer first (RFC 8216bis §4.4.6.2):
+// players pick among them by the codecs they can play and the bandwidth
+// they have.
+func AppendMultivariant(b []byte, variants []Variant) []byte {
+	b = append(b, "#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n"...)
+	for _, v := range variants {
+		b = append(b, "#EXT-X-STREAM-INF:BANDWIDTH="...)
+		b = strconv.AppendUint(b, v.Bandwidth, 10)
+		b = append(b, `,CODECS="`...)
+		b = append(b, v.Codecs...)
+		b = append(b, "\"\n"...)
+		b = append(b, v.URI...)
+		b = append(b, '\n')
+	}
+	return b
 }
 
 // gzipWriters are shared by every Segmenter: a gzip.Writer holds a few

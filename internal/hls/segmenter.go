@@ -4,7 +4,9 @@
 // by every listener, and renders the media playlist once per part; a
 // Handler serves them, holding blocking playlist reloads on a channel that
 // is closed when the next part exists, so thousands of waiting listeners
-// cost one blocked goroutine each and no work per part.
+// cost one blocked goroutine each and no work per part. A Segmenter also
+// takes another codec's frames (AddSamples), such as the AAC rendition's,
+// and AppendMultivariant lists renditions for players to choose from.
 //
 // Everything it serves but the playlist is immutable and named so that any
 // HTTP cache or CDN can fan it out (DESIGN.md: listening is a cacheable
@@ -65,6 +67,18 @@ type Config struct {
 	// InputRate is the original input's sample rate, for information.
 	// Zero means unknown.
 	InputRate uint32
+	// Init is the track's init segment (package fmp4) for a track other
+	// than the Opus program that Channels, PreSkip and InputRate describe,
+	// such as an AAC rendition. Nil means that Opus track's.
+	Init []byte
+	// FrameSamples is the duration of every sample of a track whose
+	// samples do not divide 200 ms, in 48 kHz samples: 1024 for AAC.
+	// Parts still end on the timeline's 200 ms boundaries, at the first
+	// sample that reaches one, so they hold whole samples and run up to
+	// one sample longer: PART-TARGET is 200 ms rounded up to whole
+	// samples (RFC 8216bis §4.4.3.7: no part may exceed it). Zero means
+	// samples that divide 200 ms, as the program's 20 ms Opus packets do.
+	FrameSamples uint32
 	// Window is how much audio the playlist lists, rounded down to whole
 	// segments. Zero means 30 s; less than 6 s means 6 s (three segments).
 	Window time.Duration
@@ -144,11 +158,15 @@ type Segmenter struct {
 	init     []byte
 	initName string
 	listedN  int
+	header   string // the playlist's tags that never change
+	// partTarget is the longest a part may be, in 48 kHz samples.
+	partTarget uint32
 
 	// The producer's state, touched only by Add and Finish.
 	started  bool
-	skipped  uint32 // samples dropped while waiting for a segment boundary
-	next     int64  // the granule the next page must start at
+	skipped  uint32        // samples dropped while waiting for a segment boundary
+	next     int64         // the granule the next page must start at
+	page     []fmp4.Sample // Add's packets, reused
 	pending  []fmp4.Sample
 	pendDur  uint32
 	segSamp  []fmp4.Sample // the current segment's packets, for its whole fragment
@@ -167,6 +185,8 @@ type Segmenter struct {
 	lastLen      int // the last playlist's length sizes the next one's buffer
 
 	state atomic.Pointer[snapshot]
+	// peak is the highest bit rate of a part so far, for Bandwidth.
+	peak atomic.Uint64
 }
 
 // NewSegmenter returns a Segmenter for a program with cfg's format.
@@ -181,17 +201,27 @@ func NewSegmenter(cfg Config) (*Segmenter, error) {
 	if cfg.Now == nil {
 		cfg.Now = def.Now
 	}
-	init, err := fmp4.AppendInit(nil, cfg.Channels, cfg.PreSkip, cfg.InputRate)
-	if err != nil {
-		return nil, fmt.Errorf("hls: %w", err)
+	init := cfg.Init
+	if init == nil {
+		var err error
+		if init, err = fmp4.AppendInit(nil, cfg.Channels, cfg.PreSkip, cfg.InputRate); err != nil {
+			return nil, fmt.Errorf("hls: %w", err)
+		}
+	}
+	partTarget := uint32(partSamples)
+	if f := cfg.FrameSamples; f > 0 {
+		partTarget = (partSamples + f - 1) / f * f
 	}
 	s := &Segmenter{
-		cfg:  cfg,
-		init: init,
+		cfg:        cfg,
+		init:       init,
+		partTarget: partTarget,
+		header:     playlistHeader(partTarget),
 		// The init segment is cached as immutable: naming it by its bytes
 		// keeps a program of another format from ever getting it.
 		initName: fmt.Sprintf("init-%08x.mp4", crc32.ChecksumIEEE(init)),
 		listedN:  max(minListed, int(cfg.Window/(targetDuration*time.Second))),
+		page:     make([]fmp4.Sample, 0, partSamples/programPacket),
 		pending:  make([]fmp4.Sample, 0, partSamples/programPacket),
 		segSamp:  make([]fmp4.Sample, 0, segmentSamples/programPacket),
 	}
@@ -208,20 +238,42 @@ func NewSegmenter(cfg Config) (*Segmenter, error) {
 // The first segment starts at the first packet on a 2 s boundary of the
 // granule timeline, so that every node fed the same program names the same
 // parts alike and builds the same bytes for them (an input that never
-// lands on a boundary starts after 2 s anyway). A page that starts after
+// lands on a boundary starts after 2 s anyway). Parts and segments end on
+// the timeline's 200 ms and 2 s boundaries. A page that starts after
 // the end of the previous one ends the current segment early and marks a
 // discontinuity; one that starts before it is refused with ErrBackwards.
 func (s *Segmenter) Add(granule int64, packets [][]byte) error {
 	if s.ended {
 		return ErrEnded
 	}
-	var total int64
 	for i, p := range packets {
 		n, ok := opuspkt.Samples(p)
 		if !ok {
+			clear(s.page)
+			s.page = s.page[:0]
 			return fmt.Errorf("%w: packet %d of the page ending at %d", ErrPacket, i, granule)
 		}
-		total += int64(n)
+		s.page = append(s.page, fmp4.Sample{Data: p, Duration: uint32(n)})
+	}
+	err := s.AddSamples(granule, s.page)
+	clear(s.page) // drop the references to the packets
+	s.page = s.page[:0]
+	return err
+}
+
+// AddSamples appends samples of the track, in order, that end at end, in
+// 48 kHz samples of the track's media timeline, as Add does with a page's
+// Opus packets: the same boundaries, gaps and errors. It is how a track of
+// another codec (Config.Init) is fed. The Segmenter keeps the samples'
+// data, which must not change afterwards.
+func (s *Segmenter) AddSamples(end int64, samples []fmp4.Sample) error {
+	if s.ended {
+		return ErrEnded
+	}
+	granule := end
+	var total int64
+	for _, smp := range samples {
+		total += int64(smp.Duration)
 	}
 	at := granule - total
 	if at < 0 {
@@ -240,10 +292,9 @@ func (s *Segmenter) Add(granule int64, packets [][]byte) error {
 		s.anchor, s.anchorAt = s.cfg.Now(), granule
 	}
 	parts := s.partCount()
-	for _, p := range packets {
-		n, _ := opuspkt.Samples(p)
-		s.addPacket(at, p, uint32(n))
-		at += int64(n)
+	for _, smp := range samples {
+		s.addPacket(at, smp)
+		at += int64(smp.Duration)
 	}
 	s.next = granule
 	if s.partCount() != parts {
@@ -262,26 +313,36 @@ func (s *Segmenter) partCount() uint64 {
 	return n
 }
 
-func (s *Segmenter) addPacket(at int64, p []byte, d uint32) {
+func (s *Segmenter) addPacket(at int64, smp fmp4.Sample) {
+	d := smp.Duration
 	if !s.started {
-		if at%segmentSamples != 0 && s.skipped < segmentSamples {
+		// A sample that starts on a boundary, or is the first after one
+		// (samples that do not divide 2 s rarely start on one).
+		if at%segmentSamples >= int64(d) && s.skipped < segmentSamples {
 			s.skipped += d
 			return
 		}
 		s.started = true
 		s.msn = uint64(at) / segmentSamples
 	}
-	if len(s.pending) > 0 && s.pendDur+d > partSamples {
+	if len(s.pending) > 0 && s.pendDur+d > s.partTarget {
 		s.closePart() // parts never exceed PART-TARGET
 	}
 	if len(s.pending) == 0 {
 		s.pendAt = at
 	}
-	s.pending = append(s.pending, fmp4.Sample{Data: p, Duration: d})
+	s.pending = append(s.pending, smp)
 	s.pendDur += d
-	if s.pendDur >= partSamples {
+	// The part ends with the sample that reaches the next 200 ms boundary:
+	// parts of every node, and every rendition, end alike.
+	if at+int64(d) >= nextBoundary(s.pendAt, partSamples) {
 		s.closePart()
 	}
+}
+
+// nextBoundary returns the first multiple of unit after at.
+func nextBoundary(at, unit int64) int64 {
+	return (at/unit + 1) * unit
 }
 
 // closePart turns the pending packets into a part of the current segment,
@@ -301,12 +362,16 @@ func (s *Segmenter) closePart() {
 	seq := uint32(c.msn*partsPerSegment + uint64(len(c.parts)) + 1)
 	data := fmp4.AppendFragment(make([]byte, 0, fmp4.FragmentSize(s.pending)), seq, uint64(s.pendAt), s.pending)
 	c.parts = append(c.parts, part{data: data, duration: s.pendDur})
+	if rate := uint64(len(data)) * 8 * fmp4.Timescale / uint64(s.pendDur); rate > s.peak.Load() {
+		s.peak.Store(rate) // only this goroutine writes it
+	}
 	c.duration += s.pendDur
 	s.cur = &c
 	s.segSamp = append(s.segSamp, s.pending...)
 	clear(s.pending) // drop the references to the packets
+	end := s.pendAt + int64(s.pendDur)
 	s.pending, s.pendDur = s.pending[:0], 0
-	if len(c.parts) == partsPerSegment {
+	if len(c.parts) == partsPerSegment || end >= nextBoundary(c.start, segmentSamples) {
 		s.closeSegment()
 	}
 }
@@ -333,6 +398,13 @@ func (s *Segmenter) closeSegment() {
 	s.cur = nil
 	s.msn = c.msn + 1
 }
+
+// Bandwidth returns the highest bit rate of a part so far, in bit/s, 0
+// before the first: a multivariant playlist's BANDWIDTH, which RFC 8216bis
+// §4.4.6.2 wants to be the peak rate. Parts are measured rather than
+// segments because a low-latency player fetches parts, each with its own
+// moof. It is safe to call from any goroutine.
+func (s *Segmenter) Bandwidth() uint64 { return s.peak.Load() }
 
 // Finish ends the program: the pending packets make a last, shorter part,
 // and the playlist gets EXT-X-ENDLIST. Later Adds fail with ErrEnded.
