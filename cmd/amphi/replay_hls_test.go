@@ -82,3 +82,34 @@ func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
 		t.Error("no tone across the first segment's end")
 	}
 }
+
+// TestACacheKeepsTheReplay: behind nginx (deploy/nginx/amphi-hls.conf) a
+// replay's playlist and segments reach amphi once, however many ask.
+func TestACacheKeepsTheReplay(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m := MustRunMain(t, t.TempDir())
+	defer m.Close()
+	base, _ := startNginx(t, strings.TrimPrefix(m.URL(), "http://"))
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "Cached replay", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 0, time.Second, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"index.m3u8", "init.mp4", "0.m4s"} {
+		for i, want := range []string{"MISS", "HIT", "HIT"} {
+			resp, _ := get(t, ctx, http.DefaultClient, base+"/spaces/"+sp.ID+"/replay/"+name)
+			if got := resp.Header.Get("X-Cache-Status"); resp.StatusCode != http.StatusOK || got != want {
+				t.Errorf("%s, request %d: %d, X-Cache-Status %q, want 200 %s", name, i+1, resp.StatusCode, got, want)
+			}
+		}
+	}
+}
