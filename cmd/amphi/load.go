@@ -64,6 +64,7 @@ func loadFlags(sc *load.Scenario, o *loadOutputs) *flag.FlagSet {
 	fs.IntVar(&sc.PerProcess, "per-process", sc.PerProcess, "most listeners in one process; more run in worker processes")
 	fs.DurationVar((*time.Duration)(&sc.Timeout), "timeout", time.Duration(sc.Timeout), "a listener's wait for its connection, first audio and each read")
 	fs.DurationVar((*time.Duration)(&sc.Resume), "resume", time.Duration(sc.Resume), "how long a listener whose stream breaks asks for it again from where it was (from_seq); negative is never")
+	fs.BoolVar(&sc.HLS, "hls", sc.HLS, "listeners play LL-HLS from their hls_url (blocking reloads and parts, as a low-latency player) instead of the Ogg stream")
 	fs.IntVar(&sc.PID, "pid", sc.PID, "the server's process id, when local: its CPU and memory are sampled")
 	fs.StringVar(&sc.Ops, "ops", sc.Ops, "the server's ops address (loopback only), where the scenario's faults are posted; the server needs --rehearsal-faults")
 	return fs

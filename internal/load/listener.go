@@ -142,6 +142,9 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 	}
 	n := sh.count()
 	r.report.Listeners.Target = n
+	if sc.HLS {
+		r.report.HLS = &HLSCounts{}
+	}
 	if sh.Worker == 0 {
 		r.sampled = min(sc.LatencySample, n)
 	}
@@ -179,6 +182,10 @@ func RunShare(ctx context.Context, sh Share, onSample func(Sample)) (*Report, er
 				wg.Wait()
 				return nil, fmt.Errorf("load: latency listener: %w", err)
 			}
+		}
+		if sc.HLS {
+			wg.Go(func() { r.record(r.listenHLS(ctx, k, time.Now())) })
+			continue
 		}
 		wg.Go(func() {
 			o := r.listen(ctx, k, time.Now(), e)

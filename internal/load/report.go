@@ -84,6 +84,9 @@ type Report struct {
 	// State is what the listeners' pages' polls of the space's state got;
 	// nil when the scenario's pages did not poll (Scenario.PollState).
 	State *StatePolls `json:"state,omitempty"`
+	// HLS is what LL-HLS listeners did; nil when the scenario's listeners
+	// read the Ogg stream (Scenario.HLS).
+	HLS *HLSCounts `json:"hls,omitempty"`
 	// MissingWorkers are the remote workers (by share) whose report never
 	// came: their listeners are not counted. Empty when none is missing.
 	MissingWorkers []int `json:"missing_workers,omitempty"`
@@ -268,6 +271,12 @@ func (r *Report) Merge(o *Report) {
 		}
 		r.State.Merge(o.State)
 	}
+	if o.HLS != nil {
+		if r.HLS == nil {
+			r.HLS = &HLSCounts{}
+		}
+		r.HLS.add(o.HLS)
+	}
 	r.LatencyListeners += o.LatencyListeners
 	r.Detections = append(r.Detections, o.Detections...)
 	r.TTFAHistogram.Merge(&o.TTFAHistogram)
@@ -320,6 +329,9 @@ func (r *Report) summarize() {
 	if s := r.State; s != nil {
 		s.summarize(time.Duration(r.Duration))
 	}
+	if h := r.HLS; h != nil {
+		h.summarize(r.ListenerSeconds)
+	}
 }
 
 // WriteText writes the report as a short human summary.
@@ -344,6 +356,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "first audio p50 %v, p99 %v, max %v\n", round(r.TTFA.P50), round(r.TTFA.P99), round(r.TTFA.Max))
 	fmt.Fprintf(&b, "stalls     %d (no audio for more than %v while playing)\n", r.Stalls, StallAfter)
 	fmt.Fprintf(&b, "bytes      %d, %.0f B per listener-second (%.2f× the %d B/s program)\n", r.Bytes.Total, r.Bytes.PerListenerSecond, r.Bytes.OfBitrate, ProgramBytesPerSecond)
+	if h := r.HLS; h != nil {
+		fmt.Fprintf(&b, "ll-hls     %d parts (%.2f per listener-second, %d skipped), %d B of parts; %d playlists (%.2f per listener-second, %d blocking reloads, %d answered 503, %d gzipped), %d B of playlists; %d requests, %d reconnects\n",
+			h.Parts, h.PartsPerListenerSecond, h.Skipped, h.PartBytes, h.Playlists, h.PlaylistsPerListenerSecond, h.Reloads, h.ReloadsFailed, h.Gzipped, h.PlaylistBytes, h.Requests, h.Reconnects)
+	}
 	if len(r.Disconnects) > 0 {
 		fmt.Fprintf(&b, "ended by   %s\n", formatCounts(r.Disconnects))
 	}

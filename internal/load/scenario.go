@@ -1,7 +1,8 @@
 // Package load rehearses an event against a running amphi server: it opens
 // many listeners that follow the real join flow and read the real stream as
 // a player with a small jitter buffer would, resumes their streams where
-// they broke as amphi's own clients do, runs speaker bots over WHIP, and
+// they broke as amphi's own clients do (or, asked to, play LL-HLS part by
+// part as a low-latency player does: hls.go), runs speaker bots over WHIP, and
 // reports time to first audio, stalls, bytes, disconnects, resumes and holes
 // (per edge process when there are several) and the server's CPU and memory. Asked to, it measures mouth-to-ear latency: one speaker
 // bot plays timing marks (package latency) and a sample of listeners
@@ -203,6 +204,14 @@ type Scenario struct {
 	// many connections (Report.State). Zero means pages do not poll; it
 	// needs an amphi space, not a plain Stream.
 	PollState Duration `json:"poll_state,omitempty"`
+	// HLS makes every listener play LL-HLS instead of the Ogg stream: it
+	// joins as others do, then follows its admission's hls_url (the
+	// multivariant playlist's first rendition, Opus) as a low-latency
+	// player does: blocking reloads (_HLS_msn, _HLS_part) and each part
+	// once listed, over one keep-alive connection, playlists asked for
+	// gzipped. Report.HLS counts parts and playlists. False means the Ogg
+	// stream; it needs an amphi space, and measures no latency.
+	HLS bool `json:"hls,omitempty"`
 }
 
 // Defaults of a Scenario's zero fields.
@@ -388,6 +397,15 @@ func (s *Scenario) Normalize() error {
 	}
 	if p := time.Duration(s.PollState); p != 0 && (p < MinPollState || p > MaxPollState) {
 		return bad("poll state %v: want 0 (no polls) or %v to %v", p, MinPollState, MaxPollState)
+	}
+	if s.HLS && s.Stream != "" {
+		return bad("hls: a plain stream has no LL-HLS playlist")
+	}
+	if t := time.Duration(s.Timeout); s.HLS && t <= hlsMaxBlock {
+		return bad("hls: timeout %v: a blocking reload may wait %v at the server, want more", t, hlsMaxBlock)
+	}
+	if s.HLS && s.LatencySample > 0 {
+		return bad("hls: HLS listeners do not measure latency: latency sample 0")
 	}
 	if s.PollState != 0 && s.Stream != "" {
 		return bad("poll state: a plain stream has no space whose state pages would poll")

@@ -90,7 +90,7 @@ func (l *listener) open(ctx context.Context, limit time.Time) (string, error) {
 	target := r.stream
 	if target == "" {
 		if l.ticket == "" {
-			ticket, o := r.joinFlow(ctx, conn)
+			ticket, _, o := r.joinFlow(ctx, conn)
 			if ticket == "" {
 				return o.cause, o.err
 			}
