@@ -140,7 +140,10 @@ async function load() {
   }
   const src = spaceURL + '/recording.opus';
   $('download').href = src;
-  audio.src = src;
+  // A browser that plays no Ogg Opus but plays HLS itself (Safari on
+  // older iOS) gets the same recording as HLS VOD.
+  const noOgg = audio.canPlayType('audio/ogg; codecs=opus') === '';
+  audio.src = noOgg && audio.canPlayType('application/vnd.apple.mpegurl') ? space.replay_hls_url : src;
   audio.addEventListener('loadedmetadata', () => {
     $('seek').max = String(audio.duration);
     $('duration').textContent = clock(audio.duration);
