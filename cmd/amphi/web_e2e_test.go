@@ -93,7 +93,9 @@ func TestWebEndToEnd(t *testing.T) {
 	poll(hostB, "the host on stage", `document.getElementById('host-stage').dataset.stage === 'connected'`)
 
 	// The listener opens the space's page and listens.
-	run(listenerB, "space page", chromedp.Navigate(base+"/s/"+id), chromedp.WaitVisible(`#listen`))
+	// It listens with the <audio> element (?player=audio), whose output the
+	// test taps (toneJS).
+	run(listenerB, "space page", chromedp.Navigate(base+"/s/"+id+"?player=audio"), chromedp.WaitVisible(`#listen`))
 	if d, err := chromedp.Run(listenerB, chromedp.Text(`#description`)); err != nil || d != "We ship, then take questions." {
 		t.Errorf("description %q (%v)", d, err)
 	}

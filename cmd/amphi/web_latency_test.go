@@ -217,13 +217,13 @@ const elementAnalyserJS = `(() => {
 	return true;
 })()`
 
-// hearElement opens the space's page, plays the default <audio> element and
-// returns its mouth-to-ear latency. Call it first: the element, seconds
+// hearElement opens the space's page with its <audio> element
+// (?player=audio) and returns its mouth-to-ear latency. Call it first: the element, seconds
 // behind, would otherwise hear the others' tones in its backlog.
 func (ts *toneSwitch) hearElement(tb testing.TB) time.Duration {
 	tb.Helper()
 	if err := chromedp.Do(ts.bctx,
-		chromedp.Navigate(ts.m.URL()+"/s/"+ts.sp.ID),
+		chromedp.Navigate(ts.m.URL()+"/s/"+ts.sp.ID+"?player=audio"),
 		chromedp.WaitVisible(`#listen`),
 	); err != nil {
 		tb.Fatal(err)
@@ -247,12 +247,12 @@ func (ts *toneSwitch) hearElement(tb testing.TB) time.Duration {
 		const a = document.getElementById('live');
 		return a.buffered.length ? a.buffered.end(a.buffered.length - 1) - a.currentTime : 0;
 	})()`))
-	tb.Logf("<audio> player: mouth-to-ear %v (element %+v, %.2f s buffered ahead)", lat.Round(time.Millisecond), st, ahead)
+	tb.Logf("<audio> player: mouth-to-ear %v (element %+v, %.2f s buffered ahead; the page says %q)", lat.Round(time.Millisecond), st, ahead, behindText(ts.bctx))
 	return lat
 }
 
-// hearLow opens the space's page with amphi's own player (?player=low) and
-// returns its mouth-to-ear latency.
+// hearLow opens the space's page with amphi's own player (?player=low, the
+// default in Chromium) and returns its mouth-to-ear latency.
 func (ts *toneSwitch) hearLow(tb testing.TB) time.Duration {
 	tb.Helper()
 	if err := chromedp.Do(ts.bctx,
@@ -268,7 +268,7 @@ func (ts *toneSwitch) hearLow(tb testing.TB) time.Duration {
 	}
 	lat := measureOnset(tb, ts.bctx, ts.sw, `window.amphiPlayer.analyser`)
 	stats, _ := chromedp.Run(ts.bctx, chromedp.Evaluate[map[string]any](`window.amphiPlayer.stats()`))
-	tb.Logf("low-latency player: mouth-to-ear %v (player %v)", lat.Round(time.Millisecond), stats)
+	tb.Logf("low-latency player: mouth-to-ear %v (player %v; the page says %q)", lat.Round(time.Millisecond), stats, behindText(ts.bctx))
 	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](`window.amphiPlayer.stop(), true`)); err != nil {
 		tb.Error(err)
 	}
@@ -299,16 +299,23 @@ func (ts *toneSwitch) hearHLS(tb testing.TB) time.Duration {
 		const a = document.getElementById('live');
 		return a.buffered.length ? a.buffered.end(a.buffered.length - 1) - a.currentTime : 0;
 	})()`))
-	tb.Logf("LL-HLS player (hls.js): mouth-to-ear %v (%.2f s buffered ahead)", lat.Round(time.Millisecond), ahead)
+	tb.Logf("LL-HLS player (hls.js): mouth-to-ear %v (%.2f s buffered ahead; the page says %q)", lat.Round(time.Millisecond), ahead, behindText(ts.bctx))
 	if _, err := chromedp.Run(ts.bctx, chromedp.Evaluate[bool](`window.amphiHLS.destroy(), true`)); err != nil {
 		tb.Error(err)
 	}
 	return lat
 }
 
-// TestWebLowLatencyPlayer: in headless Chromium, the opt-in WebCodecs
-// player (?player=low) and the default <audio> element each play the
-// speaker, and each follows the speaker when the tone changes. How soon is
+// behindText is what the page says of how far behind live it plays, for
+// the log beside the latency measured.
+func behindText(ctx context.Context) string {
+	s, _ := chromedp.Run(ctx, chromedp.Text(`#behind`))
+	return s
+}
+
+// TestWebLowLatencyPlayer: in headless Chromium, the page's WebCodecs
+// player (?player=low, its default there), hls.js (?player=hls) and the
+// <audio> element (?player=audio) each play the speaker, and each follows the speaker when the tone changes. How soon is
 // measured by BenchmarkWebLowLatencyPlayer, and only logged here.
 func TestWebLowLatencyPlayer(t *testing.T) {
 	parallelBrowser(t)

@@ -223,10 +223,12 @@ const srcLogJS = `(() => {
 // the web app: the home page lists a live and a scheduled space; the
 // scheduled space's page links its calendar file and, armed and reminded,
 // shows a notification and joins by itself once the host starts it, and
-// offers the recording once it ends; the live space's page joins when
-// Listen is reached and pressed from the keyboard alone, and its audio
-// element plays the program. Every page is photographed at desktop and
-// phone width and must not scroll sideways.
+// offers the recording once it ends; the live space's page with its
+// <audio> element (?player=audio) joins when Listen is reached and pressed
+// from the keyboard alone, and the element plays the program; without
+// ?player the page plays with amphi's own player (player.js), says how far
+// behind live it is and offers to start from the start. Every page is
+// photographed at desktop and phone width and must not scroll sideways.
 func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	parallelBrowser(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -255,8 +257,9 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	}
 	shoot(t, bctx, dir, "home")
 
+	// The <audio> element (?player=audio) shows the ticketed URL it plays.
 	if err := chromedp.Do(bctx,
-		chromedp.Navigate(m.URL()+"/s/"+later.ID),
+		chromedp.Navigate(m.URL()+"/s/"+later.ID+"?player=audio"),
 		chromedp.WaitVisible(`#arm`),
 	); err != nil {
 		t.Fatalf("scheduled space page: %v", err)
@@ -308,7 +311,7 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 	shoot(t, bctx, dir, "ended")
 
 	if err := chromedp.Do(bctx,
-		chromedp.Navigate(m.URL()+"/s/"+sp.ID),
+		chromedp.Navigate(m.URL()+"/s/"+sp.ID+"?player=audio"),
 		chromedp.WaitVisible(`#listen`),
 	); err != nil {
 		t.Fatalf("live space page: %v", err)
@@ -360,6 +363,29 @@ func TestWebListenerHearsALiveSpaceFromItsPage(t *testing.T) {
 		t.Errorf("page status %q (%v), want %q", status, err, "Playing live.")
 	}
 	shoot(t, bctx, dir, "playing")
+
+	// Without ?player, Chromium (WebCodecs decodes Opus there) plays with
+	// amphi's own player, not the element, and offers to rewind.
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(m.URL()+"/s/"+sp.ID),
+		chromedp.WaitVisible(`#listen`),
+		chromedp.Click(`#listen`),
+	); err != nil {
+		t.Fatalf("live space page, default player: %v", err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`!!(window.amphiPlayer && window.amphiPlayer.stats().frames > 0) || null`)); err != nil {
+		t.Fatalf("the default player is not player.js: %v (status %q)", err, pageStatus(bctx))
+	}
+	if src, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('live').getAttribute('src') || ''`)); err != nil || src != "" {
+		t.Errorf("the page's <audio> element plays %q (%v), want nothing beside player.js", src, err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(b => b.offsetParent !== null && !!b.dataset.seconds || null)(document.getElementById('behind'))`)); err != nil {
+		t.Errorf("the default player shows no figure behind live: %v", err)
+	}
+	if visible, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById('from-start').offsetParent !== null`)); err != nil || !visible {
+		t.Errorf("the default player offers no From the start (%v)", err)
+	}
+	shoot(t, bctx, dir, "playing-low")
 }
 
 // TestWebListenerSolvesProofOfWorkInItsPage arms proof of work: the page
@@ -375,7 +401,7 @@ func TestWebListenerSolvesProofOfWorkInItsPage(t *testing.T) {
 
 	bctx := browserFor(t, ctx)
 	if err := chromedp.Do(bctx,
-		chromedp.Navigate(m.URL()+"/s/"+sp.ID),
+		chromedp.Navigate(m.URL()+"/s/"+sp.ID+"?player=audio"), // its src shows the ticket
 		chromedp.WaitVisible(`#listen`),
 	); err != nil {
 		t.Fatal(err)

@@ -1,26 +1,32 @@
 // A space's page: what a listener sees of one space, by its state.
 //   live:      a Listen button that joins (proof of work, waiting room) and
-//              plays the ticketed stream in an <audio> element; the room's
-//              live state (stage, listeners, reactions), reaction buttons
-//              and a request to speak;
+//              plays the ticketed stream; how far behind live it plays;
+//              "From the start" and "Jump to live"; the room's live state
+//              (stage, listeners, reactions), reaction buttons and a
+//              request to speak;
 //   scheduled: a countdown that polls the space and listens once it is on
 //              air if the listener asked to, a reminder notification and a
 //              calendar file;
 //   ended:     the recording.
 //
-// Playback is a plain <audio> element, the simplest thing that works in
-// every browser. Chromium plays a stream of unknown length only once it
-// holds ~96 KB (docs/ARCHITECTURE.md: up to ~20 s at 32 kbit/s), so the
-// stream is asked for with the largest burst the server gives (10 s of
-// backlog at once) and short flushes. With 8 s of tone on air, headless
-// Chromium played ~1 s after the click (cmd/amphi/web_test.go), but it
-// plays the burst from its start: ~10 s behind the speaker
-// (cmd/amphi/web_latency_test.go). amphi's own player (player.js: fetch,
-// Ogg demux, WebCodecs) plays ~0.5 s behind; it is opt-in, ?player=low.
+// The player is the first of these the browser has (?player=low|hls|audio
+// forces one):
+//   1. amphi's own (player.js: fetch, Ogg demux, WebCodecs AudioDecoder,
+//      WebAudio), wherever WebCodecs decodes Opus: ~0.5 s behind the
+//      speakers (cmd/amphi/web_latency_test.go), and the only one that
+//      rewinds (from=start) and catches up;
+//   2. the browser's own HLS (Safari), with the LL-HLS playlist;
+//   3. hls.js (vendored) where Media Source Extensions exist: ~0.8 s;
+//   4. the <audio> element with Ogg, which plays everywhere but ~10 s
+//      behind: Chromium plays a stream of unknown length only once it
+//      holds ~96 KB (docs/ARCHITECTURE.md), so it is asked for with the
+//      largest burst the server gives (10 s of backlog at once) and short
+//      flushes, and plays that burst from its start.
 
 import {apiProblem, listenersText, pollState, reactionKinds, renderReactions, renderStage, sentence} from './stage.js';
 
 const streamParams = 'burst=10s&flush=200ms';
+const elementBurstSeconds = 10; // streamParams' burst
 const maxRetryMs = 30000;
 const reactEveryMs = 2000;     // docs/API.md: at most one reaction request every 2 s
 const maxReactionBatch = 20;   // the API's largest count; more taps than that in 2 s are dropped
@@ -551,28 +557,62 @@ async function listen() {
   }
 }
 
-function play(listenURL, hlsURL) {
-  const u = sameOrigin(listenURL);
-  if (hlsPlayer && hlsURL) playHLS(sameOrigin(hlsURL), u);
-  else if (lowPlayer) playLow(u);
-  else playElement(u);
+// ---- Choosing the player ----
+
+const forced = new URLSearchParams(location.search).get('player'); // low, hls or audio
+const audio = $('live');
+
+// lowPlayer is player.js where WebCodecs decodes Opus, else null: loaded
+// at once, since it is the page's first choice.
+const lowPlayer = forced === 'hls' || forced === 'audio' ? Promise.resolve(null)
+  : import('./player.js').then(async (m) => (await m.supported() ? m : null)).catch(() => null);
+
+// nativeHLS: Safari's own HLS. Chromium says it "maybe" plays HLS too, yet
+// did not play our LL-HLS (fMP4 Opus), so it is not believed there.
+const nativeHLS = () => !!audio.canPlayType('application/vnd.apple.mpegurl') && !('chrome' in window);
+
+async function choosePlayer() {
+  if (forced === 'hls' || forced === 'audio') return forced;
+  if (await lowPlayer) return 'low';
+  if (forced === 'low') {
+    say('This browser cannot play with low latency: using the standard player.');
+    return 'audio';
+  }
+  if (nativeHLS()) return 'native';
+  if (window.MediaSource || window.ManagedMediaSource) return 'hls';
+  return 'audio';
 }
 
-// ---- LL-HLS (opt-in: ?player=hls) ----
+let current = '';   // the player playing: low, native, hls or audio
+let listenURL = ''; // the ticketed stream, for restarting player.js
+let pendingFrom = ''; // where a restart that had to join again starts
+
+async function play(liveURL, hlsURL) {
+  const u = sameOrigin(liveURL);
+  const h = hlsURL ? sameOrigin(hlsURL) : '';
+  listenURL = u;
+  current = await choosePlayer();
+  if (current === 'low') {
+    const from = pendingFrom;
+    pendingFrom = '';
+    return playLow(u, from);
+  }
+  if (current === 'native' && h) return playElement(h, 'native');
+  if (current === 'hls' && h) return playHLS(h, u);
+  return playElement(u, 'audio');
+}
+
+// ---- LL-HLS through hls.js ----
 //
 // The space's LL-HLS playlist in the <audio> element through hls.js
 // (vendored from npm, hls.light.min.mjs, Apache-2.0; loaded only when
-// asked for), which feeds the fMP4 parts to Media Source Extensions, as
-// its authors advise wherever MSE exists (Safari's included); the
-// browser's own HLS only where it does not (iPhones before iOS 17.1).
-// Chromium says it "maybe" plays HLS itself, yet did not play ours. The
-// worker is off: the page's policy allows no blob workers.
-
-const hlsPlayer = new URLSearchParams(location.search).get('player') === 'hls';
+// used), which feeds the fMP4 parts to Media Source Extensions, as its
+// authors advise wherever MSE exists; forced (?player=hls), the browser's
+// own HLS where it does not. The worker is off: the page's policy allows
+// no blob workers.
 
 async function playHLS(u, oggURL) {
-  $('player').hidden = false;
-  $('listen').hidden = true;
+  showElement('hls');
   say('Admitted. Buffering the live audio…');
   const Hls = (await import('./hls.light.min.mjs')).default;
   if (Hls.isSupported()) {
@@ -583,49 +623,65 @@ async function playHLS(u, oggURL) {
     window.amphiHLS.loadSource(u);
     window.amphiHLS.attachMedia(audio);
   } else if (audio.canPlayType('application/vnd.apple.mpegurl')) {
+    current = 'native';
     audio.src = u;
   } else {
     say('This browser plays no HLS: using the standard player.');
-    return playElement(oggURL);
+    return playElement(oggURL, 'audio');
   }
   audio.play().catch(() => say('Admitted. Press play on the player to start.'));
   audio.focus();
 }
 
-// ---- Low-latency player (opt-in: ?player=low) ----
-//
-// player.js (WebCodecs) plays ~0.5 s behind the speakers instead of
-// seconds. It is loaded only when asked for, so the default page is as it
-// was; where WebCodecs cannot decode Opus the <audio> element plays.
+// ---- amphi's own player ----
 
-const lowPlayer = new URLSearchParams(location.search).get('player') === 'low'
-  ? import('./player.js').then(async (m) => (await m.supported() ? m : null)).catch(() => null)
-  : null;
+let lowGen = 0; // counts player.js's starts: only the latest plays
+const catchingUp = 'Playing from the start of the space, catching up with live.';
 
-async function playLow(u) {
+async function playLow(u, from = '', restarted = false) {
   const m = await lowPlayer;
-  if (!m) {
-    say('This browser cannot play with low latency: using the standard player.');
-    return playElement(u);
-  }
   $('listen').hidden = true;
-  say('Admitted. Buffering the live audio…');
+  $('player').hidden = true;
+  $('live-info').hidden = false;
+  $('dvr').hidden = false;
+  say(from ? 'Going back to the start…' : 'Admitted. Buffering the live audio…');
   if (window.amphiPlayer) window.amphiPlayer.stop();
+  window.amphiPlayer = null;
+  const gen = ++lowGen;
+  drawBehind();
   try {
     // window.amphiPlayer lets a test (or a curious listener) read its
     // analyser and stats.
-    window.amphiPlayer = await m.playLowLatency(u, {onState: (s, err) => {
-      if (s === 'playing') say('Playing live.');
+    const p = await m.playLowLatency(u, {from, onState: (s, err) => {
+      if (gen !== lowGen) return;
+      if (s === 'playing') say(from ? catchingUp : 'Playing live.');
       if (s === 'ended') { say('The stream ended.'); loadSpace().catch(() => {}); }
       if (s === 'error') lowStopped(err);
     }});
+    if (gen !== lowGen) { // pressed again meanwhile: the later one plays
+      p.stop();
+      return;
+    }
+    window.amphiPlayer = p;
+    drawBehind();
   } catch (e) {
+    if (gen !== lowGen) return;
+    // A restart whose place lapsed (tickets last minutes) joins again,
+    // then starts where it was asked to.
+    if (restarted && e && e.status === 401) {
+      pendingFrom = from;
+      listening = false;
+      listen();
+      return;
+    }
     lowStopped(e);
   }
 }
 
 function lowStopped(err) {
   say('The stream stopped' + (err && err.message ? ': ' + err.message : '') + '. Press Listen to join again.', true);
+  $('dvr').hidden = true;
+  $('live-info').hidden = true;
   const b = $('listen');
   b.hidden = false;
   b.disabled = false;
@@ -633,8 +689,83 @@ function lowStopped(err) {
   listening = false;
 }
 
-// The player's events, once for every stream it plays.
-const audio = $('live');
+// stopLow stops player.js; Listen joins again.
+function stopLow() {
+  lowGen++;
+  if (window.amphiPlayer) window.amphiPlayer.stop();
+  window.amphiPlayer = null;
+  current = '';
+  $('dvr').hidden = true;
+  $('live-info').hidden = true;
+  const b = $('listen');
+  b.hidden = false;
+  b.disabled = false;
+  b.focus();
+  listening = false;
+  say('Stopped. Press Listen to listen again.');
+}
+
+// restart plays the stream again with player.js, from the space's start
+// (from=start) or at the live edge (from empty).
+function restart(from) {
+  if (current !== 'low' || !listenURL) return;
+  playLow(listenURL, from, true);
+}
+
+// ---- How far behind live ----
+//
+// player.js knows (Amphi-Behind, the wall clock and the media it played);
+// for the element, what it holds beyond what it plays, as the server sends
+// live audio as it comes (plus its flush, ~0.2 s); hls.js estimates it
+// itself (latency).
+
+function behindNow() {
+  if (current === 'low') return window.amphiPlayer ? window.amphiPlayer.behind() : null;
+  if (!current || audio.paused || audio.readyState < 2) return null;
+  if (current === 'audio') {
+    // The Ogg stream starts its burst behind live and the element plays it
+    // from its start (currentTime 0): Amphi-Behind's sum, with the burst
+    // the server could give. Its buffered end is no guide: Chromium reads
+    // the stream only as it needs it (2 s ahead while 10 s behind).
+    return Math.max(0, elementBurst + (performance.now() / 1000 - elementFrom) - audio.currentTime);
+  }
+  if (current === 'hls' && window.amphiHLS) {
+    const l = window.amphiHLS.latency;
+    if (Number.isFinite(l) && l > 0) return l;
+  }
+  // The browser's own HLS loads each part as it is published (200 ms).
+  const b = audio.buffered;
+  if (!b.length) return null;
+  return Math.max(0, b.end(b.length - 1) - audio.currentTime) + 0.2;
+}
+
+function fmtBehind(s) {
+  return s < 60 ? s.toFixed(1) + ' s' : fmtDuration(s);
+}
+
+function drawBehind() {
+  const p = $('behind');
+  const s = behindNow();
+  const stats = current === 'low' && window.amphiPlayer ? window.amphiPlayer.stats() : null;
+  const rate = stats ? stats.rate : 1;
+  if (s === null) {
+    p.textContent = current ? 'Finding how far behind live this plays…' : '';
+    delete p.dataset.seconds;
+  } else {
+    let text = fmtBehind(s) + ' behind live';
+    if (rate > 1) text += ', catching up (' + rate + '×)';
+    p.textContent = text;
+    p.dataset.seconds = s.toFixed(2);
+  }
+  p.dataset.rate = String(rate);
+  if (stats && !stats.catching && $('status').textContent === catchingUp) say('Caught up: playing live.');
+  // Jump to live only where it helps: player.js, well behind.
+  $('jump-live').hidden = !(current === 'low' && s !== null && s > 2);
+}
+
+setInterval(() => { if (current) drawBehind(); }, 1000);
+
+// The element's events, once for every stream it plays.
 audio.addEventListener('playing', () => say('Playing live.'));
 audio.addEventListener('ended', () => { say('The stream ended.'); loadSpace().catch(() => {}); });
 audio.addEventListener('error', () => {
@@ -642,6 +773,7 @@ audio.addEventListener('error', () => {
   say('The stream stopped. Press Listen to join again.', true);
   audio.removeAttribute('src');
   $('player').hidden = true;
+  $('live-info').hidden = true;
   const b = $('listen');
   b.hidden = false;
   b.disabled = false;
@@ -649,17 +781,38 @@ audio.addEventListener('error', () => {
   listening = false;
 });
 
-// playElement plays u in the <audio> element: the default player.
-function playElement(u) {
-  audio.src = u + (u.includes('?') ? '&' : '?') + streamParams;
+// showElement shows the <audio> element's player for kind (audio, native
+// or hls): it only plays live, so the rewind controls stay hidden.
+function showElement(kind) {
+  current = kind;
   $('player').hidden = false;
+  $('element-note').hidden = kind !== 'audio';
   $('listen').hidden = true;
+  $('live-info').hidden = false;
+  $('dvr').hidden = true;
+}
+
+// playElement plays u in the <audio> element: Ogg (kind audio), with the
+// largest burst, or an HLS playlist the browser plays itself (native).
+let elementFrom = 0, elementBurst = 0; // when the Ogg stream was asked for, and its burst
+
+function playElement(u, kind) {
+  audio.src = kind === 'audio' ? u + (u.includes('?') ? '&' : '?') + streamParams : u;
+  elementFrom = performance.now() / 1000;
+  // The burst is 10 s (streamParams), or all there is of a space on air
+  // for less (by this device's clock).
+  const on = space && space.started_at ? (Date.now() - Date.parse(space.started_at)) / 1000 : NaN;
+  elementBurst = Number.isFinite(on) ? Math.min(Math.max(on, 0), elementBurstSeconds) : elementBurstSeconds;
+  showElement(kind);
   say('Admitted. Buffering the live audio…');
   audio.play().catch(() => say('Admitted. Press play on the player to start.'));
   audio.focus();
 }
 
 $('listen').addEventListener('click', listen);
+$('from-start').addEventListener('click', () => restart('start'));
+$('jump-live').addEventListener('click', () => restart(''));
+$('stop').addEventListener('click', stopLow);
 $('arm').addEventListener('click', () => {
   armed = !armed;
   const b = $('arm');
