@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -132,5 +133,49 @@ func TestFromStartWhileLiveHearsTheFirstToneFirst(t *testing.T) {
 	}
 	if heard, _ := first(fromLast.tones(t)); heard != "880" {
 		t.Errorf("from=-1s heard %q first, want 880 Hz", heard)
+	}
+}
+
+// TestAnEdgeRewindsToTheStartFromTheOriginsRecording: an edge keeps only
+// the last few seconds (a 3.2 s ring here), yet its listener asking
+// from=start hears the space from its beginning, read from the origin's
+// recording over the bus, then goes on live with no hole.
+func TestAnEdgeRewindsToTheStartFromTheOriginsRecording(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	originDir := t.TempDir()
+	origin := MustRunMainWith(t, originDir, func(m *Main) { m.Config.Role = RoleOrigin })
+	defer origin.Close()
+	edge := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.Role = RoleEdge
+		m.Config.Bus.URL = origin.BusURL()
+		m.Config.GateKeyFile = filepath.Join(originDir, "gate.key")
+		m.Config.Edge.RingChunks = 32
+	})
+	defer edge.Close()
+	sp := createSpace(t, ctx, origin.URL())
+	knownAt(t, []*Main{edge}, sp.ID)
+	s := dialSpeaker(t, ctx, client.New(origin.URL()), sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stop := s.playUntilStopped(t, ctx, 880)
+	defer stop()
+	time.Sleep(4 * time.Second) // 440 Hz has left the edge's ring
+
+	var e ear
+	lctx, lcancel := context.WithTimeout(ctx, 4*time.Second)
+	defer lcancel()
+	st, err := client.New(edge.URL()).Listen(lctx, sp.ID, client.ListenOptions{From: "start", OnPacket: e.add, ResumeFor: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := e.tones(t)
+	if heard, then := first(blocks); heard != "440" || then < 0 {
+		t.Errorf("from=start at the edge heard %q first and the other tone at block %d, want 440 Hz then 880 Hz: %q", heard, then, blocks)
+	}
+	if st.Audio < 8*time.Second || st.Holes > 0 {
+		t.Errorf("received %v of audio in 4 s with %d holes, want the 6 s past and the live audio after it, with no hole", st.Audio, st.Holes)
 	}
 }

@@ -184,6 +184,8 @@ type Main struct {
 	grants   map[string]*spaceGrants
 	// fetches answers edges' fetches of the chunks they missed.
 	fetches *bus.Subscription
+	// history answers edges' reads of the recordings made here (rewind).
+	history *bus.Subscription
 	edge    *edge.Edge
 	live    *live.Manager
 	api     *api.Server
@@ -360,10 +362,14 @@ func (m *Main) Run(ctx context.Context) error {
 	// The monitor starts below, before anything is served.
 	cfg.API.Verdict = func() string { return m.monitor.Report().Verdict }
 	m.top = ops.NewTopPrefixes(0)
+	cfg.API.History = m.bus.History
 	if m.api, err = api.New(cfg.API, m.db, m.live, m.edge, m.top); err != nil {
 		return err
 	}
 	if !edgeOnly {
+		if m.history, err = m.bus.ServeHistory(m.api.History); err != nil {
+			return err
+		}
 		if err := m.api.Recover(ctx); err != nil {
 			return fmt.Errorf("recover: %w", err)
 		}
@@ -644,7 +650,7 @@ func (m *Main) close() error {
 		}
 		m.edge.Close()
 	}
-	for _, sub := range []*bus.Subscription{m.sub, m.fetches, m.announcements, m.loads, m.lookups} {
+	for _, sub := range []*bus.Subscription{m.sub, m.fetches, m.history, m.announcements, m.loads, m.lookups} {
 		if sub != nil {
 			sub.Close()
 		}

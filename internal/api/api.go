@@ -21,6 +21,7 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/account"
+	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/gate"
 	"github.com/amphi-audio/amphi/internal/live"
@@ -77,6 +78,10 @@ type Config struct {
 	// Directory does not know yet, such as one created a moment ago: by
 	// asking the origin. Nil means what the Directory knows is all.
 	Lookup func(ctx context.Context, id string) (*amphi.Space, error)
+	// History reads a piece of a live space's recording at the node that
+	// records it (bus.History): how an edge rewinds a listener further
+	// than its ring holds. Nil means an edge rewinds as far as its ring.
+	History func(ctx context.Context, id string, req bus.HistoryRequest) (bus.HistoryReply, error)
 	// ListenAt returns the base URL listeners should join and listen at
 	// now, such as the least loaded edge's; "" means this server's. Nil
 	// means this server's always.

@@ -184,9 +184,7 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
 	if rewinding {
-		if err := s.rewound(&st, rw, id, ring); err != nil {
-			return err
-		}
+		s.rewound(&st, rw, id, ring)
 	}
 	if st.Stop, ok = s.connect(room, t, now); !ok {
 		return a.lapsed(id, addr)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"io"
 	"net/url"
 	"os"
@@ -8,112 +9,165 @@ import (
 	"time"
 
 	"github.com/amphi-audio/amphi"
+	"github.com/amphi-audio/amphi/internal/bus"
 	"github.com/amphi-audio/amphi/internal/clip"
 	"github.com/amphi-audio/amphi/internal/edge"
 	"github.com/amphi-audio/amphi/internal/program"
 	"github.com/amphi-audio/amphi/internal/record"
 )
 
-// rewind is what a listener's from parameter asks: to start the live
-// stream at the space's beginning (from=start) or back behind the live
-// edge (from=-5m).
-type rewind struct {
-	start bool
-	back  time.Duration
-}
+// historyTimeout bounds one read of the recording at the node that
+// records a space: a rewinding listener at an edge waits that long at
+// most for its next 16 s.
+const historyTimeout = 2 * time.Second
 
-// parseRewind reads the from parameter; ok is false when there is none.
-func parseRewind(q url.Values) (rw rewind, ok bool, err error) {
+// parseRewind reads the from parameter, which rewinds the stream: to the
+// space's beginning (from=start) or back behind the live edge (from=-5m).
+// ok is false when there is none.
+func parseRewind(q url.Values) (req bus.HistoryRequest, ok bool, err error) {
 	v := q.Get("from")
 	switch {
 	case v == "":
-		return rewind{}, false, nil
+		return req, false, nil
 	case v == "start":
-		return rewind{start: true}, true, nil
+		return bus.HistoryRequest{Offset: -1, Start: true}, true, nil
 	case strings.HasPrefix(v, "-"):
 		d, err := time.ParseDuration(v)
 		if err == nil && d < 0 {
-			return rewind{back: -d}, true, nil
+			return bus.HistoryRequest{Offset: -1, Back: -d}, true, nil
 		}
 	}
-	return rewind{}, false, amphi.Errorf(amphi.EInvalid, `from must be "start" or a duration behind live such as -5m`)
+	return req, false, amphi.Errorf(amphi.EInvalid, `from must be "start" or a duration behind live such as -5m`)
 }
 
-// rewound sets st to start the stream where rw asks. The node that records
-// the space serves the past from its recording, as far back as it goes;
-// another node (an edge) from its ring, which holds the last few seconds.
-func (s *Server) rewound(st *edge.Stream, rw rewind, id string, ring *program.Ring) error {
+// rewound sets st to start the stream where req asks, from the recording:
+// read here when this node records the space, or else (an edge) asked of
+// the node that does over the bus (Config.History). Without either, or
+// when that node does not answer, it starts as far back as the ring
+// holds, the last few seconds.
+func (s *Server) rewound(st *edge.Stream, req bus.HistoryRequest, id string, ring *program.Ring) {
+	read := s.remoteHistory(id)
+	if rec := s.recorderOf(id); rec != nil {
+		read = func(req bus.HistoryRequest) (bus.HistoryReply, error) { return readHistory(rec, req) }
+	}
+	if read != nil {
+		first, err := read(req)
+		if err == nil {
+			st.Past = &historyPast{read: read, next: first}
+			return
+		}
+		s.cfg.Logger.Debug("rewind: the recording cannot be read; the ring it is", "space", id, "err", err)
+	}
+	back := uint64(req.Back / amphi.ChunkDuration)
+	if req.Start {
+		back = ring.Next()
+	}
+	st.Resume, st.From = true, ring.Next()-min(back, ring.Next())
+}
+
+// recorderOf returns the recorder of a space this node records, or nil.
+func (s *Server) recorderOf(id string) *record.Recorder {
 	if sp := s.spaces.Get(id); sp != nil && sp.Session() != nil {
 		if rec := sp.Session().Recorder(); rec != nil && rec.Err() == nil {
-			past, err := openPast(rec, rw, ring)
-			if err != nil {
-				return err
-			}
-			st.Past = past
-			return nil
+			return rec
 		}
-	}
-	next, back := ring.Next(), uint64(rw.back/amphi.ChunkDuration)
-	st.Resume, st.From = true, next-min(back, next)
-	if rw.start {
-		st.From = 0 // the edge starts at what it still holds
 	}
 	return nil
 }
 
-// recordedPast reads a live space's recording from a page on, never past
-// what the recorder has written, so it reads whole pages.
-type recordedPast struct {
-	f      *os.File
-	rec    *record.Recorder
-	off    int64
-	to     record.Mark
-	behind time.Duration
+// remoteHistory reads a space's recording at the node that records it,
+// nil without a bus to ask on.
+func (s *Server) remoteHistory(id string) func(bus.HistoryRequest) (bus.HistoryReply, error) {
+	if s.cfg.History == nil {
+		return nil
+	}
+	return func(req bus.HistoryRequest) (bus.HistoryReply, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
+		defer cancel()
+		return s.cfg.History(ctx, id, req)
+	}
 }
 
-// openPast opens rec's file at the page rw asks for.
-func openPast(rec *record.Recorder, rw rewind, ring *program.Ring) (*recordedPast, error) {
+// History answers an edge's request for a piece of the recording of a
+// space this node records (bus.ServeHistory); false for another.
+func (s *Server) History(id string, req bus.HistoryRequest) (bus.HistoryReply, bool) {
+	rec := s.recorderOf(id)
+	if rec == nil {
+		return bus.HistoryReply{}, false
+	}
+	rep, err := readHistory(rec, req)
+	if err != nil {
+		s.cfg.Logger.Debug("rewind: read the recording for an edge", "space", id, "err", err)
+		return bus.HistoryReply{}, false
+	}
+	return rep, true
+}
+
+// readHistory reads at most bus.MaxHistory bytes of rec's file from
+// req.Offset, or from the page req.Start or req.Back finds, never past
+// what the recorder has written: whole pages.
+func readHistory(rec *record.Recorder, req bus.HistoryRequest) (bus.HistoryReply, error) {
 	f, err := os.Open(rec.Path())
 	if err != nil {
-		return nil, amphi.Errorf(amphi.EUnavailable, "the recording cannot be read: %v", err)
+		return bus.HistoryReply{}, err
 	}
+	defer f.Close()
 	to := rec.Written()
-	r, err := clip.Open(f, to.Bytes)
-	if err != nil {
-		f.Close()
-		return nil, amphi.Errorf(amphi.EUnavailable, "the recording has no audio yet to rewind into")
+	var rep bus.HistoryReply
+	off := req.Offset
+	if off < 0 {
+		r, err := clip.Open(f, to.Bytes)
+		if err != nil {
+			return rep, amphi.Errorf(amphi.EUnavailable, "the recording has no audio yet to rewind into")
+		}
+		at := time.Duration(0)
+		if !req.Start {
+			at = r.Duration() - req.Back
+		}
+		var from time.Duration
+		if off, from, err = r.Seek(at); err != nil {
+			return rep, err
+		}
+		rep.Behind = r.Duration() - from
 	}
-	at := time.Duration(0)
-	if !rw.start {
-		at = r.Duration() - rw.back
+	n := min(int64(bus.MaxHistory), max(to.Bytes-off, 0))
+	rep.Pages = make([]byte, n)
+	if _, err := f.ReadAt(rep.Pages, off); err != nil {
+		return bus.HistoryReply{}, err
 	}
-	off, from, err := r.Seek(at)
-	if err != nil {
-		f.Close()
-		return nil, amphi.Errorf(amphi.EInternal, "seek in the recording: %v", err)
-	}
-	// The recording's end is behind the ring's by what the recorder has
-	// still to write.
-	lag := time.Duration(ring.Next()-min(to.Next, ring.Next())) * amphi.ChunkDuration
-	return &recordedPast{f: f, rec: rec, off: off, to: to, behind: r.Duration() - from + lag}, nil
+	rep.Offset, rep.End, rep.Next = off+n, off+n >= to.Bytes, to.Next
+	return rep, nil
 }
 
-func (p *recordedPast) Read(b []byte) (int, error) {
-	if p.off >= p.to.Bytes {
-		if p.to = p.rec.Written(); p.off >= p.to.Bytes {
+// historyPast is a rewound stream's past (edge.Past), read a piece at a
+// time as the listener takes it, each piece asked for once the last is
+// written.
+type historyPast struct {
+	read func(bus.HistoryRequest) (bus.HistoryReply, error)
+	next bus.HistoryReply // the piece being written
+	done int              // bytes of it written
+}
+
+func (p *historyPast) Read(b []byte) (int, error) {
+	if p.done == len(p.next.Pages) {
+		rep, err := p.read(bus.HistoryRequest{Offset: p.next.Offset})
+		if err != nil {
+			return 0, err
+		}
+		p.next, p.done = rep, 0
+		if len(rep.Pages) == 0 {
 			return 0, io.EOF
 		}
 	}
-	n, err := p.f.ReadAt(b[:min(int64(len(b)), max(p.to.Bytes-p.off, 0))], p.off)
-	p.off += int64(n)
-	if n > 0 {
-		return n, nil
-	}
-	return 0, err
+	n := copy(b, p.next.Pages[p.done:])
+	p.done += n
+	return n, nil
 }
 
-func (p *recordedPast) Next() uint64 { return p.to.Next }
+// Next is the chunk after the pages read, once Read said io.EOF: the last
+// answer then reached the recording's end.
+func (p *historyPast) Next() uint64 { return p.next.Next }
 
-func (p *recordedPast) Behind() time.Duration { return p.behind }
+func (p *historyPast) Behind() time.Duration { return p.next.Behind }
 
-func (p *recordedPast) Close() error { return p.f.Close() }
+func (p *historyPast) Close() error { return nil }
