@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -177,5 +178,46 @@ func TestAnEdgeRewindsToTheStartFromTheOriginsRecording(t *testing.T) {
 	}
 	if st.Audio < 8*time.Second || st.Holes > 0 {
 		t.Errorf("received %v of audio in 4 s with %d holes, want the 6 s past and the live audio after it, with no hole", st.Audio, st.Holes)
+	}
+}
+
+// TestRewindsGiveBackTheirPlaceInThePast: with room for one listener in
+// the recorded past (MaxRewinds 1) and a ring of 3.2 s, listeners who
+// rewind one after another each get the whole past: a rewind that joined
+// the live edge gives its place back.
+func TestRewindsGiveBackTheirPlaceInThePast(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	m := MustRunMainWith(t, t.TempDir(), func(m *Main) {
+		m.Config.Edge.RingChunks = 32
+		m.Config.API.MaxRewinds = 1
+	})
+	defer m.Close()
+	c := client.New(m.URL())
+	sp, err := c.Create(ctx, "One at a time", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	defer s.playUntilStopped(t, ctx, 440)()
+	time.Sleep(5 * time.Second)
+	for i := range 3 {
+		adm, err := c.Join(ctx, sp.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, adm.ListenURL+"&from=start", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) // the past, then live until the second is up
+		resp.Body.Close()
+		rcancel()
+		if behind, _ := strconv.ParseFloat(resp.Header.Get("Amphi-Behind"), 64); behind < 4 {
+			t.Errorf("rewind %d started %q s behind, want the whole past (over 4 s), more than the ring's 3.2 s", i+1, resp.Header.Get("Amphi-Behind"))
+		}
 	}
 }

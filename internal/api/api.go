@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -82,6 +83,11 @@ type Config struct {
 	// records it (bus.History): how an edge rewinds a listener further
 	// than its ring holds. Nil means an edge rewinds as far as its ring.
 	History func(ctx context.Context, id string, req bus.HistoryRequest) (bus.HistoryReply, error)
+	// MaxRewinds is the most listeners this node plays a recorded past to
+	// at once (from=start, from=-5m); each holds about 80 KB while there.
+	// Past it, a rewind starts as far back as the ring holds, and says so
+	// (Amphi-Behind). Zero means DefaultMaxRewinds.
+	MaxRewinds int
 	// ListenAt returns the base URL listeners should join and listen at
 	// now, such as the least loaded edge's; "" means this server's. Nil
 	// means this server's always.
@@ -111,9 +117,12 @@ type Server struct {
 	life   lifecycle // nil on an edge
 	// clipCuts holds a token per clip being cut (clipCuts at most).
 	clipCuts chan struct{}
-	edge     *edge.Edge
-	gate     *admission
-	mux      *http.ServeMux
+	// rewinds holds a token per listener in a recorded past
+	// (Config.MaxRewinds at most).
+	rewinds chan struct{}
+	edge    *edge.Edge
+	gate    *admission
+	mux     *http.ServeMux
 
 	accounts    *account.Service
 	signInLimit *gate.SourceLimiter
@@ -180,7 +189,8 @@ func New(cfg Config, db *store.DB, lm *live.Manager, e *edge.Edge, top *ops.TopP
 		dir = space.NewDirectory(cfg.Gate.Room, gate.NewCapacity(cfg.Gate.Node))
 	}
 	s := &Server{cfg: cfg, db: db, lookup: dir.Known, spaces: dir, edge: e, gate: a, mux: http.NewServeMux(),
-		publicURL: public, lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), clipCuts: make(chan struct{}, clipCuts)}
+		publicURL: public, lookupLimit: gate.NewSourceLimiter(cfg.LookupLimit), clipCuts: make(chan struct{}, clipCuts),
+		rewinds: make(chan struct{}, cmp.Or(cfg.MaxRewinds, DefaultMaxRewinds))}
 	if db == nil {
 		if cfg.Lookup != nil {
 			s.lookup = cfg.Lookup

@@ -183,11 +183,11 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) error {
 	if ring == nil {
 		return amphi.Errorf(amphi.EUnavailable, "space %s is live but its audio has not reached this server yet", id)
 	}
-	if rewinding {
-		s.rewound(&st, rw, id, ring)
-	}
 	if st.Stop, ok = s.connect(room, t, now); !ok {
 		return a.lapsed(id, addr)
+	}
+	if rewinding { // Serve closes the past, whatever becomes of the stream
+		s.rewound(&st, rw, id, ring)
 	}
 	leave := func(edge.EndReason) { room.Leave(t.Place, s.cfg.Now()) }
 	if _, err := s.edge.Serve(w, r, ring, st, leave); err != nil && amphi.ErrorCode(err) != amphi.EInternal {

@@ -16,6 +16,10 @@ import (
 	"github.com/amphi-audio/amphi/internal/record"
 )
 
+// DefaultMaxRewinds is Config.MaxRewinds's default: 80 MB of pieces of
+// recordings and write buffers at most.
+const DefaultMaxRewinds = 1000
+
 // historyTimeout bounds one read of the recording at the node that
 // records a space: a rewinding listener at an edge waits that long at
 // most for its next 16 s.
@@ -51,12 +55,18 @@ func (s *Server) rewound(st *edge.Stream, req bus.HistoryRequest, id string, rin
 		read = func(req bus.HistoryRequest) (bus.HistoryReply, error) { return readHistory(rec, req) }
 	}
 	if read != nil {
-		first, err := read(req)
-		if err == nil {
-			st.Past = &historyPast{read: read, next: first}
-			return
+		select {
+		case s.rewinds <- struct{}{}:
+			first, err := read(req)
+			if err == nil {
+				st.Past = &historyPast{read: read, next: first, release: func() { <-s.rewinds }}
+				return
+			}
+			<-s.rewinds
+			s.cfg.Logger.Debug("rewind: the recording cannot be read; the ring it is", "space", id, "err", err)
+		default:
+			s.cfg.Logger.Debug("rewind: as many listeners are in the past as may be; the ring it is", "space", id)
 		}
-		s.cfg.Logger.Debug("rewind: the recording cannot be read; the ring it is", "space", id, "err", err)
 	}
 	back := uint64(req.Back / amphi.ChunkDuration)
 	if req.Start {
@@ -143,9 +153,10 @@ func readHistory(rec *record.Recorder, req bus.HistoryRequest) (bus.HistoryReply
 // time as the listener takes it, each piece asked for once the last is
 // written.
 type historyPast struct {
-	read func(bus.HistoryRequest) (bus.HistoryReply, error)
-	next bus.HistoryReply // the piece being written
-	done int              // bytes of it written
+	read    func(bus.HistoryRequest) (bus.HistoryReply, error)
+	next    bus.HistoryReply // the piece being written
+	done    int              // bytes of it written
+	release func()           // gives back its token of Server.rewinds
 }
 
 func (p *historyPast) Read(b []byte) (int, error) {
@@ -170,4 +181,7 @@ func (p *historyPast) Next() uint64 { return p.next.Next }
 
 func (p *historyPast) Behind() time.Duration { return p.next.Behind }
 
-func (p *historyPast) Close() error { return nil }
+func (p *historyPast) Close() error {
+	p.release()
+	return nil
+}

@@ -593,6 +593,9 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	done := joinOnEnd(onEnd)
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		if st.Past != nil {
+			st.Past.Close()
+		}
 		if done != nil {
 			done(0)
 		}
@@ -607,6 +610,9 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 	}
 	e.mu.Unlock()
 	if closed {
+		if st.Past != nil {
+			st.Past.Close()
+		}
 		conn.Close()
 		e.ends.add(EndClosed)
 		if done != nil {
@@ -720,7 +726,7 @@ type Stream struct {
 	// Past, when set, rewinds the stream: it starts with the program's
 	// recorded past, read as fast as the client takes it, and goes on live
 	// from the chunk after it (Past.Next) without a hole. Burst and Resume
-	// are then ignored.
+	// are then ignored. Serve closes it, however the stream ends.
 	Past Past
 	// Resume starts the stream at chunk From instead of a burst: a client
 	// that lost its stream (its edge died, say) asks, here or at another
