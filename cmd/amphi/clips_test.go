@@ -32,6 +32,27 @@ func postClip(t *testing.T, base, spaceID, token string, body any) (int, map[str
 
 type clipBody map[string]string
 
+// newSpace creates a live space titled title through c.
+func newSpace(t *testing.T, ctx context.Context, c *client.Client, title string) *client.Created {
+	t.Helper()
+	sp, err := c.Create(ctx, title, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
+}
+
+// playTone joins sp as a WHIP speaker through c and plays freq during
+// [on, off) of its timeline, silence after, until total.
+func playTone(t *testing.T, ctx context.Context, c *client.Client, sp *client.Created, freq float64, on, off, total time.Duration) *toneSpeaker {
+	t.Helper()
+	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
+	if err := s.play(ctx, freq, on, off, total); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestAHostClipsARangeLiveAndItsPagePreviews(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -39,16 +60,10 @@ func TestAHostClipsARangeLiveAndItsPagePreviews(t *testing.T) {
 	m := MustRunMain(t, t.TempDir())
 	defer m.Close()
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Clip & share", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Clip & share")
 	// A 440 Hz tone from 0.5 s to 2.5 s of the speaker's timeline, then
 	// silence; the recording starts when the space does, a little before.
-	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 500*time.Millisecond, 2500*time.Millisecond, 4*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	playTone(t, ctx, c, sp, 440, 500*time.Millisecond, 2500*time.Millisecond, 4*time.Second)
 	time.Sleep(1500 * time.Millisecond) // the recorder syncs every second
 
 	// Live: the host clips a second of the tone.
@@ -125,10 +140,7 @@ func TestClipRequestsThatCannotBeServedAreRefused(t *testing.T) {
 	m := MustRunMain(t, dir)
 	defer m.Close()
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Refusals", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Refusals")
 	time.Sleep(1500 * time.Millisecond) // a second of recording
 	for _, tc := range []struct {
 		name, token string
@@ -158,6 +170,7 @@ func TestClipRequestsThatCannotBeServedAreRefused(t *testing.T) {
 	if st, out := postClip(t, m.URL(), sp.ID, cohost, clipBody{"from": "0s", "to": "1s"}); st != http.StatusCreated {
 		t.Errorf("a co-host's clip: %d %v, want 201", st, out)
 	}
+	dialSpeaker(t, t.Context(), c, sp.ID, cohost) // and speaks: it fails the test if refused
 	// A cut a crash interrupted left a file nobody was told of: it is
 	// not served, nor is a clip that does not exist.
 	os.MkdirAll(filepath.Join(dir, "clips"), 0o700)
@@ -189,11 +202,7 @@ func TestAHostDeletesARecordingWithItsClipsAndRetentionExpiresThem(t *testing.T)
 	c := client.New(m.URL())
 	var spaces []*client.Created
 	for _, title := range []string{"Deleted by its host", "Expired"} {
-		sp, err := c.Create(ctx, title, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		spaces = append(spaces, sp)
+		spaces = append(spaces, newSpace(t, ctx, c, title))
 	}
 	time.Sleep(1500 * time.Millisecond) // a second of recording each
 	host := func(sp *client.Created) map[string]string {
@@ -260,14 +269,8 @@ func TestKillNineDuringCutsLeavesNoPartialClip(t *testing.T) {
 	dir := t.TempDir()
 	cmd, base := startServerProcess(t, dir)
 	c := client.New(base)
-	sp, err := c.Create(ctx, "Cut short", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 0, time.Hour, 3*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Cut short")
+	s := playTone(t, ctx, c, sp, 440, 0, time.Hour, 3*time.Second)
 	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
 		t.Fatal(err)
 	}
@@ -321,11 +324,20 @@ func TestKillNineDuringCutsLeavesNoPartialClip(t *testing.T) {
 	if len(made) == 0 {
 		t.Fatal("no clip was made before the kill")
 	}
+	// A cut killed between its rename and its row leaves a whole file
+	// that nothing knows: the restart removes it too.
+	orphan := filepath.Join(dir, "clips", "orphan.opus")
+	if err := os.WriteFile(orphan, []byte("OggS"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	m := MustRunMain(t, dir)
 	defer m.Close()
 	if parts, _ := filepath.Glob(filepath.Join(dir, "clips", "*.part")); len(parts) > 0 {
 		t.Errorf("after the restart, unfinished cuts are left on disk: %v", parts)
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Error("after the restart, a clip file the store does not know is left on disk")
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "clips", "*.opus"))
 	if len(files) < len(made) {

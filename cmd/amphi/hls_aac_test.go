@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/amphi-audio/amphi"
 	"github.com/amphi-audio/amphi/internal/client"
-	"github.com/amphi-audio/amphi/internal/tone"
 )
 
 // TestFFmpegHearsTheSpeakerInTheAACRendition: hls_url is a multivariant
@@ -28,11 +26,7 @@ import (
 // hls_url hears the speaker's tone.
 func TestFFmpegHearsTheSpeakerInTheAACRendition(t *testing.T) {
 	t.Parallel()
-	ffmpeg, errMpeg := exec.LookPath("ffmpeg")
-	ffprobe, errProbe := exec.LookPath("ffprobe")
-	if errMpeg != nil || errProbe != nil {
-		t.Skip("ffmpeg is not installed: the README's test command installs it")
-	}
+	ffmpeg, ffprobe := needTool(t, "ffmpeg"), needTool(t, "ffprobe")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
@@ -110,23 +104,6 @@ func TestFFmpegHearsTheSpeakerInTheAACRendition(t *testing.T) {
 
 	// ffmpeg picks the AAC rendition (the second variant, its program 1)
 	// from the URL the join gave.
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-v", "error", "-live_start_index", "-1",
-		"-i", adm.HLSURL, "-map", "0:p:1", "-t", "3", "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	raw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, stderr.Bytes())
-	}
-	pcm := make([]int16, len(raw)/2)
-	if _, err := binary.Decode(raw, binary.LittleEndian, pcm); err != nil {
-		t.Fatal(err)
-	}
-	if len(pcm) < amphi.SampleRate*2 {
-		t.Fatalf("ffmpeg decoded %d samples, want 3 s", len(pcm))
-	}
-	if tail := pcm[len(pcm)-amphi.SampleRate:]; !tone.Present(tail, amphi.SampleRate, 440, 660, 1000) {
-		t.Errorf("no 440 Hz tone in the last second ffmpeg played of the AAC rendition (440 Hz %.4g, 660 Hz %.4g)",
-			tone.Goertzel(tail, amphi.SampleRate, 440), tone.Goertzel(tail, amphi.SampleRate, 660))
-	}
+	pcm, _ := ffmpegDecode(t, ctx, ffmpeg, "-live_start_index", "-1", "-i", adm.HLSURL, "-map", "0:p:1", "-t", "3")
+	wantToneAtEnd(t, pcm, "the AAC rendition")
 }

@@ -115,10 +115,7 @@ func mediaNames(playlist string) (init string, segments, parts []string) {
 // playlist.
 func TestFFmpegHearsTheSpeakerThroughTheHLSPlaylist(t *testing.T) {
 	t.Parallel()
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Skip("ffmpeg is not installed: the README's test command installs it")
-	}
+	ffmpeg := needTool(t, "ffmpeg")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
@@ -164,25 +161,8 @@ func TestFFmpegHearsTheSpeakerThroughTheHLSPlaylist(t *testing.T) {
 	}
 
 	// ffmpeg plays the live edge from the URL the join gave.
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-v", "error", "-live_start_index", "-1",
-		"-i", adm.HLSURL, "-t", "3", "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	raw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, stderr.Bytes())
-	}
-	pcm := make([]int16, len(raw)/2)
-	if _, err := binary.Decode(raw, binary.LittleEndian, pcm); err != nil {
-		t.Fatal(err)
-	}
-	if len(pcm) < amphi.SampleRate*2 {
-		t.Fatalf("ffmpeg decoded %d samples, want 3 s", len(pcm))
-	}
-	if tail := pcm[len(pcm)-amphi.SampleRate:]; !tone.Present(tail, amphi.SampleRate, 440, 660, 1000) {
-		t.Errorf("no 440 Hz tone in the last second ffmpeg played (440 Hz %.4g, 660 Hz %.4g)",
-			tone.Goertzel(tail, amphi.SampleRate, 440), tone.Goertzel(tail, amphi.SampleRate, 660))
-	}
+	pcm, _ := ffmpegDecode(t, ctx, ffmpeg, "-live_start_index", "-1", "-i", adm.HLSURL, "-t", "3")
+	wantToneAtEnd(t, pcm, "the live edge")
 
 	// The space ends: its playlist says so, to the ticket holders still
 	// playing, though the room is gone.
@@ -232,5 +212,49 @@ func TestAnEdgeServesTheOriginsHLSMediaUnderTheSameNames(t *testing.T) {
 		if len(fromOrigin) == 0 || !bytes.Equal(fromOrigin, fromEdge) {
 			t.Errorf("%s: %d bytes at the origin, %d at the edge, not the same", name, len(fromOrigin), len(fromEdge))
 		}
+	}
+}
+
+// needTool returns the path of the program name, or skips the test when
+// it is not installed.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s is not installed: the README's test command installs it", name)
+	}
+	return path
+}
+
+// ffmpegDecode runs ffmpeg with input, its input options and URL, and
+// returns what it plays as 48 kHz mono PCM with what it wrote to stderr;
+// an ffmpeg that fails fails the test.
+func ffmpegDecode(t *testing.T, ctx context.Context, ffmpeg string, input ...string) ([]int16, []byte) {
+	t.Helper()
+	args := append([]string{"-nostdin", "-v", "error"}, input...)
+	cmd := exec.CommandContext(ctx, ffmpeg, append(args, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	raw, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ffmpeg %s: %v\n%s", strings.Join(input, " "), err, stderr.Bytes())
+	}
+	pcm := make([]int16, len(raw)/2)
+	if _, err := binary.Decode(raw, binary.LittleEndian, pcm); err != nil {
+		t.Fatal(err)
+	}
+	return pcm, stderr.Bytes()
+}
+
+// wantToneAtEnd fails unless pcm, 3 s that ffmpeg played of what, holds
+// 2 s or more and the speaker's 440 Hz tone in its last second.
+func wantToneAtEnd(t *testing.T, pcm []int16, what string) {
+	t.Helper()
+	if len(pcm) < amphi.SampleRate*2 {
+		t.Fatalf("ffmpeg decoded %d samples of %s, want 3 s", len(pcm), what)
+	}
+	if tail := pcm[len(pcm)-amphi.SampleRate:]; !tone.Present(tail, amphi.SampleRate, 440, 660, 1000) {
+		t.Errorf("no 440 Hz tone in the last second ffmpeg played of %s (440 Hz %.4g, 660 Hz %.4g)",
+			what, tone.Goertzel(tail, amphi.SampleRate, 440), tone.Goertzel(tail, amphi.SampleRate, 660))
 	}
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"math"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,19 +19,13 @@ import (
 // recording plays, across the segments' boundaries.
 func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
 	t.Parallel()
-	ffmpeg, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		t.Skip("ffmpeg is not installed: the README's test command installs it")
-	}
+	ffmpeg := needTool(t, "ffmpeg")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	m := MustRunMain(t, t.TempDir())
 	defer m.Close()
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Replay me", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Replay me")
 	playlist := m.URL() + "/spaces/" + sp.ID + "/replay/index.m3u8"
 	if _, v := call(t, http.MethodGet, m.URL()+"/spaces/"+sp.ID, nil, nil); v["replay_hls_url"] != playlist {
 		t.Errorf("the space's replay_hls_url is %v, want %s", v["replay_hls_url"], playlist)
@@ -42,10 +34,7 @@ func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
 		t.Errorf("the replay of a live space: %d, want 409", resp.StatusCode)
 	}
 	// A tone across the first segment's end (6 s).
-	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 500*time.Millisecond, 7500*time.Millisecond, 8*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	playTone(t, ctx, c, sp, 440, 500*time.Millisecond, 7500*time.Millisecond, 8*time.Second)
 	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
 		t.Fatal(err)
 	}
@@ -58,15 +47,10 @@ func TestTheReplayIsServedAsHLSVOD(t *testing.T) {
 		t.Errorf("a segment past the end: %d, want 404", resp.StatusCode)
 	}
 
-	cmd := exec.CommandContext(ctx, ffmpeg, "-nostdin", "-v", "error", "-i", playlist, "-f", "s16le", "-ac", "1", "-ar", "48000", "-")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	raw, err := cmd.Output()
-	if err != nil || len(bytes.TrimSpace(stderr.Bytes())) > 0 {
-		t.Fatalf("ffmpeg playing the replay: %v\n%s", err, stderr.Bytes())
+	vod, msgs := ffmpegDecode(t, ctx, ffmpeg, "-i", playlist)
+	if len(bytes.TrimSpace(msgs)) > 0 {
+		t.Fatalf("ffmpeg playing the replay: %s", msgs)
 	}
-	vod := make([]int16, len(raw)/2)
-	binary.Decode(raw, binary.LittleEndian, vod)
 	ogg := ffmpegPCM(t, "recording", fetch(t, ctx, m.URL()+"/spaces/"+sp.ID+"/recording.opus"))
 	if d := time.Duration(len(vod)-len(ogg)) * time.Second / amphi.SampleRate; d < -20*time.Millisecond || d > 20*time.Millisecond {
 		t.Errorf("the VOD plays %d samples, the recording %d", len(vod), len(ogg))
@@ -93,14 +77,8 @@ func TestACacheKeepsTheReplay(t *testing.T) {
 	defer m.Close()
 	base, _ := startNginx(t, strings.TrimPrefix(m.URL(), "http://"))
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Cached replay", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 0, time.Second, time.Second); err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Cached replay")
+	playTone(t, ctx, c, sp, 440, 0, time.Second, time.Second)
 	if _, err := c.End(ctx, sp.ID, sp.HostToken); err != nil {
 		t.Fatal(err)
 	}

@@ -75,14 +75,8 @@ func TestFromStartWhileLiveHearsTheFirstToneFirst(t *testing.T) {
 	m := MustRunMain(t, t.TempDir())
 	defer m.Close()
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "Rewind", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "Rewind")
+	s := playTone(t, ctx, c, sp, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond)
 	stop := s.playUntilStopped(t, ctx, 880)
 	defer stop()
 	time.Sleep(3 * time.Second) // 880 Hz is live, 440 Hz long gone from the burst
@@ -157,10 +151,7 @@ func TestAnEdgeRewindsToTheStartFromTheOriginsRecording(t *testing.T) {
 	defer edge.Close()
 	sp := createSpace(t, ctx, origin.URL())
 	knownAt(t, []*Main{edge}, sp.ID)
-	s := dialSpeaker(t, ctx, client.New(origin.URL()), sp.ID, sp.SpeakerToken)
-	if err := s.play(ctx, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	s := playTone(t, ctx, client.New(origin.URL()), sp, 440, 200*time.Millisecond, 2200*time.Millisecond, 2200*time.Millisecond)
 	stop := s.playUntilStopped(t, ctx, 880)
 	defer stop()
 	time.Sleep(4 * time.Second) // 440 Hz has left the edge's ring
@@ -195,10 +186,7 @@ func TestRewindsGiveBackTheirPlaceInThePast(t *testing.T) {
 	})
 	defer m.Close()
 	c := client.New(m.URL())
-	sp, err := c.Create(ctx, "One at a time", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := newSpace(t, ctx, c, "One at a time")
 	s := dialSpeaker(t, ctx, c, sp.ID, sp.SpeakerToken)
 	defer s.playUntilStopped(t, ctx, 440)()
 	time.Sleep(5 * time.Second)

@@ -297,6 +297,10 @@ type Edge struct {
 	start        time.Time // origin of the listeners' clocks
 	maxShards    int
 	head         []byte // responseHead
+	// heads[n] is the head of a stream starting n chunks behind the live
+	// edge (headBehind), made once for every start a burst or a resume
+	// can ask: a listener's request allocates none.
+	heads [][]byte
 
 	mu      sync.Mutex
 	rings   map[string]*program.Ring
@@ -319,7 +323,7 @@ type Edge struct {
 // New returns an edge with no spaces.
 func New(cfg Config) *Edge {
 	cfg.setDefaults()
-	return &Edge{
+	e := &Edge{
 		cfg:          cfg,
 		writeTimeout: int64(cfg.WriteTimeout),
 		maxLag:       uint64(max(cfg.MaxLag, cfg.MaxBurst+cfg.Coalesce) / amphi.ChunkDuration),
@@ -336,6 +340,11 @@ func New(cfg Config) *Edge {
 		done:         make(chan struct{}),
 		fetches:      make(chan struct{}, maxFetches),
 	}
+	e.heads = make([][]byte, e.maxLag+1)
+	for n := range e.heads {
+		e.heads[n] = e.headBehind(time.Duration(n) * amphi.ChunkDuration)
+	}
+	return e
 }
 
 // endedRingLife is how long a finished program's ring stays, so listeners
@@ -632,7 +641,7 @@ func (e *Edge) Serve(w http.ResponseWriter, r *http.Request, ring *program.Ring,
 		pos = min(max(st.From, ring.Oldest(), next-min(e.maxLag, next)), next)
 	}
 	l := listener{pos: pos, batch: e.batchChunks(st.Flush), onEnd: done, stop: st.Stop}
-	return e.stream(conn, ring, l, e.headBehind(time.Duration(next-pos)*amphi.ChunkDuration))
+	return e.stream(conn, ring, l, e.heads[min(next-pos, e.maxLag)])
 }
 
 // stream takes l's socket out of conn and writes what is due, starting

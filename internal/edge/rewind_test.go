@@ -76,3 +76,17 @@ func TestCloseCutsAStalledRewind(t *testing.T) {
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	io.Copy(io.Discard, conn)
 }
+
+// Every stream says how far behind the live edge its first audio is: the
+// burst asked for, or how far back a resume starts.
+func TestAStreamSaysHowFarBehindLiveItStarts(t *testing.T) {
+	te := startEdge(t, edge.Config{})
+	te.publish(t, 20, false)
+	for query, want := range map[string]string{"": "0.5", "?from=12": "0.8", "?from=20": "0.0"} {
+		l := listen(t, te.addr, query)
+		if got := l.resp.Header.Get("Amphi-Behind"); got != want {
+			t.Errorf("GET %q: Amphi-Behind %q, want %q", query, got, want)
+		}
+		l.conn.Close()
+	}
+}

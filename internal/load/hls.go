@@ -172,10 +172,7 @@ func (r *shareRun) listenHLS(ctx context.Context, k int, start time.Time) outcom
 			r.c.live.Add(-1)
 		}
 		r.mu.Lock()
-		if r.report.HLS == nil {
-			r.report.HLS = &HLSCounts{}
-		}
-		r.report.HLS.add(&h.c)
+		r.report.HLS.add(&h.c) // RunShare made it for an HLS scenario
 		r.mu.Unlock()
 	}()
 	err := h.play(ctx)
@@ -305,7 +302,8 @@ func (h *hlsListener) entry(ctx context.Context, hlsURL string) error {
 	}
 	for range maxEntryHops {
 		h.playlist = u.RequestURI()
-		resp, err := h.get(ctx, h.playlist, &h.body, true)
+		h.req = append(h.newRequest(), h.playlist...)
+		resp, err := h.get(ctx, &h.body, true)
 		if err != nil {
 			return err
 		}
@@ -339,13 +337,16 @@ func (h *hlsListener) entry(ctx context.Context, hlsURL string) error {
 // reload asks for the playlist once it lists next (a blocking reload), or
 // plainly after a part target when next is unknown (-1).
 func (h *hlsListener) reload(ctx context.Context, next partKey) error {
-	target := h.playlist
+	h.req = append(h.newRequest(), h.playlist...)
 	if next.msn >= 0 {
-		target = h.playlist + "&_HLS_msn=" + strconv.FormatInt(next.msn, 10) + "&_HLS_part=" + strconv.FormatInt(next.part, 10)
+		h.req = append(h.req, "&_HLS_msn="...)
+		h.req = strconv.AppendInt(h.req, next.msn, 10)
+		h.req = append(h.req, "&_HLS_part="...)
+		h.req = strconv.AppendInt(h.req, next.part, 10)
 	} else if err := sleep(ctx, h.partTarget); err != nil {
 		return err
 	}
-	resp, err := h.get(ctx, target, &h.body, true)
+	resp, err := h.get(ctx, &h.body, true)
 	if err != nil {
 		return err
 	}
@@ -368,9 +369,8 @@ func (h *hlsListener) reload(ctx context.Context, next partKey) error {
 
 // part fetches a listed part and plays it.
 func (h *hlsListener) part(ctx context.Context, p listedPart) error {
-	uri := h.body.Bytes()[p.uri[0]:p.uri[1]]
-	target := resolvePath(h.playlist, uri)
-	resp, err := h.get(ctx, target, &h.media, false)
+	h.req = appendPath(h.newRequest(), h.playlist, h.body.Bytes()[p.uri[0]:p.uri[1]])
+	resp, err := h.get(ctx, &h.media, false)
 	if err != nil {
 		return err
 	}
@@ -407,14 +407,18 @@ func (h *hlsListener) status(what string, resp *http.Response) error {
 	return fmt.Errorf("load: %s: %s", what, resp.Status)
 }
 
-// get sends a GET for target on the listener's connection and reads the
-// answer's body into buf, gunzipped when asked for gzip and sent so. A
-// kept-alive connection the server closed meanwhile is dialled again, as
-// a player's would be, once per request.
-func (h *hlsListener) get(ctx context.Context, target string, buf *bytes.Buffer, gz bool) (*http.Response, error) {
+// newRequest starts the next request in h.req: the caller appends its
+// target and calls get. Building it in place allocates nothing.
+func (h *hlsListener) newRequest() []byte {
+	return append(h.req[:0], "GET "...)
+}
+
+// get sends the GET started in h.req (newRequest) on the listener's
+// connection and reads the answer's body into buf, gunzipped when asked
+// for gzip and sent so. A kept-alive connection the server closed meanwhile is dialled
+// again, as a player's would be, once per request.
+func (h *hlsListener) get(ctx context.Context, buf *bytes.Buffer, gz bool) (*http.Response, error) {
 	r := h.r
-	h.req = append(h.req[:0], "GET "...)
-	h.req = append(h.req, target...)
 	h.req = append(h.req, " HTTP/1.1\r\nHost: "...)
 	h.req = append(h.req, r.host...)
 	h.req = append(h.req, "\r\nUser-Agent: amphi-load\r\n"...)
@@ -649,14 +653,14 @@ func firstVariant(b []byte) string {
 	return string(bytes.TrimSpace(uri))
 }
 
-// resolvePath returns the path of a URI relative to a playlist's path,
+// appendPath appends the path of a URI relative to a playlist's path,
 // without the playlist's query: media names are plain and ungated.
-func resolvePath(playlist string, uri []byte) string {
-	if bytes.HasPrefix(uri, []byte("/")) {
-		return string(uri)
+func appendPath(dst []byte, playlist string, uri []byte) []byte {
+	if !bytes.HasPrefix(uri, []byte("/")) {
+		dir, _, _ := strings.Cut(playlist, "?")
+		dst = append(dst, dir[:strings.LastIndexByte(dir, '/')+1]...)
 	}
-	dir, _, _ := strings.Cut(playlist, "?")
-	return dir[:strings.LastIndexByte(dir, '/')+1] + string(uri)
+	return append(dst, uri...)
 }
 
 // sleep waits d or until ctx is done.

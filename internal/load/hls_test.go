@@ -78,8 +78,8 @@ func TestHLSListenerFollowsTheFirstVariantAndResolvesMedia(t *testing.T) {
 		{"/spaces/s/hls/mk3/index.m3u8?ticket=T&_HLS_msn=1&_HLS_part=2", "1.2.m4s", "/spaces/s/hls/mk3/1.2.m4s"},
 		{"/spaces/s/hls/mk3/index.m3u8", "/other/1.2.m4s", "/other/1.2.m4s"},
 	} {
-		if got := resolvePath(c.playlist, []byte(c.uri)); got != c.want {
-			t.Errorf("resolvePath(%q, %q) = %q, want %q", c.playlist, c.uri, got, c.want)
+		if got := string(appendPath(nil, c.playlist, []byte(c.uri))); got != c.want {
+			t.Errorf("appendPath(nil, %q, %q) = %q, want %q", c.playlist, c.uri, got, c.want)
 		}
 	}
 	for in, want := range map[string]time.Duration{"0.2": 200 * time.Millisecond, "2": 2 * time.Second, "1.98": 1980 * time.Millisecond, "x": 0} {
